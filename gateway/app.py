@@ -1,0 +1,199 @@
+"""The app factory: ``create_app(settings, **overrides) -> Starlette``.
+
+The lifespan builds what the app owns (store, ingestion writer, trending model, catalog lookup)
+and closes it on shutdown; nothing lives in module globals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from catalog.lookup import CatalogLookup
+from gateway.auth import AuthError, viewer_from_headers
+from gateway.graphql_http import HTTPProblem, GraphQLEndpoint, problem_response, read_body
+from gateway.settings import Settings, load_settings
+from profiles.ingest import IngestionService
+from profiles.types import BatchTooLarge, IngestConfig, IngestUnavailable, ProfileConfig
+from recommend.trending import TrendingModel
+from resolvers.context import Services
+from resolvers.schema import build_schema
+from storage import open_store
+
+log = logging.getLogger("tailor.gateway")
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def build_services(settings: Settings, *, clock: Callable[[], float] = time.time) -> Services:
+    """Open the store and build the domain services (used by the app and by the CLI)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.db_path)
+    catalog = CatalogLookup(store)
+    profile_config = ProfileConfig(weights=dict(settings.event_weights))
+    ingest = IngestionService(
+        store,
+        config=IngestConfig(
+            custom_event_types=settings.custom_event_types,
+            clock_skew_s=settings.clock_skew_s,
+            max_batch_events=settings.max_batch_events,
+            group_commit_ms=settings.group_commit_ms,
+        ),
+        profile_config=profile_config,
+        categories=catalog.categories,
+        clock=clock,
+    )
+    trending = TrendingModel(
+        half_life_s=settings.trending_half_life_h * 3600.0,
+        categories=catalog.categories,
+        clock=clock,
+        cache_s=settings.trending_cache_s,
+    )
+    ingest.subscribe(trending.add_events)
+    services = Services(
+        store=store,
+        ingest=ingest,
+        trending=trending,
+        profile_config=profile_config,
+        max_first=settings.max_first,
+        clock=clock,
+    )
+    services.extras["catalog"] = catalog
+    return services
+
+
+def bootstrap_models(services: Services, settings: Settings) -> None:
+    """Load what serving needs from the store (trending from the recent event log)."""
+    since = services.clock() - settings.trending_window_days * 86_400.0
+    services.trending.add_events(services.store.iter_events(since=since))
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
+    """Build the gateway. ``overrides`` replace settings fields; ``clock`` injects time."""
+    clock: Callable[[], float] = overrides.pop("clock", time.time)
+    if settings is None:
+        settings = load_settings(**overrides)
+    elif overrides:
+        from gateway.settings import replace
+
+        settings = replace(settings, **overrides)
+    schema = build_schema()
+    state: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = build_services(settings, clock=clock)
+        bootstrap_models(services, settings)
+        services.ingest.start()
+        state["services"] = services
+        state["graphql"] = GraphQLEndpoint(
+            schema,
+            services,
+            max_body=settings.max_body_bytes,
+            production=settings.production,
+            graphiql=settings.graphiql_enabled,
+            secret=settings.jwt_secret,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        app.state.services = services
+        log.info("tailor ready: %d items, %d events", services.store.count_items(),
+                 services.store.count_events())
+        try:
+            yield
+        finally:
+            services.ingest.stop()
+            services.store.close()
+
+    async def graphql(request: Request) -> Response:
+        return await state["graphql"].handle(request)
+
+    async def events(request: Request) -> Response:
+        services: Services = state["services"]
+        try:
+            if request.method != "POST":
+                raise HTTPProblem(405, "use POST", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
+            try:
+                viewer = viewer_from_headers(
+                    request.headers.get("authorization"), request.headers.get("x-anonymous-id"),
+                    secret=settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                )
+            except AuthError as exc:
+                raise HTTPProblem(401, str(exc), "UNAUTHENTICATED",
+                                  {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            raws = parse_event_body(
+                request.headers.get("content-type", ""), await read_body(request, settings.max_body_bytes)
+            )
+            result = await services.ingest.ingest(
+                [viewer.prepare_event(r) for r in raws], viewer.authorize_event
+            )
+        except HTTPProblem as p:
+            return problem_response(p)
+        except BatchTooLarge as exc:
+            return problem_response(HTTPProblem(413, str(exc), "PAYLOAD_TOO_LARGE"))
+        except IngestUnavailable as exc:
+            return problem_response(HTTPProblem(503, str(exc), "SERVICE_UNAVAILABLE", {"Retry-After": "1"}))
+        return Response(orjson.dumps(result.as_json()), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
+    async def readyz(request: Request) -> Response:
+        services = state.get("services")
+        checks = {
+            "store": bool(services and services.store.ping()),
+            "trending": bool(services and len(services.trending) >= 0),
+            "ingest_writer": bool(services and services.ingest._thread is not None),
+        }
+        ok = all(checks.values())
+        return Response(orjson.dumps({"status": "ready" if ok else "not ready", "checks": checks}),
+                        status_code=200 if ok else 503, media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
+    routes = [
+        Route("/graphql", graphql, methods=ALL_METHODS),
+        Route("/v1/events", events, methods=ALL_METHODS),
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    return app
+
+
+def parse_event_body(content_type: str, body: bytes) -> list[Any]:
+    """A JSON array, ``{"batch": [...]}``, or NDJSON (``application/x-ndjson``)."""
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype in ("application/x-ndjson", "application/ndjson", "application/jsonl"):
+        out: list[Any] = []
+        for n, line in enumerate(body.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise HTTPProblem(400, f"line {n} is not valid JSON: {exc}", "BAD_REQUEST") from None
+        return out
+    if ctype != "application/json":
+        raise HTTPProblem(415, "use Content-Type application/json (array or {\"batch\": [...]}) or "
+                          "application/x-ndjson", "UNSUPPORTED_MEDIA_TYPE")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPProblem(400, f"the request body is not valid JSON: {exc}", "BAD_REQUEST") from None
+    if isinstance(data, dict) and isinstance(data.get("batch"), list):
+        data = data["batch"]
+    if not isinstance(data, list):
+        raise HTTPProblem(400, 'the body must be a JSON array of events or {"batch": [...]}', "BAD_REQUEST")
+    return data

@@ -1,0 +1,259 @@
+"""The ``tailor`` command line: serve, demo, import, token, profiles.
+
+Exit codes: 0 success, 1 the command ran but found problems (e.g. rejected rows), 2 bad usage or
+input that could not be read at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gateway.settings import Settings, SettingsError, load_settings
+
+console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; silent (summary only) when output is not a terminal."""
+    if not console.is_terminal:
+        yield lambda _n: None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _count_lines(path: Path) -> int | None:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return None
+    with path.open("rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        k: getattr(args, k, None) for k in ("data_dir", "host", "port") if getattr(args, k, None) is not None
+    }
+    return load_settings(getattr(args, "config", None), **overrides)
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    serve(settings)
+    return 0
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        loop="uvloop", http="httptools", access_log=False,
+    )
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from catalog.importer import import_items
+    from catalog.types import ImportRejected
+    from gateway.app import build_services
+    from profiles.imports import import_events, import_transactions, import_users
+    from storage.files import parse_mapping
+
+    settings = _settings(args)
+    path = Path(args.file)
+    mapping = parse_mapping(args.map)
+    services = build_services(settings)
+    try:
+        total = _count_lines(path) if path.is_file() else None
+        with progress_bar(f"import {args.kind}", total) as advance:
+            if args.kind == "items":
+                try:
+                    report = import_items(services.store, path, fmt=args.format, mapping=mapping,
+                                          skip_invalid=args.skip_invalid, progress=advance)
+                except ImportRejected as exc:
+                    console.print(f"[red]{exc}[/red]")
+                    console.print(f"every rejected row with its reason: {exc.report.rejects_file}")
+                    return 1
+                console.print(report.summary())
+                return 0 if report.ok else 1
+            if args.kind == "users":
+                summary = import_users(services.store, path, fmt=args.format, mapping=mapping,
+                                       now=time.time(), progress=advance)
+            elif args.kind == "transactions":
+                summary = import_transactions(services.ingest, path, fmt=args.format, mapping=mapping,
+                                              progress=advance)
+            else:
+                summary = import_events(services.ingest, path, fmt=args.format, mapping=mapping,
+                                        default_type=args.type, id_prefix=args.id_prefix or "",
+                                        progress=advance)
+        console.print(summary.summary())
+        return 1 if summary.rejected else 0
+    finally:
+        services.store.close()
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from gateway.auth import issue_token
+    from storage.fields import FieldError, ident
+
+    settings = _settings(args)
+    try:
+        ident({"user": args.user}, "user")
+    except FieldError as exc:
+        console.print(f"[red]--user {exc.reason}[/red]")
+        return 2
+    print(issue_token(settings.jwt_secret, args.user, scopes=args.scope or [], ttl_s=args.ttl,
+                      issuer=settings.jwt_issuer, audience=settings.jwt_audience))
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from gateway.app import build_services
+
+    settings = _settings(args)
+    services = build_services(settings)
+    try:
+        with progress_bar("rebuild profiles", services.store.count_events()) as advance:
+            started = time.perf_counter()
+            n = services.ingest.rebuild_profiles(progress=advance)
+        console.print(f"rebuilt {n} profiles from {services.store.count_events()} events "
+                      f"in {time.perf_counter() - started:.1f}s")
+        return 0
+    finally:
+        services.store.close()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.auth import issue_token
+    from gateway.demo import load_demo_world
+
+    settings = _settings(args)
+    info = load_demo_world(settings, seed=args.seed, n_users=args.users, n_items=args.items,
+                           progress=progress_bar)
+    user_token = issue_token(settings.jwt_secret, info["sample_user"], ttl_s=7 * 86400)
+    admin_token = issue_token(settings.jwt_secret, "demo-admin", scopes=["admin"], ttl_s=7 * 86400)
+    base = f"http://{settings.host}:{settings.port}"
+    console.print(f"[bold green]Tailor demo[/bold green]: {info['items']} items, {info['users']} users, "
+                  f"{info['events']} events in {settings.data_dir}")
+    console.print(f"GraphiQL:      {base}/graphql")
+    console.print(f"sample user:   {info['sample_user']}")
+    console.print(f"user token:    {user_token}")
+    console.print(f"admin token:   {admin_token}")
+    console.print(
+        f"try:  curl -s {base}/graphql -H 'content-type: application/json' "
+        "-d '{\"query\":\"{ trending(first: 3) { item { id title } score } }\"}'"
+    )
+    if args.no_serve:
+        return 0
+    serve(settings)
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tailor",
+        description="Tailor: a GraphQL personalization gateway with edge caching.",
+        epilog="Settings come from TAILOR_* environment variables and an optional TOML file "
+        "(--config); see the README.",
+    )
+    parser.add_argument("--config", help="TOML settings file (also TAILOR_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser, server: bool = False) -> None:
+        p.add_argument("--data-dir", type=Path, help="where the data lives (default ./var)")
+        if server:
+            p.add_argument("--host", help="bind address (default 127.0.0.1)")
+            p.add_argument("--port", type=int, help="port (default 8000)")
+
+    p = sub.add_parser("serve", help="run the gateway", description="Run the gateway (uvicorn).")
+    common(p, server=True)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="generate the demo fashion shop, load it and serve",
+                       description="Generate a deterministic synthetic fashion shop, load it through "
+                       "the import paths, build the models and serve. An existing data dir is reused.")
+    common(p, server=True)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--items", type=int, default=5000)
+    p.add_argument("--no-serve", action="store_true", help="load only, do not start the server")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("import", help="import items, users, events or transactions from a file",
+                       description="Import a JSONL/NDJSON, CSV or Parquet file. Invalid rows are "
+                       "reported with their row, field and reason (and written to FILE.rejects.jsonl).")
+    p.add_argument("kind", choices=["items", "users", "events", "transactions"])
+    p.add_argument("file")
+    common(p)
+    p.add_argument("--format", choices=["jsonl", "ndjson", "csv", "parquet"], help="default: from the suffix")
+    p.add_argument("--map", help="rename columns: SOURCE=TARGET,... (e.g. movieId=itemId,rating=value)")
+    p.add_argument("--type", help="events: event type for rows without one (e.g. rate)")
+    p.add_argument("--id-prefix", help="events: prefix for user/item/session ids (e.g. ml)")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="items: write the valid rows even when some are invalid (default: all or nothing)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("token", help="issue a JWT for a user (development and tests)",
+                       description="Print an HS256 JWT signed with TAILOR_JWT_SECRET.")
+    p.add_argument("--user", required=True, help="the user id (the token's sub)")
+    p.add_argument("--scope", action="append", choices=["admin", "service"], help="repeatable")
+    p.add_argument("--ttl", type=int, default=3600, help="seconds until expiry (default 3600)")
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("profiles", help="profile maintenance")
+    psub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    r = psub.add_parser("rebuild", help="recompute every profile from the event log")
+    common(r)
+    r.set_defaults(func=cmd_profiles)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        return 2
+    except Exception as exc:
+        from storage.types import StorageError
+
+        if isinstance(exc, StorageError):
+            console.print(f"[red]error:[/red] {exc}")
+            return 2
+        raise
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

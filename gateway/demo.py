@@ -1,0 +1,73 @@
+"""``tailor demo``: generate the synthetic fashion shop and load it through the public import paths.
+
+The world is generated into ``<data_dir>/demo/`` (items.jsonl, users.jsonl, events.ndjson and the
+persona ground truth) and loaded with the same importers a user runs (`tailor import ...`).
+A data dir that already holds a demo world with the same parameters is reused as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from catalog.importer import import_items
+from demo.world import generate_world
+from gateway.app import build_services
+from gateway.settings import Settings
+from profiles.imports import import_events, import_users
+
+ProgressFactory = Callable[[str, int | None], contextlib.AbstractContextManager[Callable[[int], None]]]
+
+
+@contextlib.contextmanager
+def _silent(_label: str, _total: int | None = None) -> Iterator[Callable[[int], None]]:
+    yield lambda _n: None
+
+
+def load_demo_world(
+    settings: Settings,
+    *,
+    seed: int = 42,
+    n_users: int = 2000,
+    n_items: int = 5000,
+    progress: ProgressFactory = _silent,
+) -> dict[str, Any]:
+    """Generate (once) and import the demo world; returns counts and a sample user id."""
+    world_dir = settings.data_dir / "demo"
+    params = json.dumps({"seed": seed, "users": n_users, "items": n_items}, sort_keys=True)
+    services = build_services(settings)
+    try:
+        store = services.store
+        if store.get_meta("demo_world") != params:
+            world_dir.mkdir(parents=True, exist_ok=True)
+            generate_world(world_dir, seed=seed, n_users=n_users, n_items=n_items)
+            with progress("import items", n_items) as advance:
+                import_items(store, world_dir / "items.jsonl", progress=advance)
+            with progress("import users", n_users) as advance:
+                import_users(store, world_dir / "users.jsonl", now=time.time(), progress=advance)
+            services.extras["catalog"].update(store.iter_items())
+            with progress("import events", _lines(world_dir / "events.ndjson")) as advance:
+                summary = import_events(services.ingest, world_dir / "events.ndjson", progress=advance)
+            if summary.rejected:
+                raise RuntimeError(f"demo events rejected: {summary.rejected[:3]}")
+            store.set_meta("demo_world", params)
+        personas = json.loads((world_dir / "personas.json").read_text())
+        sample = next((u for u, p in sorted(personas.items()) if p == "high_value_loyalist"), None)
+        return {
+            "items": store.count_items(),
+            "users": store.count_users(),
+            "events": store.count_events(),
+            "sample_user": sample or sorted(personas)[0],
+            "world_dir": world_dir,
+        }
+    finally:
+        services.store.close()
+
+
+def _lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(1 for _ in fh)

@@ -1,0 +1,178 @@
+"""One immutable settings object, read from ``TAILOR_*`` environment variables and an optional TOML file.
+
+Precedence (highest first): explicit overrides passed to :func:`load_settings`, environment
+variables, the TOML file, the defaults below. Every default runs on one machine with no external
+service: data lives under ``./var``.
+
+Environment variables are the upper-cased field names with a ``TAILOR_`` prefix, e.g.
+``TAILOR_DATA_DIR=/srv/tailor``, ``TAILOR_PRODUCTION=true``. In TOML the same names are used
+without the prefix, at the top level (``data_dir = "/srv/tailor"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_DEFAULT_WEIGHTS = {
+    "view": 0.5,
+    "click": 1.0,
+    "add_to_cart": 3.0,
+    "remove_from_cart": -1.0,
+    "purchase": 5.0,
+    "search": 0.0,
+    "rate": 1.0,
+    "identify": 0.0,
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a value of the wrong type or out of range; the message names the setting."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # --- runtime ---
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    production: bool = False
+    graphiql: bool = True  # forced off in production
+    log_level: str = "info"
+
+    # --- auth ---
+    jwt_secret: str = "dev-insecure-secret-change-me"
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    token_ttl_s: int = 3600
+
+    # --- HTTP / GraphQL limits ---
+    max_body_bytes: int = 1_000_000
+    max_batch_events: int = 1000
+    max_first: int = 100
+
+    # --- ingestion ---
+    custom_event_types: tuple[str, ...] = ()
+    clock_skew_s: int = 300
+    group_commit_ms: float = 2.0
+    event_weights: Mapping[str, float] = field(default_factory=lambda: dict(_DEFAULT_WEIGHTS))
+
+    # --- trending ---
+    trending_half_life_h: float = 48.0
+    trending_window_days: int = 30
+    trending_cache_s: float = 30.0
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "tailor.db"
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.graphiql and not self.production
+
+    @property
+    def insecure_secret(self) -> bool:
+        return self.jwt_secret == Settings.__dataclass_fields__["jwt_secret"].default
+
+
+def _coerce(name: str, raw: Any, annotation: Any) -> Any:
+    """Coerce a raw value (string from the environment, or TOML value) to the field's type."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        non_none = [a for a in args if a is not type(None)]
+        if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+            return None
+        return _coerce(name, raw, non_none[0])
+    try:
+        if annotation is bool:
+            if isinstance(raw, bool):
+                return raw
+            value = str(raw).strip().lower()
+            if value in ("1", "true", "yes", "on"):
+                return True
+            if value in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected a boolean, got {raw!r}")
+        if annotation is int:
+            if isinstance(raw, bool):
+                raise ValueError("expected an integer")
+            return int(raw)
+        if annotation is float:
+            return float(raw)
+        if annotation is str:
+            return str(raw)
+        if annotation is Path:
+            return Path(str(raw))
+        if origin is tuple:
+            if isinstance(raw, str):
+                return tuple(p.strip() for p in raw.split(",") if p.strip())
+            return tuple(str(x) for x in raw)
+        if origin is Mapping or annotation is Mapping:
+            if isinstance(raw, str):
+                pairs = (p.split("=", 1) for p in raw.split(",") if p.strip())
+                raw = {k.strip(): v for k, v in pairs}
+            return {str(k): float(v) for k, v in dict(raw).items()}
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting {name!r}: {exc}") from exc
+    return raw
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build :class:`Settings` from defaults, a TOML file, ``TAILOR_*`` variables and overrides."""
+    env = os.environ if environ is None else environ
+    hints = typing.get_type_hints(Settings)
+    values: dict[str, Any] = {}
+    path = config_file or env.get("TAILOR_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise SettingsError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path}: {exc}") from exc
+        unknown = set(doc) - set(hints)
+        if unknown:
+            raise SettingsError(f"config file {path}: unknown settings {sorted(unknown)}")
+        values.update(doc)
+    for name in hints:
+        key = f"TAILOR_{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(values) - set(hints)
+    if unknown:
+        raise SettingsError(f"unknown settings {sorted(unknown)}")
+    coerced = {name: _coerce(name, raw, hints[name]) for name, raw in values.items()}
+    if "event_weights" in coerced:
+        coerced["event_weights"] = {**_DEFAULT_WEIGHTS, **coerced["event_weights"]}
+    settings = Settings(**coerced)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    positive = ("port", "max_body_bytes", "max_batch_events", "max_first", "token_ttl_s")
+    for name in positive:
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"setting {name!r} must be positive, got {getattr(s, name)}")
+    if s.trending_half_life_h <= 0:
+        raise SettingsError("setting 'trending_half_life_h' must be positive")
+    if s.production and s.insecure_secret:
+        raise SettingsError("production mode needs TAILOR_JWT_SECRET set to a real secret")
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

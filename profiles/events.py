@@ -1,0 +1,146 @@
+"""Validation of raw events into :class:`storage.types.EventRecord`.
+
+The rules, per field:
+
+- ``messageId`` (required): id characters, at most 128; the idempotency key.
+- ``type`` (required): a built-in type or one declared in ``custom_event_types``.
+- ``userId`` and/or ``anonymousId``: at least one; ``identify`` needs both.
+- ``itemId``: required for view, click, add_to_cart, remove_from_cart, purchase, rate.
+- ``sessionId`` optional id; ``channel`` one of web, mobile, email, offline, api (default api).
+- ``timestamp``: ISO-8601 with offset or epoch s/ms; missing -> receive time; more than
+  ``clock_skew_s`` in the future -> clamped to the receive time and flagged.
+- ``properties`` object (at most 8 kB): ``price`` >= 0, ``quantity`` integer 1..10,000,
+  ``value`` (rate, required) 0..10, ``query`` (search, required) 1..500 characters.
+- ``traits`` (identify only): an object of CRM traits.
+Unknown top-level fields are rejected, so a typo never silently drops data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from profiles.types import BUILTIN_EVENT_TYPES, CHANNELS, FLAG_CLAMPED, ITEM_EVENT_TYPES
+from storage import fields
+from storage.fields import FieldError
+from storage.timeutil import parse_timestamp
+from storage.types import EventRecord
+
+KNOWN_FIELDS = frozenset(
+    {"messageId", "type", "userId", "anonymousId", "itemId", "sessionId", "channel",
+     "timestamp", "properties", "traits"}
+)
+MAX_PROPERTIES_BYTES = 8192
+
+
+def payload_hash(raw: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def validate_event(
+    raw: Any,
+    *,
+    received_at: float,
+    custom_types: tuple[str, ...] = (),
+    clock_skew_s: float = 300.0,
+) -> EventRecord:
+    """Validate one raw event; raises :class:`FieldError` naming the first bad field."""
+    if not isinstance(raw, dict):
+        raise FieldError("-", f"an event must be a JSON object, got {type(raw).__name__}")
+    unknown = sorted(k for k in raw if k not in KNOWN_FIELDS)
+    if unknown:
+        raise FieldError(str(unknown[0])[:64], "unknown field")
+    message_id = fields.ident(raw, "messageId")
+    etype = raw.get("type")
+    if etype is None or etype == "":
+        raise FieldError("type", "is required")
+    if not isinstance(etype, str) or (etype not in BUILTIN_EVENT_TYPES and etype not in custom_types):
+        allowed = ", ".join((*BUILTIN_EVENT_TYPES, *custom_types))
+        raise FieldError("type", f"unknown event type {str(etype)[:40]!r} (allowed: {allowed})")
+    user_id = fields.ident(raw, "userId", required=False)
+    anonymous_id = fields.ident(raw, "anonymousId", required=False)
+    if user_id is None and anonymous_id is None:
+        raise FieldError("userId", "userId or anonymousId is required")
+    if etype == "identify" and (user_id is None or anonymous_id is None):
+        raise FieldError("anonymousId" if user_id else "userId", "identify needs both userId and anonymousId")
+    item_id = fields.ident(raw, "itemId", required=etype in ITEM_EVENT_TYPES)
+    session_id = fields.ident(raw, "sessionId", required=False)
+    channel = raw.get("channel", "api")
+    if channel not in CHANNELS:
+        raise FieldError("channel", f"must be one of {', '.join(CHANNELS)}")
+
+    flags = 0
+    if raw.get("timestamp") in (None, ""):
+        ts = received_at
+    else:
+        try:
+            ts = parse_timestamp(raw["timestamp"])
+        except ValueError as exc:
+            raise FieldError("timestamp", str(exc)) from None
+        if ts > received_at + clock_skew_s:
+            ts, flags = received_at, FLAG_CLAMPED
+
+    props = raw.get("properties") or {}
+    if not isinstance(props, dict):
+        raise FieldError("properties", "must be an object")
+    if len(orjson.dumps(props)) > MAX_PROPERTIES_BYTES:
+        raise FieldError("properties", f"larger than {MAX_PROPERTIES_BYTES} bytes")
+    props = _validate_properties(etype, dict(props))
+    if etype == "identify" and raw.get("traits") is not None:
+        if not isinstance(raw["traits"], dict):
+            raise FieldError("traits", "must be an object")
+        props["traits"] = raw["traits"]
+    elif raw.get("traits") is not None:
+        raise FieldError("traits", "only identify events carry traits")
+
+    assert message_id is not None
+    profile_key = user_id if user_id is not None else f"anon:{anonymous_id}"
+    return EventRecord(
+        message_id=message_id,
+        type=etype,
+        profile_key=profile_key,
+        ts=ts,
+        received_at=received_at,
+        payload_hash=payload_hash(raw),
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        item_id=item_id,
+        session_id=session_id,
+        channel=channel,
+        properties=props,
+        flags=flags,
+    )
+
+
+def _validate_properties(etype: str, props: dict[str, Any]) -> dict[str, Any]:
+    def prop(name: str) -> str:
+        return f"properties.{name}"
+
+    if "price" in props:
+        try:
+            props["price"] = fields.number(props, "price", minimum=0, maximum=1e9)
+        except FieldError as exc:
+            raise FieldError(prop("price"), exc.reason) from None
+    if "quantity" in props or etype in ("purchase", "add_to_cart"):
+        q = props.get("quantity", 1)
+        if isinstance(q, str) and q.isdigit():
+            q = int(q)
+        if isinstance(q, float) and q.is_integer():
+            q = int(q)
+        if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 10_000:
+            raise FieldError(prop("quantity"), "must be an integer from 1 to 10000")
+        props["quantity"] = q
+    if etype == "rate":
+        try:
+            props["value"] = fields.number(props, "value", minimum=0, maximum=10, required=True)
+        except FieldError as exc:
+            raise FieldError(prop("value"), exc.reason) from None
+    if etype == "search":
+        query = props.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise FieldError(prop("query"), "search events need a non-empty query")
+        if len(query) > 500:
+            raise FieldError(prop("query"), "longer than 500 characters")
+    return props

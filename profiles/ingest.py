@@ -1,0 +1,268 @@
+"""The one ingestion service behind every entry point (REST, GraphQL, CLI imports).
+
+Flow for a batch: validate every event (rejects are answered, never stored) -> hand the valid
+ones to the writer -> the writer groups whatever batches are waiting into ONE SQLite transaction
+(group commit: a single fsync for many requests) that inserts the events (dedup on messageId,
+conflict on a different payload), links identities and updates the affected profiles -> only
+after COMMIT are the waiting callers answered. A crash before COMMIT loses only unacknowledged
+work; a batch is never half-written because each group is one transaction.
+
+Listeners (trending, caches) are called in the writer thread after COMMIT and before the callers
+are answered, so the caller's next request sees the new state (read-your-writes). Listeners must
+be thread-safe and quick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from profiles.events import validate_event
+from profiles.state import CategoryLookup, ProfileState
+from profiles.types import (
+    BatchResult,
+    BatchTooLarge,
+    EventResult,
+    IngestConfig,
+    IngestUnavailable,
+    ProfileConfig,
+)
+from storage.fields import FieldError
+from storage.sqlite import SQLiteStore
+from storage.types import JSON, EventRecord
+
+log = logging.getLogger("tailor.ingest")
+
+Listener = Callable[[list[EventRecord]], None]
+ConsentCheck = Callable[[EventRecord], bool]
+Authorize = Callable[[EventRecord], "tuple[str, str] | None"]
+
+
+@dataclasses.dataclass
+class _Job:
+    events: list[EventRecord]
+    future: Future[list[str]]
+
+
+class IngestionService:
+    """Validates, deduplicates, durably stores events and keeps profiles current."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        *,
+        config: IngestConfig | None = None,
+        profile_config: ProfileConfig | None = None,
+        categories: CategoryLookup = lambda _item: (),
+        clock: Callable[[], float] = time.time,
+        tracking_allowed: ConsentCheck | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config or IngestConfig()
+        self.profile_config = profile_config or ProfileConfig()
+        self.categories = categories
+        self.clock = clock
+        self.tracking_allowed = tracking_allowed
+        self._listeners: list[Listener] = []
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # serialises direct (thread-less) writes
+
+    # ------------------------------------------------------------------ lifecycle
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="tailor-ingest-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    # ------------------------------------------------------------------ public API
+    def validate(
+        self, raws: Sequence[Any], authorize: Authorize | None = None
+    ) -> tuple[list[EventResult | None], list[tuple[int, EventRecord]]]:
+        """Validate a batch: per index either a rejection result or a record to write."""
+        if len(raws) > self.config.max_batch_events:
+            raise BatchTooLarge(
+                f"batch has {len(raws)} events; the limit is {self.config.max_batch_events} per request"
+            )
+        now = self.clock()
+        results: list[EventResult | None] = [None] * len(raws)
+        valid: list[tuple[int, EventRecord]] = []
+        for i, raw in enumerate(raws):
+            try:
+                ev = validate_event(
+                    raw,
+                    received_at=now,
+                    custom_types=self.config.custom_event_types,
+                    clock_skew_s=self.config.clock_skew_s,
+                )
+            except FieldError as exc:
+                mid = raw.get("messageId") if isinstance(raw, dict) else None
+                results[i] = EventResult(
+                    i, "rejected", mid if isinstance(mid, str) else None, exc.field, exc.reason
+                )
+                continue
+            denied = authorize(ev) if authorize is not None else None
+            if denied is not None:
+                results[i] = EventResult(i, "rejected", ev.message_id, denied[0], denied[1])
+                continue
+            if self.tracking_allowed is not None and not self.tracking_allowed(ev):
+                results[i] = EventResult(i, "dropped", ev.message_id, None, "no tracking consent")
+                continue
+            valid.append((i, ev))
+        return results, valid
+
+    async def ingest(self, raws: Sequence[Any], authorize: Authorize | None = None) -> BatchResult:
+        """Validate and durably store a batch; returns only after the COMMIT."""
+        results, valid = self.validate(raws, authorize)
+        if valid:
+            if self._thread is None:
+                outcomes = await asyncio.to_thread(self._write_direct, [ev for _, ev in valid])
+            else:
+                fut: Future[list[str]] = Future()
+                self._queue.put(_Job([ev for _, ev in valid], fut))
+                outcomes = await asyncio.wrap_future(fut)
+            self._fill(results, valid, outcomes)
+        return BatchResult([r for r in results if r is not None])
+
+    def ingest_sync(self, raws: Sequence[Any]) -> BatchResult:
+        """The same as :meth:`ingest` for callers without an event loop (CLI imports)."""
+        results, valid = self.validate(raws)
+        if valid:
+            outcomes = self._write_direct([ev for _, ev in valid])
+            self._fill(results, valid, outcomes)
+        return BatchResult([r for r in results if r is not None])
+
+    # ------------------------------------------------------------------ writing
+    @staticmethod
+    def _fill(
+        results: list[EventResult | None], valid: list[tuple[int, EventRecord]], outcomes: list[str]
+    ) -> None:
+        for (i, ev), outcome in zip(valid, outcomes, strict=True):
+            if outcome == "conflict":
+                results[i] = EventResult(
+                    i, "conflict", ev.message_id, "messageId",
+                    "this messageId was already stored with a different payload",
+                )
+            else:
+                results[i] = EventResult(i, outcome, ev.message_id, clamped=bool(ev.flags & 1))  # type: ignore[arg-type]
+
+    def _write_direct(self, events: list[EventRecord]) -> list[str]:
+        with self._lock:
+            return self._write_group(events)
+
+    def _run(self) -> None:
+        wait = self.config.group_commit_ms / 1000.0
+        stop = False
+        while not stop:
+            job = self._queue.get()
+            if job is None:
+                break
+            jobs = [job]
+            deadline = time.monotonic() + wait
+            # Gather what else is waiting (up to a short window) into the same transaction.
+            while True:
+                try:
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+                if sum(len(j.events) for j in jobs) >= 5000:
+                    break
+            events = [ev for j in jobs for ev in j.events]
+            try:
+                with self._lock:
+                    outcomes = self._write_group(events)
+            except Exception as exc:
+                log.exception("event write failed; %d events not acknowledged", len(events))
+                for j in jobs:
+                    j.future.set_exception(IngestUnavailable(f"events could not be stored: {exc}"))
+                continue
+            pos = 0
+            for j in jobs:
+                j.future.set_result(outcomes[pos : pos + len(j.events)])
+                pos += len(j.events)
+
+    def _write_group(self, events: list[EventRecord]) -> list[str]:
+        """One transaction: resolve identities, insert, link, update profiles; then notify."""
+        links: dict[str, str] = {}
+        keyed: list[EventRecord] = []
+        for ev in events:
+            if ev.type == "identify" and ev.anonymous_id and ev.user_id:
+                links[ev.anonymous_id] = ev.user_id
+            key = ev.profile_key
+            if ev.user_id is None and ev.anonymous_id is not None:
+                user = links.get(ev.anonymous_id) or self.store.resolve_identity(ev.anonymous_id)
+                if user is not None:
+                    key = user
+            keyed.append(ev if key == ev.profile_key else dataclasses.replace(ev, profile_key=key))
+
+        accepted_events: list[EventRecord] = []
+
+        def update(accepted: list[EventRecord]) -> dict[str, JSON]:
+            accepted_events.extend(accepted)
+            return self._profile_updates(accepted)
+
+        outcomes = self.store.insert_events(keyed, update)
+        if accepted_events:
+            for listener in self._listeners:
+                try:
+                    listener(accepted_events)
+                except Exception:  # a listener must never fail an acknowledged write
+                    log.exception("event listener %r failed", listener)
+        return list(outcomes)
+
+    def _profile_updates(self, accepted: Iterable[EventRecord]) -> dict[str, JSON]:
+        states: dict[str, ProfileState] = {}
+
+        def load(key: str) -> ProfileState:
+            st = states.get(key)
+            if st is None:
+                st = states[key] = ProfileState.from_json(self.store.get_profile_state(key))
+            return st
+
+        for ev in accepted:
+            if ev.type == "identify" and ev.anonymous_id and ev.user_id:
+                # The anonymous history joins the user's profile (the store re-keys the events).
+                anon = load(f"anon:{ev.anonymous_id}")
+                del states[f"anon:{ev.anonymous_id}"]
+                load(ev.user_id).merge(anon, self.profile_config)
+                continue
+            load(ev.profile_key).apply(ev, self.profile_config, self.categories)
+        return {k: v.to_json() for k, v in states.items()}
+
+    # ------------------------------------------------------------------ rebuild
+    def rebuild_profiles(self, progress: Callable[[int], None] | None = None) -> int:
+        """Recompute every profile from the event log (timestamp order); returns profiles written."""
+        states: dict[str, ProfileState] = {}
+        for ev in self.store.iter_events():
+            if progress:
+                progress(1)
+            if ev.type == "identify":
+                continue
+            st = states.setdefault(ev.profile_key, ProfileState())
+            st.apply(ev, self.profile_config, self.categories)
+        with self._lock:
+            self.store.replace_profile_states({k: v.to_json() for k, v in states.items()})
+        return len(states)
+
+    def profile(self, profile_key: str) -> ProfileState | None:
+        doc = self.store.get_profile_state(profile_key)
+        return None if doc is None else ProfileState.from_json(doc)

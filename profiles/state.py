@@ -1,0 +1,232 @@
+"""A user's profile as an order-independent aggregate of their events.
+
+Every part of the state is a commutative aggregate (counts, sums, min/max, per-day buckets,
+exponentially decayed sums kept against a reference time, top-N by a total order). So applying
+events one at a time in arrival order (the live path) and replaying the log in timestamp order
+(``tailor profiles rebuild``) give the same state, and merging two states (identity resolution:
+an anonymous history joins a user's profile) is just another combination.
+
+Windowed counts (7 and 30 days) come from per-day buckets. Buckets older than 31 days before the
+newest event are pruned, so a state stays small however long a user's history is. Features that
+depend on "now" (recency, windows, decayed affinities) are computed at read time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from profiles.types import ProfileConfig
+from storage.types import EventRecord
+
+DAY = 86_400.0
+_BUCKET_DAYS = 31
+_NEVER_DAYS = 365.0
+WINDOW_TYPES = ("view", "click", "add_to_cart", "purchase", "search", "rate")
+
+CategoryLookup = Callable[[str], Iterable[str]]
+
+
+def _decay(value: float, dt: float, half_life_s: float) -> float:
+    return value * math.pow(0.5, dt / half_life_s)
+
+
+@dataclass
+class ProfileState:
+    counts: dict[str, int] = field(default_factory=dict)
+    first_ts: float | None = None
+    last_ts: float | None = None
+    last_purchase_ts: float | None = None
+    last_channel: tuple[float, str] | None = None
+    monetary: float = 0.0
+    engagement: float = 0.0
+    orders: set[str] = field(default_factory=set)
+    days: dict[int, dict[str, int]] = field(default_factory=dict)
+    # session id -> [first ts, last ts, views, purchased]
+    sessions: dict[str, list[float]] = field(default_factory=dict)
+    # category -> [decayed value at ref, ref ts]
+    affinity: dict[str, list[float]] = field(default_factory=dict)
+    # newest interactions: (ts, message_id, item_id, type, weight)
+    history: list[tuple[float, str, str, str, float]] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ updates
+    def apply(self, ev: EventRecord, config: ProfileConfig, categories: CategoryLookup) -> None:
+        t = ev.ts
+        self.counts[ev.type] = self.counts.get(ev.type, 0) + 1
+        self.first_ts = t if self.first_ts is None else min(self.first_ts, t)
+        self.last_ts = t if self.last_ts is None else max(self.last_ts, t)
+        if self.last_channel is None or (t, ev.channel) > self.last_channel:
+            self.last_channel = (t, ev.channel)
+        weight = self.event_weight(ev, config)
+        self.engagement += weight
+        if ev.type == "purchase":
+            price = float(ev.properties.get("price") or 0.0)
+            qty = int(ev.properties.get("quantity") or 1)
+            self.monetary += price * qty
+            self.orders.add(str(ev.properties.get("orderId") or ev.session_id or ev.message_id))
+            self.last_purchase_ts = t if self.last_purchase_ts is None else max(self.last_purchase_ts, t)
+        self._add_day(int(t // DAY), ev.type, 1)
+        if ev.session_id:
+            s = self.sessions.get(ev.session_id)
+            if s is None:
+                self.sessions[ev.session_id] = [t, t, float(ev.type == "view"), float(ev.type == "purchase")]
+            else:
+                s[0], s[1] = min(s[0], t), max(s[1], t)
+                s[2] += float(ev.type == "view")
+                s[3] = max(s[3], float(ev.type == "purchase"))
+        if ev.item_id and weight > 0:
+            half = config.affinity_half_life_days * DAY
+            for cat in categories(ev.item_id):
+                self._add_affinity(cat, weight, t, half)
+            self._add_history((t, ev.message_id, ev.item_id, ev.type, weight), config.history_size)
+
+    @staticmethod
+    def event_weight(ev: EventRecord, config: ProfileConfig) -> float:
+        w = float(config.weights.get(ev.type, 0.0))
+        if ev.type == "rate":
+            w *= float(ev.properties.get("value") or 0.0) / 5.0
+        return w
+
+    def _add_day(self, day: int, etype: str, n: int) -> None:
+        newest = max(self.days) if self.days else day
+        if day < max(newest, day) - _BUCKET_DAYS:
+            return
+        bucket = self.days.setdefault(day, {})
+        bucket[etype] = bucket.get(etype, 0) + n
+        if day > newest:
+            for old in [d for d in self.days if d < day - _BUCKET_DAYS]:
+                del self.days[old]
+
+    def _add_affinity(self, cat: str, w: float, t: float, half: float) -> None:
+        cur = self.affinity.get(cat)
+        if cur is None:
+            self.affinity[cat] = [w, t]
+        elif t >= cur[1]:
+            self.affinity[cat] = [_decay(cur[0], t - cur[1], half) + w, t]
+        else:
+            cur[0] += _decay(w, cur[1] - t, half)
+
+    def _add_history(self, entry: tuple[float, str, str, str, float], size: int) -> None:
+        # Kept sorted and cut to the ``size`` newest: the same set whatever the arrival order.
+        bisect.insort(self.history, entry)
+        if len(self.history) > size:
+            del self.history[0]
+
+    def merge(self, other: ProfileState, config: ProfileConfig) -> None:
+        """Fold ``other`` (e.g. an anonymous visitor's state) into this one."""
+        for k, v in other.counts.items():
+            self.counts[k] = self.counts.get(k, 0) + v
+        for name in ("first_ts",):
+            a, b = getattr(self, name), getattr(other, name)
+            setattr(self, name, b if a is None else a if b is None else min(a, b))
+        for name in ("last_ts", "last_purchase_ts"):
+            a, b = getattr(self, name), getattr(other, name)
+            setattr(self, name, b if a is None else a if b is None else max(a, b))
+        if other.last_channel and (self.last_channel is None or other.last_channel > self.last_channel):
+            self.last_channel = other.last_channel
+        self.monetary += other.monetary
+        self.engagement += other.engagement
+        self.orders |= other.orders
+        for day, bucket in sorted(other.days.items()):
+            for etype, n in bucket.items():
+                self._add_day(day, etype, n)
+        for sid, s in other.sessions.items():
+            mine = self.sessions.get(sid)
+            if mine is None:
+                self.sessions[sid] = list(s)
+            else:
+                self.sessions[sid] = [min(mine[0], s[0]), max(mine[1], s[1]), mine[2] + s[2], max(mine[3], s[3])]
+        half = config.affinity_half_life_days * DAY
+        for cat, (value, ref) in other.affinity.items():
+            self._add_affinity(cat, value, ref, half)
+        for entry in other.history:
+            self._add_history(entry, config.history_size)
+
+    # ------------------------------------------------------------------ reads
+    def recent_history(self, size: int) -> list[tuple[float, str, str, str, float]]:
+        return self.history[-size:]
+
+    def window(self, etype: str, days: int, now: float) -> int:
+        today = int(now // DAY)
+        return sum(b.get(etype, 0) for d, b in self.days.items() if today - days < d <= today)
+
+    def affinities(self, now: float, config: ProfileConfig) -> list[tuple[str, float]]:
+        half = config.affinity_half_life_days * DAY
+        scored = [(cat, _decay(v, max(0.0, now - ref), half)) for cat, (v, ref) in self.affinity.items()]
+        scored.sort(key=lambda p: (-p[1], p[0]))
+        return scored
+
+    def features(self, now: float, config: ProfileConfig) -> dict[str, float]:
+        """Named numeric features at time ``now`` (UTC epoch seconds). Rounded for stable output."""
+        views = self.counts.get("view", 0)
+        n_sessions = len(self.sessions)
+        durations = [s[1] - s[0] for s in self.sessions.values()]
+        session_views = sum(s[2] for s in self.sessions.values())
+        converted = sum(1 for s in self.sessions.values() if s[3] > 0)
+        frequency = len(self.orders)
+        out: dict[str, float] = {
+            "events": float(sum(self.counts.values())),
+            "recency_days": (now - self.last_ts) / DAY if self.last_ts is not None else _NEVER_DAYS,
+            "days_since_last_purchase": (
+                (now - self.last_purchase_ts) / DAY if self.last_purchase_ts is not None else _NEVER_DAYS
+            ),
+            "frequency": float(frequency),
+            "monetary": self.monetary,
+            "avg_order_value": self.monetary / frequency if frequency else 0.0,
+            "sessions": float(n_sessions),
+            "views_per_session": session_views / n_sessions if n_sessions else 0.0,
+            "avg_session_duration_s": sum(durations) / n_sessions if n_sessions else 0.0,
+            "add_to_cart_rate": self.counts.get("add_to_cart", 0) / views if views else 0.0,
+            "conversion_rate": converted / n_sessions if n_sessions else 0.0,
+            "engagement_score": self.engagement,
+            "category_diversity": float(len(self.affinity)),
+        }
+        for etype in WINDOW_TYPES:
+            name = {"add_to_cart": "add_to_cart", "purchase": "purchases"}.get(etype, etype + "s")
+            out[f"{name}_7d"] = float(self.window(etype, 7, now))
+            out[f"{name}_30d"] = float(self.window(etype, 30, now))
+            out[f"{name}_total"] = float(self.counts.get(etype, 0))
+        return {k: round(max(v, 0.0) if k.endswith("_days") else v, 6) for k, v in out.items()}
+
+    # ------------------------------------------------------------------ persistence
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "counts": self.counts,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "last_purchase_ts": self.last_purchase_ts,
+            "last_channel": list(self.last_channel) if self.last_channel else None,
+            "monetary": self.monetary,
+            "engagement": self.engagement,
+            "orders": sorted(self.orders),
+            "days": {str(d): b for d, b in self.days.items()},
+            "sessions": self.sessions,
+            "affinity": self.affinity,
+            "history": [list(h) for h in self.history],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any] | None) -> ProfileState:
+        if not doc:
+            return cls()
+        lc = doc.get("last_channel")
+        return cls(
+            counts=dict(doc["counts"]),
+            first_ts=doc["first_ts"],
+            last_ts=doc["last_ts"],
+            last_purchase_ts=doc["last_purchase_ts"],
+            last_channel=(float(lc[0]), str(lc[1])) if lc else None,
+            monetary=float(doc["monetary"]),
+            engagement=float(doc["engagement"]),
+            orders=set(doc["orders"]),
+            days={int(d): dict(b) for d, b in doc["days"].items()},
+            sessions={k: list(v) for k, v in doc["sessions"].items()},
+            affinity={k: list(v) for k, v in doc["affinity"].items()},
+            history=sorted(
+                (float(h[0]), str(h[1]), str(h[2]), str(h[3]), float(h[4])) for h in doc["history"]
+            ),
+        )

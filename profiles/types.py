@@ -1,0 +1,102 @@
+"""Contracts of the profiles package: event vocabulary, per-event outcomes, profile config, errors.
+
+Error hierarchy (mapped to HTTP/GraphQL in ``gateway/errors.py``)::
+
+    ProfileError
+    ├── BatchTooLarge        (413: more events than ``max_batch_events``)
+    └── IngestUnavailable    (503: the durable write failed; nothing of the batch was acknowledged)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+BUILTIN_EVENT_TYPES = (
+    "view", "click", "add_to_cart", "remove_from_cart", "purchase", "search", "rate", "identify",
+)
+ITEM_EVENT_TYPES = frozenset({"view", "click", "add_to_cart", "remove_from_cart", "purchase", "rate"})
+CHANNELS = ("web", "mobile", "email", "offline", "api")
+
+FLAG_CLAMPED = 1  # the event's timestamp was in the future beyond the skew tolerance
+
+Status = Literal["accepted", "duplicate", "conflict", "rejected", "dropped"]
+
+
+class ProfileError(Exception):
+    pass
+
+
+class BatchTooLarge(ProfileError):
+    pass
+
+
+class IngestUnavailable(ProfileError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    """The answer for one event of a batch. ``field``/``reason`` are set for rejected/conflict."""
+
+    index: int
+    status: Status
+    message_id: str | None = None
+    field: str | None = None
+    reason: str | None = None
+    clamped: bool = False
+
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"index": self.index, "status": self.status}
+        if self.message_id is not None:
+            out["messageId"] = self.message_id
+        if self.field is not None:
+            out["field"] = self.field
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.clamped:
+            out["clamped"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    results: list[EventResult]
+
+    def count(self, status: Status) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "accepted": self.count("accepted"),
+            "duplicates": self.count("duplicate"),
+            "conflicts": self.count("conflict"),
+            "rejected": self.count("rejected"),
+            "dropped": self.count("dropped"),
+            "results": [r.as_json() for r in self.results],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """What the ingestion service needs from settings (the domain never reads settings itself)."""
+
+    custom_event_types: tuple[str, ...] = ()
+    clock_skew_s: float = 300.0
+    max_batch_events: int = 1000
+    group_commit_ms: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileConfig:
+    """Feature parameters. ``weights`` are engagement points per event type (rate: per 5 stars)."""
+
+    weights: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "view": 0.5, "click": 1.0, "add_to_cart": 3.0, "remove_from_cart": -1.0,
+            "purchase": 5.0, "rate": 1.0,
+        }
+    )
+    affinity_half_life_days: float = 14.0
+    history_size: int = 200

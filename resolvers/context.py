@@ -1,0 +1,107 @@
+"""What a resolver can reach: the app's services and the request's viewer and loaders."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from strawberry.dataloader import DataLoader
+
+from profiles.ingest import IngestionService
+from profiles.types import ProfileConfig
+from recommend.trending import TrendingModel
+from storage.sqlite import SQLiteStore
+from storage.types import EventRecord, ItemRecord, UserRecord
+
+ADMIN_SCOPES = frozenset({"admin", "service"})
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is asking. ``user_id`` comes from a verified token, ``anonymous_id`` from a header."""
+
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def is_privileged(self) -> bool:
+        return bool(self.scopes & ADMIN_SCOPES)
+
+    def prepare_event(self, raw: Any) -> Any:
+        """Default an event's ids to the caller's (privileged callers send ids explicitly)."""
+        if self.is_privileged or not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        if self.user_id:
+            raw.setdefault("userId", self.user_id)
+        elif self.anonymous_id:
+            raw.setdefault("anonymousId", self.anonymous_id)
+        return raw
+
+    def authorize_event(self, ev: EventRecord) -> tuple[str, str] | None:
+        """(field, reason) when the caller may not send this event: users send only their own
+        events, anonymous callers only anonymous ones; admin/service tokens send anyone's."""
+        if self.is_privileged:
+            return None
+        if ev.user_id is not None and ev.user_id != self.user_id:
+            return "userId", "you can only send events for your own user id"
+        if ev.user_id is None and self.user_id is None and ev.anonymous_id != self.anonymous_id:
+            return "anonymousId", "anonymous events must use the caller's X-Anonymous-Id"
+        return None
+
+    @property
+    def profile_key(self) -> str | None:
+        if self.user_id:
+            return self.user_id
+        if self.anonymous_id:
+            return f"anon:{self.anonymous_id}"
+        return None
+
+
+@dataclass
+class Services:
+    """Long-lived objects the app owns (built and closed by the gateway's lifespan)."""
+
+    store: SQLiteStore
+    ingest: IngestionService
+    trending: TrendingModel
+    profile_config: ProfileConfig
+    max_first: int = 100
+    clock: Callable[[], float] = time.time
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def merge_traits(self, user_id: str, traits: dict[str, Any]) -> None:
+        """Merge CRM-style traits into a user's record (creating the user if needed)."""
+        current = self.store.get_user(user_id)
+        merged = {**(dict(current.traits) if current else {}), **traits}
+        self.store.upsert_users(
+            [
+                UserRecord(
+                    user_id,
+                    merged,
+                    current.consent_personalization if current else True,
+                    current.consent_tracking if current else True,
+                    self.clock(),
+                )
+            ]
+        )
+
+
+@dataclass
+class TailorContext:
+    services: Services
+    viewer: Viewer
+    request: Any = None
+    items: DataLoader[str, ItemRecord | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        store = self.services.store
+
+        async def load_items(ids: list[str]) -> list[ItemRecord | None]:
+            found = store.get_items(ids)
+            return [found.get(i) for i in ids]
+
+        self.items = DataLoader(load_fn=load_items)

@@ -1,0 +1,202 @@
+"""The GraphQL schema: queries, mutations and their input types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from resolvers.context import TailorContext
+from resolvers.errors import BadUserInput, Forbidden, Unauthenticated, from_domain
+from resolvers.types import Item, Recommendation, User
+from storage.fields import FieldError, ident
+
+
+def _first(info: Info[TailorContext, Any], first: int) -> int:
+    if first < 0:
+        raise BadUserInput("`first` must be >= 0")
+    return min(first, info.context.services.max_first)
+
+
+def _check_id(value: str, name: str) -> str:
+    try:
+        out = ident({name: value}, name)
+    except FieldError as exc:
+        raise BadUserInput(f"`{name}` {exc.reason}") from None
+    assert out is not None
+    return out
+
+
+async def _trending(
+    info: Info[TailorContext, Any], first: int, category: str | None
+) -> list[Recommendation]:
+    ctx = info.context
+    n = _first(info, first)
+    ids, scores = ctx.services.trending.top(n, category=category)
+    items = await ctx.items.load_many(ids)
+    reason = f"Trending in {category}" if category else "Trending now"
+    return [
+        Recommendation(item=Item.from_record(it), score=round(float(s), 6), reason=reason, source="trending")
+        for it, s in zip(items, scores, strict=True)
+        if it is not None
+    ]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The caller: the signed-in user, or the anonymous visitor of X-Anonymous-Id.")
+    def me(self, info: Info[TailorContext, Any]) -> User | None:
+        viewer = info.context.viewer
+        if viewer.user_id:
+            return User(id=strawberry.ID(viewer.user_id), anonymous=False, _profile_key=viewer.user_id)
+        if viewer.anonymous_id:
+            key = viewer.profile_key or ""
+            linked = info.context.services.store.resolve_identity(viewer.anonymous_id)
+            return User(
+                id=strawberry.ID(viewer.anonymous_id), anonymous=True, _profile_key=linked or key
+            )
+        return None
+
+    @strawberry.field(description="Any user by id. Needs a token with the admin or service scope.")
+    def user(self, info: Info[TailorContext, Any], id: strawberry.ID) -> User | None:
+        viewer = info.context.viewer
+        uid = _check_id(str(id), "id")
+        if not viewer.is_privileged and viewer.user_id != uid:
+            raise Forbidden("user(id) needs a token with the admin or service scope")
+        store = info.context.services.store
+        if store.get_user(uid) is None and store.get_profile_state(uid) is None:
+            return None
+        return User(id=strawberry.ID(uid), anonymous=False, _profile_key=uid)
+
+    @strawberry.field(description="One item by id; null when it does not exist.")
+    async def item(self, info: Info[TailorContext, Any], id: strawberry.ID) -> Item | None:
+        rec = await info.context.items.load(_check_id(str(id), "id"))
+        return Item.from_record(rec) if rec else None
+
+    @strawberry.field(description="Items by ids, in the same order; null where an id does not exist.")
+    async def items(self, info: Info[TailorContext, Any], ids: list[strawberry.ID]) -> list[Item | None]:
+        if len(ids) > info.context.services.max_first:
+            raise BadUserInput(f"at most {info.context.services.max_first} ids per request")
+        recs = await info.context.items.load_many([_check_id(str(i), "ids") for i in ids])
+        return [Item.from_record(r) if r else None for r in recs]
+
+    @strawberry.field(description="Items with the most time-decayed engagement right now.")
+    async def trending(
+        self, info: Info[TailorContext, Any], first: int = 10, category: str | None = None
+    ) -> list[Recommendation]:
+        return await _trending(info, first, category)
+
+
+@strawberry.input(description="One behavioural event (see the README for the rules per type).")
+class EventInput:
+    message_id: str
+    type: str
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    item_id: str | None = None
+    session_id: str | None = None
+    channel: str | None = None
+    timestamp: JSON | None = strawberry.field(
+        default=None, description="ISO-8601 with offset, or epoch seconds/milliseconds."
+    )
+    properties: JSON | None = None
+
+
+@strawberry.type
+class EventOutcome:
+    index: int
+    status: str = strawberry.field(description="accepted, duplicate, conflict, rejected or dropped.")
+    message_id: str | None
+    field: str | None
+    reason: str | None
+    clamped: bool
+
+
+@strawberry.type
+class TrackResult:
+    accepted: int
+    duplicates: int
+    conflicts: int
+    rejected: int
+    results: list[EventOutcome]
+
+
+@strawberry.type
+class IdentifyResult:
+    user_id: str
+    anonymous_id: str
+    status: str
+
+
+def _event_dict(e: EventInput) -> dict[str, Any]:
+    raw = {
+        "messageId": e.message_id, "type": e.type, "userId": e.user_id,
+        "anonymousId": e.anonymous_id, "itemId": e.item_id, "sessionId": e.session_id,
+        "channel": e.channel, "timestamp": e.timestamp, "properties": e.properties,
+    }
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Record events for the caller. Users send only their own events (others are "
+        "rejected per event) unless the token has the admin or service scope; missing ids "
+        "default to the caller's."
+    )
+    async def track(self, info: Info[TailorContext, Any], events: list[EventInput]) -> TrackResult:
+        viewer = info.context.viewer
+        raws = [viewer.prepare_event(_event_dict(e)) for e in events]
+        try:
+            result = await info.context.services.ingest.ingest(raws, viewer.authorize_event)
+        except Exception as exc:
+            raise from_domain(exc) from exc
+        outcomes = [
+            EventOutcome(
+                index=r.index, status=r.status, message_id=r.message_id,
+                field=r.field, reason=r.reason, clamped=r.clamped,
+            )
+            for r in result.results
+        ]
+        return TrackResult(
+            accepted=result.count("accepted"), duplicates=result.count("duplicate"),
+            conflicts=result.count("conflict"), rejected=result.count("rejected"), results=outcomes,
+        )
+
+    @strawberry.mutation(description="Link an anonymous visitor to a signed-in user; the history joins the profile.")
+    async def identify(
+        self,
+        info: Info[TailorContext, Any],
+        anonymous_id: str,
+        user_id: str | None = None,
+        traits: JSON | None = None,
+    ) -> IdentifyResult:
+        viewer = info.context.viewer
+        uid = user_id or viewer.user_id
+        if uid is None:
+            raise Unauthenticated("identify needs a signed-in user (or userId with a service token)")
+        if not viewer.is_privileged and uid != viewer.user_id:
+            raise Forbidden("a user can only identify as themselves")
+        aid = _check_id(anonymous_id, "anonymousId")
+        uid = _check_id(uid, "userId")
+        if traits is not None and not isinstance(traits, dict):
+            raise BadUserInput("`traits` must be an object")
+        raw: dict[str, Any] = {"messageId": f"identify:{aid}:{uid}", "type": "identify",
+                               "userId": uid, "anonymousId": aid}
+        services = info.context.services
+        try:
+            result = await services.ingest.ingest([raw])
+        except Exception as exc:
+            raise from_domain(exc) from exc
+        outcome = result.results[0]
+        if outcome.status == "rejected":
+            raise BadUserInput(f"{outcome.field}: {outcome.reason}")
+        if traits:
+            services.merge_traits(uid, traits)
+        return IdentifyResult(user_id=uid, anonymous_id=aid, status=outcome.status)
+
+
+def build_schema() -> strawberry.Schema:
+    return strawberry.Schema(query=Query, mutation=Mutation)

@@ -1,0 +1,169 @@
+"""GraphQL object types (strawberry). Domain records stay plain; these wrap them for the schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from profiles.state import ProfileState
+from profiles.types import ProfileConfig
+from resolvers.context import TailorContext
+from storage.timeutil import iso
+from storage.types import ItemRecord
+
+
+@strawberry.type(description="A catalog item.")
+class Item:
+    id: strawberry.ID
+    title: str
+    description: str
+    categories: list[str]
+    tags: list[str]
+    price: float | None
+    currency: str
+    available: bool
+    attributes: JSON
+    created_at: str | None
+    updated_at: str | None
+
+    @classmethod
+    def from_record(cls, r: ItemRecord) -> Item:
+        return cls(
+            id=strawberry.ID(r.id),
+            title=r.title,
+            description=r.description,
+            categories=list(r.categories),
+            tags=list(r.tags),
+            price=r.price,
+            currency=r.currency,
+            available=r.available,
+            attributes=dict(r.attributes),
+            created_at=iso(r.created_at),
+            updated_at=iso(r.updated_at),
+        )
+
+
+@strawberry.type(description="A ranked item with why it was chosen.")
+class Recommendation:
+    item: Item
+    score: float
+    reason: str = strawberry.field(description='Human-readable explanation, e.g. "Trending in Shoes".')
+    source: str = strawberry.field(description="The candidate source: trending, cf, content, segment, context.")
+
+
+@strawberry.type(description="A named numeric profile feature.")
+class Feature:
+    name: str
+    value: float
+
+
+@strawberry.type
+class CategoryAffinity:
+    category: str
+    score: float = strawberry.field(description="Time-decayed engagement with the category.")
+
+
+@strawberry.type(description="Behavioural profile built in real time from the user's events.")
+class Profile:
+    _state: strawberry.Private[ProfileState]
+    _features: strawberry.Private[dict[str, float]]
+    _now: strawberry.Private[float]
+    _config: strawberry.Private[ProfileConfig]
+
+    @strawberry.field(description="Number of events in the profile.")
+    def events(self) -> int:
+        return int(self._features["events"])
+
+    @strawberry.field
+    def first_seen(self) -> str | None:
+        return iso(self._state.first_ts)
+
+    @strawberry.field
+    def last_seen(self) -> str | None:
+        return iso(self._state.last_ts)
+
+    @strawberry.field
+    def last_purchase(self) -> str | None:
+        return iso(self._state.last_purchase_ts)
+
+    @strawberry.field(description="Weighted engagement points (view 0.5, click 1, add_to_cart 3, purchase 5 by default).")
+    def engagement_score(self) -> float:
+        return self._features["engagement_score"]
+
+    @strawberry.field(description="Days since the last event (RFM recency).")
+    def recency_days(self) -> float:
+        return self._features["recency_days"]
+
+    @strawberry.field(description="Number of orders (RFM frequency).")
+    def frequency(self) -> int:
+        return int(self._features["frequency"])
+
+    @strawberry.field(description="Total spend (RFM monetary).")
+    def monetary(self) -> float:
+        return self._features["monetary"]
+
+    @strawberry.field
+    def sessions(self) -> int:
+        return int(self._features["sessions"])
+
+    @strawberry.field
+    def views_7d(self) -> int:
+        return int(self._features["views_7d"])
+
+    @strawberry.field
+    def views_30d(self) -> int:
+        return int(self._features["views_30d"])
+
+    @strawberry.field
+    def purchases_30d(self) -> int:
+        return int(self._features["purchases_30d"])
+
+    @strawberry.field
+    def conversion_rate(self) -> float:
+        return self._features["conversion_rate"]
+
+    @strawberry.field
+    def add_to_cart_rate(self) -> float:
+        return self._features["add_to_cart_rate"]
+
+    @strawberry.field
+    def last_channel(self) -> str | None:
+        return self._state.last_channel[1] if self._state.last_channel else None
+
+    @strawberry.field(description="Categories by time-decayed affinity, strongest first.")
+    def top_categories(self, first: int = 5) -> list[CategoryAffinity]:
+        ranked = self._state.affinities(self._now, self._config)[: max(0, min(first, 50))]
+        return [CategoryAffinity(category=c, score=round(s, 6)) for c, s in ranked]
+
+    @strawberry.field(description="Every numeric feature by name (windows, rates, RFM, ...).")
+    def features(self) -> list[Feature]:
+        return [Feature(name=k, value=v) for k, v in sorted(self._features.items())]
+
+
+def make_profile(state: ProfileState, now: float, config: ProfileConfig) -> Profile:
+    return Profile(_state=state, _features=state.features(now, config), _now=now, _config=config)
+
+
+@strawberry.type(description="A person: a signed-in user or an anonymous visitor.")
+class User:
+    id: strawberry.ID
+    anonymous: bool
+    _profile_key: strawberry.Private[str]
+
+    @strawberry.field(description="CRM traits (null for anonymous visitors).")
+    def traits(self, info: Info[TailorContext, Any]) -> JSON | None:
+        if self.anonymous:
+            return None
+        rec = info.context.services.store.get_user(str(self.id))
+        return dict(rec.traits) if rec else {}
+
+    @strawberry.field(description="The behavioural profile; null when there are no events yet.")
+    def profile(self, info: Info[TailorContext, Any]) -> Profile | None:
+        services = info.context.services
+        state = services.ingest.profile(self._profile_key)
+        if state is None:
+            return None
+        return make_profile(state, services.clock(), services.profile_config)

@@ -1,0 +1,68 @@
+"""Versioned schema migrations for the SQLite store.
+
+``MIGRATIONS[n]`` upgrades schema version ``n`` to ``n + 1`` (tracked in ``PRAGMA user_version``).
+Migrations are append-only: never edit one that has shipped; add the next. Statements are
+separated by ``;`` at the end of a line.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: catalog, users, event log, identities, profiles, metadata
+    """
+    CREATE TABLE items (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        categories TEXT NOT NULL DEFAULT '[]',
+        tags TEXT NOT NULL DEFAULT '[]',
+        price REAL,
+        currency TEXT NOT NULL DEFAULT 'EUR',
+        available INTEGER NOT NULL DEFAULT 1,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        traits TEXT NOT NULL DEFAULT '{}',
+        consent_personalization INTEGER NOT NULL DEFAULT 1,
+        consent_tracking INTEGER NOT NULL DEFAULT 1,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        profile_key TEXT NOT NULL,
+        ts REAL NOT NULL,
+        received_at REAL NOT NULL,
+        payload_hash TEXT NOT NULL,
+        user_id TEXT,
+        anonymous_id TEXT,
+        item_id TEXT,
+        session_id TEXT,
+        channel TEXT NOT NULL,
+        properties TEXT NOT NULL DEFAULT '{}',
+        flags INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX events_profile_ts ON events(profile_key, ts);
+    CREATE INDEX events_ts ON events(ts);
+    CREATE INDEX events_item ON events(item_id);
+    CREATE TABLE identities (
+        anonymous_id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        linked_at REAL NOT NULL
+    );
+    CREATE INDEX identities_user ON identities(user_id);
+    CREATE TABLE profiles (
+        profile_key TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )
+    """,
+]

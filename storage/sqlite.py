@@ -1,0 +1,412 @@
+"""The embedded default store: one SQLite file in WAL mode, schema migrations applied at start-up.
+
+Concurrency model: one writer connection guarded by a lock (SQLite allows a single writer anyway)
+and one reader connection per thread, so reads never wait behind a write transaction (WAL).
+The writer uses ``synchronous=FULL``: a committed transaction survives a process crash *and* a
+power cut. Group commit (many requests' events in one transaction) is done by the ingestion
+writer above this layer, so one fsync is paid per group, not per event.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from storage.migrations import MIGRATIONS
+from storage.types import (
+    JSON,
+    EventRecord,
+    InsertOutcome,
+    ItemRecord,
+    SchemaError,
+    UserRecord,
+)
+
+ProfileUpdate = Callable[[list[EventRecord]], Mapping[str, JSON]]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+class SQLiteStore:
+    """All stores of :class:`storage.types.Store` in one SQLite database file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._writer = self._connect()
+        self._writer.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+
+    # ------------------------------------------------------------------ connections
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise sqlite3.ProgrammingError("store is closed")
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def close(self) -> None:
+        self._closed = True
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._write_lock:
+            self._writer.close()
+
+    def ping(self) -> bool:
+        try:
+            self._reader().execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    def _migrate(self) -> None:
+        version = self._writer.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise SchemaError(
+                f"database {self.path} has schema version {version}, newer than this code "
+                f"({len(MIGRATIONS)}); upgrade Tailor"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+
+            def apply(conn: sqlite3.Connection, script: str = script, number: int = number) -> None:
+                for statement in script.split(";\n"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={number}")
+
+            try:
+                self._transaction(apply)
+            except sqlite3.Error as exc:
+                raise SchemaError(f"migration {number} failed: {exc}") from exc
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._reader().execute("PRAGMA user_version").fetchone()[0])
+
+    # ------------------------------------------------------------------ catalog
+    def upsert_items(self, items: Sequence[ItemRecord]) -> int:
+        rows = [
+            (
+                it.id,
+                it.title,
+                it.description,
+                _dumps(list(it.categories)),
+                _dumps(list(it.tags)),
+                it.price,
+                it.currency,
+                int(it.available),
+                _dumps(dict(it.attributes)),
+                it.created_at,
+                it.updated_at,
+            )
+            for it in items
+        ]
+
+        def write(conn: sqlite3.Connection) -> int:
+            conn.executemany(
+                "INSERT INTO items(id,title,description,categories,tags,price,currency,available,"
+                "attributes,created_at,updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET title=excluded.title,"
+                "description=excluded.description,categories=excluded.categories,"
+                "tags=excluded.tags,price=excluded.price,currency=excluded.currency,"
+                "available=excluded.available,attributes=excluded.attributes,"
+                "updated_at=excluded.updated_at",
+                rows,
+            )
+            return len(rows)
+
+        return int(self._transaction(write))
+
+    _ITEM_COLS = (
+        "id,title,description,categories,tags,price,currency,available,attributes,"
+        "created_at,updated_at"
+    )
+
+    @staticmethod
+    def _item(row: sqlite3.Row | tuple[Any, ...]) -> ItemRecord:
+        return ItemRecord(
+            id=row[0],
+            title=row[1],
+            description=row[2],
+            categories=tuple(json.loads(row[3])),
+            tags=tuple(json.loads(row[4])),
+            price=row[5],
+            currency=row[6],
+            available=bool(row[7]),
+            attributes=json.loads(row[8]),
+            created_at=row[9],
+            updated_at=row[10],
+        )
+
+    def get_items(self, ids: Sequence[str]) -> dict[str, ItemRecord]:
+        out: dict[str, ItemRecord] = {}
+        unique = list(dict.fromkeys(ids))
+        conn = self._reader()
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(
+                f"SELECT {self._ITEM_COLS} FROM items WHERE id IN ({marks})", chunk
+            ):
+                out[row[0]] = self._item(row)
+        return out
+
+    def iter_items(self) -> Iterator[ItemRecord]:
+        for row in self._reader().execute(f"SELECT {self._ITEM_COLS} FROM items ORDER BY id"):
+            yield self._item(row)
+
+    def count_items(self) -> int:
+        return int(self._reader().execute("SELECT count(*) FROM items").fetchone()[0])
+
+    # ------------------------------------------------------------------ users
+    def upsert_users(self, users: Sequence[UserRecord]) -> int:
+        rows = [
+            (
+                u.id,
+                _dumps(dict(u.traits)),
+                int(u.consent_personalization),
+                int(u.consent_tracking),
+                u.updated_at or time.time(),
+            )
+            for u in users
+        ]
+
+        def write(conn: sqlite3.Connection) -> int:
+            conn.executemany(
+                "INSERT INTO users(id,traits,consent_personalization,consent_tracking,updated_at) "
+                "VALUES (?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET traits=excluded.traits,"
+                "consent_personalization=excluded.consent_personalization,"
+                "consent_tracking=excluded.consent_tracking,updated_at=excluded.updated_at",
+                rows,
+            )
+            return len(rows)
+
+        return int(self._transaction(write))
+
+    def get_user(self, user_id: str) -> UserRecord | None:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT id,traits,consent_personalization,consent_tracking,updated_at "
+                "FROM users WHERE id=?",
+                (user_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return UserRecord(row[0], json.loads(row[1]), bool(row[2]), bool(row[3]), row[4])
+
+    def count_users(self) -> int:
+        return int(self._reader().execute("SELECT count(*) FROM users").fetchone()[0])
+
+    # ------------------------------------------------------------------ events
+    _EVENT_COLS = (
+        "message_id,type,profile_key,ts,received_at,payload_hash,user_id,anonymous_id,item_id,"
+        "session_id,channel,properties,flags"
+    )
+
+    @staticmethod
+    def _event(row: tuple[Any, ...]) -> EventRecord:
+        return EventRecord(
+            message_id=row[0],
+            type=row[1],
+            profile_key=row[2],
+            ts=row[3],
+            received_at=row[4],
+            payload_hash=row[5],
+            user_id=row[6],
+            anonymous_id=row[7],
+            item_id=row[8],
+            session_id=row[9],
+            channel=row[10],
+            properties=json.loads(row[11]),
+            flags=row[12],
+        )
+
+    def insert_events(
+        self,
+        events: Sequence[EventRecord],
+        profile_update: ProfileUpdate | None = None,
+    ) -> list[InsertOutcome]:
+        def write(conn: sqlite3.Connection) -> list[InsertOutcome]:
+            outcomes: list[InsertOutcome] = []
+            accepted: list[EventRecord] = []
+            for ev in events:
+                cur = conn.execute(
+                    f"INSERT OR IGNORE INTO events({self._EVENT_COLS}) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        ev.message_id,
+                        ev.type,
+                        ev.profile_key,
+                        ev.ts,
+                        ev.received_at,
+                        ev.payload_hash,
+                        ev.user_id,
+                        ev.anonymous_id,
+                        ev.item_id,
+                        ev.session_id,
+                        ev.channel,
+                        _dumps(dict(ev.properties)),
+                        ev.flags,
+                    ),
+                )
+                if cur.rowcount == 1:
+                    outcomes.append("accepted")
+                    accepted.append(ev)
+                    continue
+                (stored_hash,) = conn.execute(
+                    "SELECT payload_hash FROM events WHERE message_id=?", (ev.message_id,)
+                ).fetchone()
+                outcomes.append("duplicate" if stored_hash == ev.payload_hash else "conflict")
+            for ev in accepted:
+                if ev.type == "identify" and ev.anonymous_id and ev.user_id:
+                    self._link(conn, ev.anonymous_id, ev.user_id)
+            if accepted and profile_update is not None:
+                self._write_states(conn, profile_update(accepted))
+            return outcomes
+
+        return list(self._transaction(write))
+
+    def iter_events(
+        self, *, since: float | None = None, profile_key: str | None = None
+    ) -> Iterator[EventRecord]:
+        clauses, params = [], []
+        if since is not None:
+            clauses.append("ts >= ?")
+            params.append(since)
+        if profile_key is not None:
+            clauses.append("profile_key = ?")
+            params.append(profile_key)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        # A dedicated connection: a long scan must not hold this thread's reader across yields.
+        conn = self._connect()
+        try:
+            cur = conn.execute(
+                f"SELECT {self._EVENT_COLS} FROM events {where} ORDER BY ts, seq", params
+            )
+            while rows := cur.fetchmany(2000):
+                for row in rows:
+                    yield self._event(row)
+        finally:
+            conn.close()
+
+    def count_events(self) -> int:
+        return int(self._reader().execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def resolve_identity(self, anonymous_id: str) -> str | None:
+        row = (
+            self._reader()
+            .execute("SELECT user_id FROM identities WHERE anonymous_id=?", (anonymous_id,))
+            .fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def _link(conn: sqlite3.Connection, anonymous_id: str, user_id: str) -> None:
+        # Identity links commit in the same transaction as the identify event itself.
+        conn.execute(
+            "INSERT INTO identities(anonymous_id,user_id,linked_at) VALUES (?,?,?) "
+            "ON CONFLICT(anonymous_id) DO UPDATE SET user_id=excluded.user_id",
+            (anonymous_id, user_id, time.time()),
+        )
+        anon_key = f"anon:{anonymous_id}"
+        conn.execute("UPDATE events SET profile_key=? WHERE profile_key=?", (user_id, anon_key))
+        conn.execute("DELETE FROM profiles WHERE profile_key=?", (anon_key,))
+
+    def replace_profile_states(self, states: Mapping[str, JSON]) -> None:
+        """Swap every stored profile for ``states`` in one transaction (used by rebuilds)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM profiles")
+            self._write_states(conn, states)
+
+        self._transaction(write)
+
+    # ------------------------------------------------------------------ profiles
+    @staticmethod
+    def _write_states(conn: sqlite3.Connection, states: Mapping[str, JSON]) -> None:
+        now = time.time()
+        conn.executemany(
+            "INSERT INTO profiles(profile_key,state,updated_at) VALUES (?,?,?) "
+            "ON CONFLICT(profile_key) DO UPDATE SET state=excluded.state,"
+            "updated_at=excluded.updated_at",
+            [(key, _dumps(state), now) for key, state in states.items()],
+        )
+
+    def get_profile_state(self, profile_key: str) -> JSON | None:
+        row = (
+            self._reader()
+            .execute("SELECT state FROM profiles WHERE profile_key=?", (profile_key,))
+            .fetchone()
+        )
+        return None if row is None else json.loads(row[0])
+
+    def put_profile_states(self, states: Mapping[str, JSON]) -> None:
+        self._transaction(lambda conn: self._write_states(conn, states))
+
+    def delete_profile_state(self, profile_key: str) -> None:
+        self._transaction(
+            lambda conn: conn.execute("DELETE FROM profiles WHERE profile_key=?", (profile_key,))
+        )
+
+    def iter_profile_keys(self) -> list[str]:
+        return [r[0] for r in self._reader().execute("SELECT profile_key FROM profiles")]
+
+    def event_profile_keys(self) -> list[str]:
+        return [r[0] for r in self._reader().execute("SELECT DISTINCT profile_key FROM events")]
+
+    # ------------------------------------------------------------------ key/value metadata
+    def get_meta(self, key: str) -> str | None:
+        row = self._reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._transaction(
+            lambda conn: conn.execute(
+                "INSERT INTO meta(key,value) VALUES (?,?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+        )
