@@ -1,0 +1,424 @@
+"""`FaissIndex`: the production `VectorIndex`, exact below a size threshold and HNSW above it.
+
+Layout. Item ids (strings) map to int64 *labels* handed out monotonically; FAISS stores
+``IndexIDMap2(IndexFlatIP)`` ("exact") or ``IndexIDMap2(IndexHNSWFlat, inner product)``
+("hnsw"). A label is never reused, so a stale label can never alias a new item.
+
+Kind. An index starts exact and converts itself to HNSW inside the ``add`` that takes it
+past ``hnsw_threshold`` items (exact search is O(n·d) per query: fine for tens of thousands
+of items, too slow beyond). Compaction re-chooses the kind from the live count.
+
+Updates and removals. Exact: ``remove_ids`` really deletes (O(n) per call, batched).
+HNSW graphs cannot delete nodes, so a removed or replaced item's label becomes a
+*tombstone*: it stays in the graph (still useful for navigation), search skips it, and when
+tombstones exceed ``tombstone_fraction`` of the stored vectors the index is rebuilt from the
+live vectors (``compact()``; O(n log n), done inside the mutating call).
+
+Search. Single queries run FAISS with one OpenMP thread (set per calling thread and
+restored afterwards) so concurrent requests do not fight over the 2–N cores; batches use
+all threads. Filtered searches over-fetch: ask FAISS for more than k, drop ineligible hits,
+and grow the fetch size geometrically (x4) until k eligible items are found or the index is
+exhausted. On HNSW, a fetch beyond ``EXACT_SCAN_FRACTION`` of the index switches to an
+exact scan of the stored vectors (a huge-k graph walk is slower than a scan and can miss
+nodes). A small ``allowed_ids`` set (<= ``ALLOWED_SCAN_LIMIT``) is scored exactly and
+directly instead. Scores are inner products of normalized vectors, i.e. cosines.
+
+Thread-safety. Every public method is safe to call from many threads: searches and reads
+share a readers–writer lock (they run concurrently; FAISS releases the GIL), mutations
+take it exclusively. A large ``add`` (or the exact→HNSW conversion it may trigger) blocks
+searches while it runs, so build big indexes off to the side and publish them with
+``IndexHolder.swap``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import faiss
+import numpy as np
+
+from embeddings.index_support import (
+    as_matrix,
+    check_batch,
+    check_k,
+    meta_from_json,
+    meta_to_json,
+    pad_results,
+)
+from embeddings.rwlock import ReadWriteLock
+from embeddings.types import (
+    ArtifactError,
+    FloatMatrix,
+    IndexMismatch,
+    ItemMeta,
+    SearchFilter,
+)
+
+IndexKind = Literal["exact", "hnsw"]
+
+INDEX_FILE = "index.faiss"
+ITEMS_FILE = "items.json"
+
+ALLOWED_SCAN_LIMIT = 4096
+"""``allowed_ids`` sets up to this size are scored exactly instead of over-fetching."""
+
+EXACT_SCAN_FRACTION = 0.25
+"""On HNSW, a fetch larger than this fraction of the stored vectors becomes an exact scan."""
+
+_FETCH_GROWTH = 4
+
+
+def _downcast(index: Any) -> Any:
+    """``faiss.downcast_index`` typed as Any: SWIG subclasses are invisible to mypy."""
+    return faiss.downcast_index(index)
+
+
+@contextmanager
+def _omp_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` OpenMP threads for the calling thread, then restore.
+
+    OpenMP's thread count is a per-thread setting, so this does not affect other threads.
+    """
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+class FaissIndex:
+    """`VectorIndex` over FAISS; see the module docstring for layout and guarantees.
+
+    Parameters: ``hnsw_threshold`` (items above which HNSW is used; 0 = HNSW whenever not
+    empty), ``hnsw_m`` (graph degree M), ``ef_construction`` and ``ef_search`` (candidate list
+    sizes at build and query time; ``ef_search`` trades recall for speed, see
+    benchmarks/vector_search.py), ``tombstone_fraction`` (rebuild HNSW when dead vectors
+    exceed this share; 1.0 never rebuilds automatically).
+    """
+
+    def __init__(
+        self,
+        dimension: int,
+        *,
+        hnsw_threshold: int = 20_000,
+        hnsw_m: int = 32,
+        ef_construction: int = 100,
+        ef_search: int = 96,
+        tombstone_fraction: float = 0.25,
+    ) -> None:
+        if dimension < 1:
+            raise ValueError(f"dimension must be >= 1, got {dimension}")
+        if not 0.0 < tombstone_fraction <= 1.0:
+            raise ValueError("tombstone_fraction must be in (0, 1]")
+        self._dimension = dimension
+        self._hnsw_threshold = hnsw_threshold
+        self._hnsw_m = hnsw_m
+        self._ef_construction = ef_construction
+        self._ef_search = ef_search
+        self._tombstone_fraction = tombstone_fraction
+        self._lock = ReadWriteLock()
+        self._label_of: dict[str, int] = {}
+        self._id_of: dict[int, str] = {}
+        self._meta: dict[str, ItemMeta] = {}
+        self._next_label = 0
+        self._kind: IndexKind = "exact"
+        self._index: Any = self._new_faiss_index("exact")
+        # Position -> label table of the HNSW storage, cached for exact scans.
+        self._position_labels: np.ndarray | None = None
+
+    # -- properties -------------------------------------------------------------------
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def kind(self) -> IndexKind:
+        """``"exact"`` or ``"hnsw"``: the FAISS structure currently in use."""
+        return self._kind
+
+    @property
+    def tombstones(self) -> int:
+        """Vectors still stored for removed/replaced items (always 0 when exact)."""
+        with self._lock.read():
+            return int(self._index.ntotal) - len(self._label_of)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Construction parameters (written into manifests and ``save`` output)."""
+        return {
+            "hnsw_threshold": self._hnsw_threshold,
+            "hnsw_m": self._hnsw_m,
+            "ef_construction": self._ef_construction,
+            "ef_search": self._ef_search,
+            "tombstone_fraction": self._tombstone_fraction,
+        }
+
+    @property
+    def ef_search(self) -> int:
+        return self._ef_search
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        with self._lock.write():
+            self._ef_search = value
+            if self._kind == "hnsw":
+                _downcast(self._index.index).hnsw.efSearch = value
+
+    # -- mutation ---------------------------------------------------------------------
+
+    def add(
+        self, ids: Sequence[str], vectors: FloatMatrix, meta: Sequence[ItemMeta] | None = None
+    ) -> None:
+        id_list, matrix, meta_list = check_batch(ids, vectors, meta, self._dimension)
+        if not id_list:
+            return
+        with self._lock.write():
+            replaced = [self._label_of[i] for i in id_list if i in self._label_of]
+            self._drop_labels(replaced)
+            labels = np.arange(self._next_label, self._next_label + len(id_list), dtype=np.int64)
+            self._next_label += len(id_list)
+            for item_id, label, item_meta in zip(id_list, labels.tolist(), meta_list, strict=True):
+                self._label_of[item_id] = label
+                self._id_of[label] = item_id
+                self._meta[item_id] = item_meta
+            if self._kind == "exact" and len(self._label_of) > self._hnsw_threshold:
+                # Convert with the new rows included, so they are added to the graph once.
+                self._index.add_with_ids(matrix, labels)
+                self._rebuild("hnsw")
+            else:
+                self._index.add_with_ids(matrix, labels)
+                self._position_labels = None
+                self._maybe_compact()
+
+    def remove(self, ids: Sequence[str]) -> int:
+        with self._lock.write():
+            labels = []
+            for item_id in dict.fromkeys(ids):
+                label = self._label_of.pop(item_id, None)
+                if label is not None:
+                    labels.append(label)
+                    del self._id_of[label]
+                    del self._meta[item_id]
+            self._drop_labels(labels)
+            self._maybe_compact()
+            return len(labels)
+
+    def compact(self) -> None:
+        """Rebuild from live vectors: drops tombstones and re-picks exact/HNSW by size."""
+        with self._lock.write():
+            self._rebuild(self._kind_for(len(self._label_of)))
+
+    def _drop_labels(self, labels: list[int]) -> None:
+        """Forget ``labels`` in FAISS: delete when exact, leave as tombstones in HNSW.
+
+        Caller holds the write lock and has already updated ``_label_of``/``_id_of``
+        (replaced labels are simply overwritten there by the caller).
+        """
+        for label in labels:
+            self._id_of.pop(label, None)
+        if labels and self._kind == "exact":
+            self._index.remove_ids(np.asarray(labels, dtype=np.int64))
+            self._position_labels = None
+
+    def _maybe_compact(self) -> None:
+        stored = int(self._index.ntotal)
+        if stored and (stored - len(self._label_of)) > self._tombstone_fraction * stored:
+            self._rebuild(self._kind_for(len(self._label_of)))
+
+    def _kind_for(self, count: int) -> IndexKind:
+        return "hnsw" if count > self._hnsw_threshold else "exact"
+
+    def _rebuild(self, kind: IndexKind) -> None:
+        labels = np.fromiter(self._id_of.keys(), dtype=np.int64, count=len(self._id_of))
+        labels.sort()
+        vectors = (
+            self._index.reconstruct_batch(labels)
+            if labels.size
+            else np.zeros((0, self._dimension), np.float32)
+        )
+        index = self._new_faiss_index(kind)
+        if labels.size:
+            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), labels)
+        self._index, self._kind, self._position_labels = index, kind, None
+
+    def _new_faiss_index(self, kind: IndexKind) -> Any:
+        if kind == "exact":
+            return faiss.IndexIDMap2(faiss.IndexFlatIP(self._dimension))
+        graph = faiss.IndexHNSWFlat(self._dimension, self._hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = self._ef_construction
+        graph.hnsw.efSearch = self._ef_search
+        return faiss.IndexIDMap2(graph)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def search(
+        self, vectors: FloatMatrix, k: int, filter: SearchFilter | None = None
+    ) -> tuple[list[list[str]], FloatMatrix]:
+        check_k(k)
+        queries = as_matrix(vectors, self._dimension)
+        if queries.shape[0] == 1:
+            with _omp_threads(1), self._lock.read():
+                rows = self._search_locked(queries, k, filter)
+        else:
+            with self._lock.read():
+                rows = self._search_locked(queries, k, filter)
+        return pad_results(rows, k)
+
+    def _search_locked(
+        self, queries: FloatMatrix, k: int, flt: SearchFilter | None
+    ) -> list[list[tuple[str, float]]]:
+        rows: list[list[tuple[str, float]]] = [[] for _ in range(queries.shape[0])]
+        stored = int(self._index.ntotal)
+        if not self._label_of:
+            return rows
+        if (
+            flt is not None
+            and flt.allowed_ids is not None
+            and len(flt.allowed_ids) <= ALLOWED_SCAN_LIMIT
+        ):
+            return self._search_allowed(queries, k, flt)
+        needs_check = flt is not None or stored > len(self._label_of)
+        fetch = min(stored, k)
+        if needs_check:
+            extra = len(flt.exclude_ids) if flt is not None else 0
+            fetch = min(stored, 2 * k + extra)
+        pending = list(range(queries.shape[0]))
+        while pending:
+            scores, labels = self._raw_search(queries[pending], fetch, exhaustive=fetch >= stored)
+            still_pending = []
+            for qi, score_row, label_row in zip(
+                pending, scores.tolist(), labels.tolist(), strict=True
+            ):
+                row = self._collect(score_row, label_row, k, flt)
+                rows[qi] = row
+                if len(row) < k and fetch < stored:
+                    still_pending.append(qi)
+            pending = still_pending
+            fetch = min(stored, fetch * _FETCH_GROWTH)
+        return rows
+
+    def _collect(
+        self, scores: list[float], labels: list[int], k: int, flt: SearchFilter | None
+    ) -> list[tuple[str, float]]:
+        row: list[tuple[str, float]] = []
+        for score, label in zip(scores, labels, strict=True):
+            if label < 0:  # FAISS pads missing results with -1
+                break
+            item_id = self._id_of.get(label)
+            if item_id is None:  # tombstone
+                continue
+            if flt is None or flt.admits(item_id, self._meta[item_id]):
+                row.append((item_id, score))
+                if len(row) == k:
+                    break
+        return row
+
+    def _raw_search(
+        self, queries: FloatMatrix, fetch: int, *, exhaustive: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS top-``fetch`` (scores, labels); an exact scan when HNSW would be worse."""
+        stored = int(self._index.ntotal)
+        if self._kind == "exact" or (not exhaustive and fetch <= EXACT_SCAN_FRACTION * stored):
+            scores, labels = self._index.search(queries, fetch)
+            return scores, labels
+        storage = _downcast(_downcast(self._index.index).storage)
+        scores, positions = storage.search(queries, fetch)
+        table = self._position_labels
+        if table is None:
+            # Benign race: concurrent readers may both build it; the result is identical.
+            table = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            self._position_labels = table
+        labels = np.where(positions >= 0, table[np.maximum(positions, 0)], -1)
+        return scores, labels
+
+    def _search_allowed(
+        self, queries: FloatMatrix, k: int, flt: SearchFilter
+    ) -> list[list[tuple[str, float]]]:
+        """Exact scoring of a small ``allowed_ids`` candidate set."""
+        assert flt.allowed_ids is not None
+        candidates = sorted(
+            i for i in flt.allowed_ids if i in self._label_of and flt.admits(i, self._meta[i])
+        )
+        if not candidates:
+            return [[] for _ in range(queries.shape[0])]
+        labels = np.asarray([self._label_of[i] for i in candidates], dtype=np.int64)
+        matrix = self._index.reconstruct_batch(labels)
+        all_scores = queries @ matrix.T
+        rows = []
+        for scores in all_scores:
+            top = np.argsort(-scores, kind="stable")[:k]
+            rows.append([(candidates[j], float(scores[j])) for j in top])
+        return rows
+
+    def vector(self, item_id: str) -> FloatMatrix:
+        with self._lock.read():
+            label = self._label_of[item_id]
+            return np.asarray(self._index.reconstruct(label), dtype=np.float32)
+
+    def meta(self, item_id: str) -> ItemMeta:
+        with self._lock.read():
+            return self._meta[item_id]
+
+    def ids(self) -> list[str]:
+        with self._lock.read():
+            return list(self._label_of)
+
+    def __len__(self) -> int:
+        return len(self._label_of)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._label_of
+
+    # -- persistence ------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        """Write ``index.faiss`` (FAISS native) and ``items.json`` (ids, labels, meta)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._lock.read():
+            faiss.write_index(self._index, str(directory / INDEX_FILE))
+            ids = list(self._label_of)
+            items = {
+                "format": 1,
+                "dimension": self._dimension,
+                "kind": self._kind,
+                "params": self.params,
+                "next_label": self._next_label,
+                "ids": ids,
+                "labels": [self._label_of[i] for i in ids],
+                "meta": [meta_to_json(self._meta[i]) for i in ids],
+            }
+        (directory / ITEMS_FILE).write_text(json.dumps(items), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        directory = Path(directory)
+        try:
+            items = json.loads((directory / ITEMS_FILE).read_text(encoding="utf-8"))
+            faiss_index: Any = faiss.read_index(str(directory / INDEX_FILE))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"cannot read FaissIndex from {directory}: {exc}") from exc
+        index = cls(int(items["dimension"]), **items["params"])
+        if faiss_index.d != index.dimension:
+            raise IndexMismatch(
+                f"{directory}: FAISS dimension {faiss_index.d} != {index.dimension}"
+            )
+        if faiss_index.ntotal < len(items["ids"]):
+            raise ArtifactError(f"{directory}: index holds fewer vectors than items.json lists")
+        index._index = faiss_index
+        index._kind = items["kind"]
+        index._next_label = int(items["next_label"])
+        for item_id, label, meta in zip(items["ids"], items["labels"], items["meta"], strict=True):
+            index._label_of[item_id] = int(label)
+            index._id_of[int(label)] = item_id
+            index._meta[item_id] = meta_from_json(meta)
+        if index._kind == "hnsw":
+            # efSearch is a search-time knob that FAISS does not persist.
+            _downcast(faiss_index.index).hnsw.efSearch = index._ef_search
+        return index
