@@ -205,6 +205,11 @@ class ResponseCache:
         """Byte/entry counts and evictions of the underlying store."""
         return self._store.stats
 
+    @property
+    def tagged_keys(self) -> int:
+        """Keys in the tag index (never more than the entries held: no leak on eviction)."""
+        return len(self._tags)
+
     def __len__(self) -> int:
         return len(self._store)
 

@@ -41,12 +41,9 @@ class SingleFlight(Generic[K]):
         return await asyncio.shield(task), joined
 
     def _landed(self, key: K, task: asyncio.Task[Any]) -> None:
+        # (No need to retrieve the exception here: ``shield`` does it for cancelled waiters.)
         if self._flights.get(key) is task:
             del self._flights[key]
-        # Mark the exception as retrieved: if every waiter was cancelled nobody else will,
-        # and asyncio would log "Task exception was never retrieved".
-        if not task.cancelled():
-            task.exception()
 
     def in_flight(self, key: K) -> bool:
         return key in self._flights
