@@ -1,0 +1,51 @@
+"""MovieLens ``ml-latest-small`` as implicit interactions (evaluation and benchmarks only).
+
+Mapping: every rating row ``userId,movieId,rating,timestamp`` becomes one interaction
+``(userId, movieId, weight=1.0, ts=timestamp)`` — the *fact* of rating a movie is the
+implicit signal, whatever the star value (the usual implicit-feedback protocol on MovieLens).
+Ids stay the dataset's own ids, as strings. Nothing is downloaded: the data must already be
+under ``$TAILOR_DATA_DIR/ml-latest-small`` (default ``<repo>/../shared/data``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from recommend.interactions import InteractionMatrix, InteractionRow
+from recommend.types import RecommendError
+
+DATASET = "ml-latest-small"
+
+
+def data_dir() -> Path:
+    """The shared data directory: ``$TAILOR_DATA_DIR`` or ``<repo>/../shared/data``."""
+    default = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    return Path(os.environ.get("TAILOR_DATA_DIR", default)).resolve()
+
+
+def dataset_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    path = (Path(root) if root is not None else data_dir()) / DATASET
+    if not (path / "ratings.csv").is_file():
+        raise RecommendError(f"{DATASET} not found at {path} (set TAILOR_DATA_DIR)")
+    return path
+
+
+def rating_rows(root: str | os.PathLike[str] | None = None) -> Iterator[InteractionRow]:
+    """``ratings.csv`` as ``(user_id, item_id, 1.0, ts)`` rows."""
+    with (dataset_dir(root) / "ratings.csv").open(newline="", encoding="utf-8") as fh:
+        for rec in csv.DictReader(fh):
+            yield rec["userId"], rec["movieId"], 1.0, float(rec["timestamp"])
+
+
+def load_movielens(root: str | os.PathLike[str] | None = None) -> InteractionMatrix:
+    """All ratings as implicit interactions (weight 1 each; see the module docstring)."""
+    return InteractionMatrix.from_rows(rating_rows(root))
+
+
+def load_movie_genres(root: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
+    """``{movieId: [genre, ...]}`` from ``movies.csv`` (for diversity categories)."""
+    with (dataset_dir(root) / "movies.csv").open(newline="", encoding="utf-8") as fh:
+        return {rec["movieId"]: rec["genres"].split("|") for rec in csv.DictReader(fh)}
