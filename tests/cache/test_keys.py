@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from random import Random
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cache import CacheScope, cache_key, canonical_json, scope_of, segment_scope, user_scope
 from cache.keys import KEY_HEX_LENGTH
@@ -90,3 +94,36 @@ def test_scope_of_scope_keys() -> None:
     assert scope_of("") is CacheScope.PUBLIC
     assert scope_of(segment_scope("vip")) is CacheScope.SEGMENT
     assert scope_of(user_scope(42)) is CacheScope.PRIVATE
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(max_size=6), json_values, max_size=6), st.randoms())
+@settings(max_examples=25, deadline=None)
+def test_key_ignores_mapping_order_and_survives_a_json_round_trip(
+    variables: dict[str, Any], rnd: Random
+) -> None:
+    def shuffled(value: Any) -> Any:
+        if isinstance(value, dict):
+            items = list(value.items())
+            rnd.shuffle(items)
+            return {k: shuffled(v) for k, v in items}
+        if isinstance(value, list):
+            return [shuffled(v) for v in value]
+        return value
+
+    key = cache_key(OP, variables)
+    assert cache_key(OP, shuffled(variables)) == key
+    assert cache_key(OP, json.loads(json.dumps(variables))) == key

@@ -156,6 +156,7 @@ async def test_stale_while_revalidate_serves_stale_and_refreshes_once(
     assert origin.calls == 2  # one initial fill, exactly one background refresh
     assert not cache.revalidating("k")
     fresh, state = await cache.get_or_compute("k", origin)
+    assert fresh is not None
     assert state is HIT and fresh.body == b"body 2"
     assert cache.age(fresh) == 0
 
