@@ -61,7 +61,8 @@ class ObjectCache(Generic[K, V]):
     ``default_ttl``: seconds, used when ``set``/``get_or_load`` get no ``ttl``.
     ``sizeof``: bytes estimate of a value (default ``approx_sizeof``).
     ``timer``: seconds, default ``time.monotonic``. One instance per event loop.
-    Cached objects are shared, not copied: treat them as immutable.
+    Cached objects are shared, not copied: treat them as immutable. ``None`` cannot be
+    cached (``get`` returns ``None`` for a miss): wrap absent profiles in a sentinel value.
     """
 
     def __init__(
