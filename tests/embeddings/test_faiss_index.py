@@ -1,0 +1,145 @@
+"""FaissIndex specifics beyond the shared contract: kinds, tombstones, threads, files."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from embeddings import ArtifactError, FaissIndex, SearchFilter
+from tests.embeddings.conftest import DIM, brute_force, unit_rows
+
+
+def test_converts_to_hnsw_past_threshold_and_keeps_results() -> None:
+    rng = np.random.default_rng(0)
+    matrix = unit_rows(rng, 120)
+    ids = [f"i{n}" for n in range(120)]
+    index = FaissIndex(DIM, hnsw_threshold=100)
+
+    index.add(ids[:100], matrix[:100])
+    assert index.kind == "exact"
+    index.add(ids[100:], matrix[100:])
+    assert index.kind == "hnsw"
+
+    assert len(index) == 120
+    got, _ = index.search(matrix[110], 5)
+    assert got[0] == brute_force(matrix, ids, matrix[110], 5)
+
+
+def test_hnsw_tombstones_are_skipped_then_compacted() -> None:
+    rng = np.random.default_rng(1)
+    matrix = unit_rows(rng, 100)
+    ids = [f"i{n}" for n in range(100)]
+    index = FaissIndex(DIM, hnsw_threshold=0, tombstone_fraction=0.3)
+    index.add(ids, matrix)
+
+    index.remove(ids[:20])
+    index.add(ids[20:25], matrix[:5])  # replacements also leave tombstones behind
+    assert index.kind == "hnsw"
+    assert index.tombstones == 25
+    got, _ = index.search(matrix[:3], 100)
+    for row in got:
+        assert len(row) == 80 and not set(row) & set(ids[:20])
+    assert got[0][0] == "i20"  # i20 now carries matrix[0]
+
+    index.remove(ids[25:40])  # 40 dead of 120 stored > 30 %: rebuilt without them
+    assert index.tombstones == 0 and len(index) == 65
+    got, _ = index.search(matrix[50], 3)
+    keep = list(range(40, 100))
+    live_ids = [ids[n] for n in keep] + ids[20:25]
+    live = np.vstack([matrix[keep], matrix[:5]])
+    assert got[0] == brute_force(live, live_ids, matrix[50], 3)
+
+
+def test_compact_drops_to_exact_when_small_again() -> None:
+    rng = np.random.default_rng(2)
+    matrix = unit_rows(rng, 60)
+    index = FaissIndex(DIM, hnsw_threshold=50, tombstone_fraction=1.0)
+    index.add([f"i{n}" for n in range(60)], matrix)
+    assert index.kind == "hnsw"
+    index.remove([f"i{n}" for n in range(30)])
+    assert index.tombstones == 30
+    index.compact()
+    assert index.kind == "exact" and index.tombstones == 0 and len(index) == 30
+
+
+def test_huge_fetch_on_hnsw_scans_exactly() -> None:
+    # A filter admitting one item ranked last must still find it on an HNSW index.
+    rng = np.random.default_rng(4)
+    matrix = unit_rows(rng, 400)
+    ids = [f"i{n}" for n in range(400)]
+    index = FaissIndex(DIM, hnsw_threshold=0, ef_search=16)
+    index.add(ids, matrix)
+    worst = ids[int(np.argmin(matrix @ matrix[0]))]
+    flt = SearchFilter(exclude_ids=frozenset(set(ids) - {worst}))
+
+    got, _ = index.search(matrix[0], 3, flt)
+
+    assert got == [[worst]]
+
+
+def test_ef_search_is_settable_and_persisted(tmp_path: Path) -> None:
+    index = FaissIndex(DIM, hnsw_threshold=0, ef_search=40)
+    index.add(["a", "b"], unit_rows(np.random.default_rng(5), 2))
+    index.ef_search = 200
+    index.save(tmp_path)
+    loaded = FaissIndex.load(tmp_path)
+    assert loaded.ef_search == 200 and loaded.params == index.params
+    assert loaded.kind == "hnsw"
+
+
+def test_single_query_restores_openmp_threads() -> None:
+    index = FaissIndex(DIM)
+    index.add(["a"], unit_rows(np.random.default_rng(6), 1))
+    before = faiss.omp_get_max_threads()
+    index.search(np.ones(DIM, np.float32) / 4.0, 1)
+    assert faiss.omp_get_max_threads() == before
+
+
+def test_concurrent_searches_during_writes_see_consistent_results() -> None:
+    rng = np.random.default_rng(7)
+    base = unit_rows(rng, 500)
+    extra = unit_rows(rng, 500)
+    index = FaissIndex(DIM, hnsw_threshold=600)  # converts to HNSW mid-test
+    index.add([f"b{n}" for n in range(500)], base)
+    errors: list[BaseException] = []
+    searches: list[int] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                got, scores = index.search(base[3], 1)
+                # b3 is never touched by the writer: always its own best match.
+                assert got == [["b3"]] and scores[0, 0] > 0.999
+                searches.append(1)
+        except BaseException as exc:  # surfaced in the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for start in range(0, 500, 50):
+        index.add([f"x{n}" for n in range(start, start + 50)], extra[start : start + 50])
+        index.remove([f"b{n}" for n in range(400 + start // 10, 405 + start // 10)])
+    stop.set()
+    for t in threads:
+        t.join()
+
+    assert not errors, errors[0]
+    assert searches  # the readers really ran alongside the writer
+    assert index.kind == "hnsw" and len(index) == 950
+
+
+def test_load_of_missing_or_corrupt_files_raises(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError):
+        FaissIndex.load(tmp_path / "nothing")
+    index = FaissIndex(DIM)
+    index.add(["a"], unit_rows(np.random.default_rng(8), 1))
+    index.save(tmp_path / "v")
+    (tmp_path / "v" / "index.faiss").write_bytes(b"garbage")
+    with pytest.raises(ArtifactError):
+        FaissIndex.load(tmp_path / "v")
