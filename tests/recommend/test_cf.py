@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recommend.cf import ALS, EASE, ItemKNN, choose_cf_model
+from recommend.interactions import InteractionMatrix
+from recommend.model import ItemModel, ModelCandidateSource, load_model
+from recommend.popularity import Popularity
+from recommend.types import ArtifactError, CandidateSource, CFConfig, ModelNotTrained, UserContext
+
+
+def make_models() -> list[ItemModel]:
+    return [
+        EASE(lambda_=0.5),
+        ItemKNN(neighbours=3),
+        ALS(factors=2, iterations=20, regularization=0.01, alpha=10.0, seed=3),
+    ]
+
+
+MODEL_IDS = ["ease", "knn", "als"]
+
+
+@pytest.fixture(params=range(3), ids=MODEL_IDS)
+def model(request: pytest.FixtureRequest, clusters: InteractionMatrix) -> ItemModel:
+    return make_models()[request.param].fit(clusters)
+
+
+def test_co_occurrence_answers(model: ItemModel) -> None:
+    ids, scores = model.recommend({"a": 1.0, "b": 1.0}, k=2)
+    assert ids[0] in {"c", "d"}
+    assert set(ids) == {"c", "d"}
+    assert scores.dtype == np.float32
+    assert list(scores) == sorted(scores, reverse=True)
+    ids, _ = model.recommend({"x": 1.0}, k=2)
+    assert set(ids) == {"y", "z"}
+
+
+def test_exclusion_and_full_k(model: ItemModel, clusters: InteractionMatrix) -> None:
+    ids, scores = model.recommend({"a": 1.0}, k=3, exclude={"c", "unknown-item"})
+    assert "c" not in ids and "a" not in ids
+    assert len(ids) == 3 == len(scores)
+    # k larger than the eligible items: every eligible item, no history, nothing excluded
+    ids, _ = model.recommend({"a": 1.0}, k=100, exclude={"c"})
+    assert sorted(ids) == sorted(set(clusters.item_ids) - {"a", "c"})
+    ids, _ = model.recommend({"a": 1.0}, k=2, exclude_history=False)
+    assert len(ids) == 2
+
+
+def test_fold_in_changes_results_without_refit(model: ItemModel) -> None:
+    before, _ = model.recommend({"x": 1.0}, k=2)
+    after, _ = model.recommend({"x": 1.0, "a": 1.0, "b": 1.0, "c": 1.0}, k=2)
+    assert set(before) == {"y", "z"}
+    assert "d" in after
+    assert after != before
+
+
+def test_empty_or_unknown_history_gives_nothing(model: ItemModel) -> None:
+    assert model.recommend({}, k=3)[0] == []
+    assert model.recommend({"never-seen": 1.0}, k=3)[0] == []
+
+
+def test_batch_matches_single(model: ItemModel, clusters: InteractionMatrix) -> None:
+    ids, scores = model.recommend_batch(clusters.matrix, k=3)
+    assert ids.shape == scores.shape == (clusters.n_users, 3)
+    for user in ("u1", "u5"):
+        row = clusters.user_index[user]
+        single, single_scores = model.recommend(clusters.user_items(user), k=3)
+        assert [clusters.item_ids[i] for i in ids[row] if i >= 0] == single
+        np.testing.assert_allclose(scores[row][: len(single)], single_scores, rtol=1e-5)
+    seen = clusters.matrix.toarray() > 0
+    assert not any(seen[r, i] for r in range(clusters.n_users) for i in ids[r] if i >= 0)
+
+
+def test_save_load_round_trip(model: ItemModel, tmp_path: Path) -> None:
+    path = model.save(tmp_path / "v1")
+    assert (path / "manifest.json").is_file()
+    loaded = load_model(path)
+    assert type(loaded) is type(model)
+    assert loaded.item_ids == model.item_ids
+    history = {"a": 1.0, "y": 2.0}
+    ids, scores = model.recommend(history, k=5)
+    loaded_ids, loaded_scores = loaded.recommend(history, k=5)
+    assert loaded_ids == ids
+    np.testing.assert_allclose(loaded_scores, scores, rtol=1e-6)
+    assert type(model).load(path).item_ids == model.item_ids
+
+
+def test_load_rejects_other_kind_and_broken_dirs(
+    clusters: InteractionMatrix, tmp_path: Path
+) -> None:
+    path = Popularity().fit(clusters).save(tmp_path / "pop")
+    with pytest.raises(ArtifactError):
+        EASE.load(path)
+    with pytest.raises(ArtifactError):
+        load_model(tmp_path / "missing")
+
+
+def test_unfitted_model_raises() -> None:
+    with pytest.raises(ModelNotTrained):
+        EASE().recommend({"a": 1.0}, k=1)
+    with pytest.raises(ModelNotTrained):
+        ItemKNN().save("/nonexistent/never-written")
+
+
+def test_ease_weights_have_zero_diagonal(clusters: InteractionMatrix) -> None:
+    model = EASE(lambda_=1.0).fit(clusters)
+    # An item's own history must not vote for it: score of "a" from history {"a"} is 0.
+    scores = model.score(clusters.history_vector({"a": 1.0}))
+    assert scores[0, clusters.item_index["a"]] == 0.0
+
+
+def test_als_is_deterministic_for_a_seed(clusters: InteractionMatrix) -> None:
+    first = ALS(factors=4, iterations=5, seed=7).fit(clusters).recommend({"a": 1.0}, k=4)
+    second = ALS(factors=4, iterations=5, seed=7).fit(clusters).recommend({"a": 1.0}, k=4)
+    assert first[0] == second[0]
+    np.testing.assert_array_equal(first[1], second[1])
+
+
+def test_choose_cf_model() -> None:
+    assert isinstance(choose_cf_model(5_000), EASE)
+    assert isinstance(choose_cf_model(50_000), ALS)
+    assert isinstance(choose_cf_model(50_000, CFConfig(kind="knn")), ItemKNN)
+    ease = choose_cf_model(100, CFConfig(ease_lambda=42.0, ease_max_items=10))
+    assert isinstance(ease, ALS)
+    chosen = choose_cf_model(100, CFConfig(kind="ease", ease_lambda=42.0))
+    assert isinstance(chosen, EASE) and chosen.lambda_ == 42.0
+
+
+def test_popularity_counts_users_and_serves_cold_users(clusters: InteractionMatrix) -> None:
+    model = Popularity().fit(clusters)
+    ids, scores = model.recommend({}, k=2)
+    assert ids[0] == "c" and scores[0] == 4.0
+    ids, _ = model.recommend({"c": 1.0}, k=3)
+    assert "c" not in ids and len(ids) == 3
+
+
+def test_model_candidate_source_folds_in_context(clusters: InteractionMatrix) -> None:
+    source = ModelCandidateSource(EASE(lambda_=0.5).fit(clusters), name="cf")
+    assert isinstance(source, CandidateSource)
+    user = UserContext(user_id=None, history=[("a", 1.0, 1.0), ("b", 1.0, 2.0)])
+    ids, scores = source.candidates(user, 1, frozenset({"c"}))
+    assert ids == ["d"] and len(scores) == 1
+    assert source.name == "cf"

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recommend.movielens import load_movie_genres, load_movielens
+from recommend.types import RecommendError
+
+
+@pytest.fixture
+def fake_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    ds = tmp_path / "ml-latest-small"
+    ds.mkdir()
+    (ds / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,5.0,1260759179\n"
+        "2,31,0.5,1260759200\n",
+        encoding="utf-8",
+    )
+    (ds / "movies.csv").write_text(
+        'movieId,title,genres\n31,"Dangerous Minds (1995)",Drama\n1029,Dumbo (1941),'
+        "Animation|Children|Drama|Musical\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("TAILOR_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_every_rating_is_one_implicit_interaction(fake_data_dir: Path) -> None:
+    data = load_movielens()
+    assert data.user_ids == ("1", "2")
+    assert data.item_ids == ("31", "1029")
+    # weight 1 whatever the star rating
+    assert data.user_items("1") == {"31": 1.0, "1029": 1.0}
+    assert data.user_items("2") == {"31": 1.0}
+    assert sorted(data.timestamps.tolist()) == [1260759144.0, 1260759179.0, 1260759200.0]
+
+
+def test_genres(fake_data_dir: Path) -> None:
+    assert load_movie_genres()["1029"] == ["Animation", "Children", "Drama", "Musical"]
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RecommendError, match="TAILOR_DATA_DIR"):
+        load_movielens(tmp_path)
