@@ -72,6 +72,7 @@ BEHAVIOUR: Mapping[Persona, PersonaBehaviour] = {
     ),
 }  # fmt: skip
 
+REFERENCE_WINDOW_DAYS = 90
 _HOURLY = np.asarray(HOURLY_TRAFFIC) / sum(HOURLY_TRAFFIC)
 
 
@@ -98,8 +99,10 @@ def session_starts(
         last = arrival_s + rng.random() * max(0, end_s - 3600 - arrival_s)
         starts = np.asarray([first, last][:n], dtype=np.float64)
     else:
+        # Recency ranges are tuned for the default 90-day window; shorter windows shrink them.
+        scale = min(1.0, (end_s - window_start_s) / (REFERENCE_WINDOW_DAYS * DAY_S))
         lo, hi = behaviour.recency_days
-        last = end_s - rng.uniform(lo, hi) * DAY_S - 1800
+        last = max(end_s - rng.uniform(lo, hi) * scale * DAY_S - 1800, window_start_s + 3600)
         others = rng.uniform(window_start_s, last, size=n - 1)
         starts = np.concatenate([others, [last]])
         # Re-draw the hour of day for realism, staying on the same day and inside the window.

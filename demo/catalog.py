@@ -59,10 +59,13 @@ def allocate(total: int, weights: np.ndarray) -> np.ndarray:
 
 
 def retail_price(raw: float) -> float:
-    """Round a raw price to a shop price ending in .99, .95 or .00 (never below 2.99)."""
+    """Round a raw price to a shop price: x.99 below 100, x.95 below 300, then x9.00."""
     euros = max(3, math.floor(raw))
-    cents = 0.99 if euros < 100 else (0.95 if euros < 300 else 1.0)
-    return round(euros - 1 + cents, 2)
+    if euros < 100:
+        return round(euros - 0.01, 2)
+    if euros < 300:
+        return round(euros - 0.05, 2)
+    return float(round(euros, -1) - 1)
 
 
 def _brands_for(category: CategorySpec) -> tuple[list[int], np.ndarray]:

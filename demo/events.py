@@ -25,7 +25,7 @@ Row = tuple[int, int, str, str | None, str | None, int, str, str, dict[str, obje
 _Draft = tuple[int, str, int, dict[str, object] | None]
 
 TREND_DAYS = 7
-TREND_MAX_SHARE = 0.45
+TREND_MAX_SHARE = 0.2
 FOCUS_SHARE = 0.85
 OTHER_TASTE_SHARE = 0.08  # the rest of views explore the whole catalog by popularity
 MIN_SESSION_GAP_S = 1200
