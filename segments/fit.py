@@ -164,12 +164,17 @@ def _fit_kmeans(z: FloatArray, config: SegmentingConfig) -> FitResult:
     return FitResult(labels=labels, centroids=centers, metrics=metrics)
 
 
-def knee_eps(z: FloatArray, min_samples: int) -> float:
+def knee_eps(z: FloatArray, min_samples: int, tail_quantile: float = 0.99) -> float:
     """eps at the knee of the sorted k-distance curve (k = min_samples): the point farthest
-    below the chord from the smallest to the largest k-distance (the "kneedle" construction)."""
+    below the chord from the smallest to the largest k-distance (the "kneedle" construction).
+
+    The curve is cut at `tail_quantile` first: a handful of extreme outliers would otherwise
+    stretch the chord, flatten the normalised curve and push the knee (and eps) up until
+    distinct clusters merge."""
     nn = NearestNeighbors(n_neighbors=min(min_samples, z.shape[0] - 1) + 1).fit(z)
     dist, _ = nn.kneighbors(z)
     curve = np.sort(dist[:, -1])
+    curve = curve[: max(int(np.ceil(curve.size * tail_quantile)), 2)]
     x = np.linspace(0.0, 1.0, curve.size)
     span = curve[-1] - curve[0]
     if span <= 0:
