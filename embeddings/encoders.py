@@ -77,7 +77,11 @@ class SentenceTransformerEncoder:
             raise ModelNotFound(
                 f"cannot load sentence-transformers model at {path}: {exc}"
             ) from exc
-        dimension = self._model.get_sentence_embedding_dimension()
+        # sentence-transformers >= 5 renamed the accessor; support both.
+        get_dimension = getattr(self._model, "get_embedding_dimension", None) or (
+            self._model.get_sentence_embedding_dimension
+        )
+        dimension = get_dimension()
         if dimension is None:
             raise ModelNotFound(f"model at {path} does not declare an embedding dimension")
         self._dimension = int(dimension)
