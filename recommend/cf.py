@@ -34,23 +34,27 @@ class EASE(ItemModel):
     """Embarrassingly Shallow Autoencoder (Steck 2019): ``B = I - P / diag(P)``,
     ``P = (X^T X + lambda I)^-1``, zero diagonal.
 
-    Only items with at least one interaction enter the inverse (the others cannot be scored
-    anyway), which keeps the dense matrix as small as the active catalog.
+    Only items with at least ``min_users`` interacting users enter the inverse; the others
+    score 0 (and are still returned, last, when nothing better is eligible). The cost is cubic
+    in that active catalog, so dropping single-user items (``min_users=2``) cuts the inverse
+    several-fold on long-tailed data — on MovieLens 8.2k → 5.3k items, about 3.7x less work —
+    while such items had almost no co-occurrence evidence to be recommended from anyway.
     """
 
     kind = "ease"
 
-    def __init__(self, lambda_: float = 300.0) -> None:
+    def __init__(self, lambda_: float = 300.0, min_users: int = 2) -> None:
         super().__init__()
         if lambda_ <= 0:
             raise ValueError("EASE lambda must be > 0")
         self.lambda_ = float(lambda_)
+        self.min_users = max(int(min_users), 1)
         self._active = np.zeros(0, dtype=np.int64)
         self._b = np.zeros((0, 0), dtype=np.float32)
 
     def _fit(self, matrix: sp.csr_matrix) -> None:
         started = time.perf_counter()
-        active = np.flatnonzero(matrix.getnnz(axis=0) > 0)
+        active = np.flatnonzero(matrix.getnnz(axis=0) >= self.min_users)
         x = matrix[:, active]
         # float32 throughout: G + lambda*I is well conditioned for lambda in the hundreds
         # (the float64 inverse differs by ~1e-6 relative on MovieLens) and it halves both
@@ -60,7 +64,7 @@ class EASE(ItemModel):
         # G + lambda*I is symmetric positive definite: a Cholesky-based inverse costs half an
         # LU one, which matters at ~10k items on two cores.
         b = _spd_inverse(gram)
-        b /= -np.diag(b)
+        b /= -np.diag(b).copy()
         b[np.diag_indices_from(b)] = 0.0
         self._active = active.astype(np.int64)
         self._b = b
@@ -79,7 +83,7 @@ class EASE(ItemModel):
         return out
 
     def _params(self) -> dict[str, Any]:
-        return {"lambda_": self.lambda_}
+        return {"lambda_": self.lambda_, "min_users": self.min_users}
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"active": self._active, "b": self._b}
@@ -98,9 +102,15 @@ def _spd_inverse(a: np.ndarray) -> np.ndarray:
     inv, info = potri(chol, lower=False, overwrite_c=True)
     if info != 0:
         raise RecommendError(f"SPD inverse failed (info={info})")
-    # potri fills the upper triangle only; mirror it.
-    upper = np.triu(inv)
-    return upper + np.triu(upper, 1).T
+    # potri fills the upper triangle only; mirror it block by block, which avoids n x n
+    # temporaries (the matrix itself is already ~100 MB at 5k items).
+    n = inv.shape[0]
+    for lo in range(0, n, 512):
+        hi = min(lo + 512, n)
+        block = inv[lo:hi, lo:hi]
+        inv[lo:hi, lo:hi] = np.triu(block) + np.triu(block, 1).T
+        inv[hi:, lo:hi] = inv[lo:hi, hi:].T
+    return inv
 
 
 class ItemKNN(ItemModel):
@@ -279,7 +289,7 @@ def choose_cf_model(n_items: int, config: CFConfig | None = None) -> ItemModel:
     if kind == "auto":
         kind = "ease" if n_items <= config.ease_max_items else "als"
     if kind == "ease":
-        return EASE(lambda_=config.ease_lambda)
+        return EASE(lambda_=config.ease_lambda, min_users=config.ease_min_users)
     if kind == "knn":
         return ItemKNN(neighbours=config.knn_neighbours)
     if kind == "als":

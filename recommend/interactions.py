@@ -59,36 +59,54 @@ class InteractionMatrix:
         order of first appearance; pass ``item_ids`` to fix the item catalog and its order
         (rows with items outside it are ignored).
         """
-        seen: set[InteractionRow] = set()
-        users: dict[str, int] = {}
-        items: dict[str, int] = {t: i for i, t in enumerate(item_ids)} if item_ids else {}
-        fixed_catalog = item_ids is not None
-        u_col: list[int] = []
-        i_col: list[int] = []
-        w_col: list[float] = []
-        t_col: list[float] = []
+        users: list[str] = []
+        items: list[str] = []
+        weights: list[float] = []
+        stamps: list[float] = []
         for user_id, item_id, weight, ts in rows:
-            key = (str(user_id), str(item_id), float(weight), float(ts))
-            if key in seen:
-                continue
-            seen.add(key)
-            item = items.get(key[1])
-            if item is None:
-                if fixed_catalog:
-                    continue
-                item = items.setdefault(key[1], len(items))
-            u_col.append(users.setdefault(key[0], len(users)))
-            i_col.append(item)
-            w_col.append(key[2])
-            t_col.append(key[3])
-        return cls._from_arrays(
-            tuple(users),
-            tuple(items),
-            np.asarray(u_col, dtype=np.int64),
-            np.asarray(i_col, dtype=np.int64),
-            np.asarray(w_col, dtype=np.float64),
-            np.asarray(t_col, dtype=np.float64),
-        )
+            users.append(str(user_id))
+            items.append(str(item_id))
+            weights.append(float(weight))
+            stamps.append(float(ts))
+        return cls.from_arrays(users, items, weights, stamps, item_ids=item_ids)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        users: Sequence[str] | np.ndarray,
+        items: Sequence[str] | np.ndarray,
+        weights: Sequence[float] | np.ndarray,
+        timestamps: Sequence[float] | np.ndarray,
+        *,
+        item_ids: Sequence[str] | None = None,
+    ) -> InteractionMatrix:
+        """Column-wise :meth:`from_rows` (same semantics), vectorized for bulk loads."""
+        user_col = np.asarray(users, dtype=str)
+        item_col = np.asarray(items, dtype=str)
+        w_col = np.asarray(weights, dtype=np.float64)
+        t_col = np.asarray(timestamps, dtype=np.float64)
+        if not user_col.shape == item_col.shape == w_col.shape == t_col.shape:
+            raise ValueError("users, items, weights and timestamps must have the same length")
+        user_names, user_codes = _codes_in_first_seen_order(user_col)
+        if item_ids is None:
+            item_names, item_codes = _codes_in_first_seen_order(item_col)
+        else:
+            item_names = tuple(item_ids)
+            index = {t: i for i, t in enumerate(item_names)}
+            uniq, inverse = np.unique(item_col, return_inverse=True)
+            lookup = np.array([index.get(str(t), -1) for t in uniq], dtype=np.int64)
+            item_codes = lookup[inverse] if uniq.size else np.zeros(0, dtype=np.int64)
+            known = item_codes >= 0
+            user_codes, item_codes = user_codes[known], item_codes[known]
+            w_col, t_col = w_col[known], t_col[known]
+        if user_codes.size:
+            # Exact duplicate events (same user, item, weight, ts) are retried deliveries.
+            stacked = np.column_stack([user_codes, item_codes, w_col, t_col])
+            _, first = np.unique(stacked, axis=0, return_index=True)
+            keep = np.sort(first)
+            user_codes, item_codes = user_codes[keep], item_codes[keep]
+            w_col, t_col = w_col[keep], t_col[keep]
+        return cls._from_arrays(user_names, item_names, user_codes, item_codes, w_col, t_col)
 
     @classmethod
     def from_events(
@@ -197,6 +215,17 @@ class InteractionMatrix:
             users, self.matrix.indices, self.matrix.data, self.timestamps, strict=True
         ):
             yield self.user_ids[u], self.item_ids[i], float(w), float(t)
+
+
+def _codes_in_first_seen_order(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """Distinct values in order of first appearance, and each row's int code."""
+    if values.size == 0:
+        return (), np.zeros(0, dtype=np.int64)
+    uniq, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    return tuple(str(v) for v in uniq[order]), rank[inverse.ravel()]
 
 
 def history_row(

@@ -42,7 +42,18 @@ def rating_rows(root: str | os.PathLike[str] | None = None) -> Iterator[Interact
 
 def load_movielens(root: str | os.PathLike[str] | None = None) -> InteractionMatrix:
     """All ratings as implicit interactions (weight 1 each; see the module docstring)."""
-    return InteractionMatrix.from_rows(rating_rows(root))
+    users: list[str] = []
+    items: list[str] = []
+    stamps: list[float] = []
+    with (dataset_dir(root) / "ratings.csv").open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        u, i, t = header.index("userId"), header.index("movieId"), header.index("timestamp")
+        for rec in reader:
+            users.append(rec[u])
+            items.append(rec[i])
+            stamps.append(float(rec[t]))
+    return InteractionMatrix.from_arrays(users, items, [1.0] * len(users), stamps)
 
 
 def load_movie_genres(root: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:

@@ -112,6 +112,7 @@ class CFConfig:
 
     kind: CFKind = "auto"
     ease_lambda: float = 300.0
+    ease_min_users: int = 2
     ease_max_items: int = 20_000
     knn_neighbours: int = 100
     als_factors: int = 64

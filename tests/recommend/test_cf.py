@@ -144,3 +144,22 @@ def test_model_candidate_source_folds_in_context(clusters: InteractionMatrix) ->
     ids, scores = source.candidates(user, 1, frozenset({"c"}))
     assert ids == ["d"] and len(scores) == 1
     assert source.name == "cf"
+
+
+def test_ease_matches_the_closed_form(clusters: InteractionMatrix) -> None:
+    lam = 2.0
+    x = clusters.matrix.toarray().astype(np.float64)
+    p = np.linalg.inv(x.T @ x + lam * np.eye(clusters.n_items))
+    b = np.eye(clusters.n_items) - p / np.diag(p)
+    history = {"a": 1.0, "x": 2.0}
+    expected = clusters.history_vector(history).toarray() @ b
+    got = EASE(lambda_=lam, min_users=1).fit(clusters).score(clusters.history_vector(history))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_ease_min_users_leaves_rare_items_unscored(clusters: InteractionMatrix) -> None:
+    model = EASE(lambda_=1.0, min_users=2).fit(clusters)
+    # "lonely" has one user: it never enters B, so nothing votes for it
+    scores = model.score(clusters.history_vector({"a": 1.0, "x": 1.0}))
+    assert scores[0, clusters.item_index["lonely"]] == 0.0
+    assert model.recommend({"lonely": 1.0}, k=3)[1].tolist() == [0.0, 0.0, 0.0]
