@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from demo.draws import cdf_of, draw_index
 from demo.timefmt import DAY_S, iso_z
 from demo.types import CategorySpec, DemoItem
 from demo.vocabulary import (
@@ -69,6 +70,7 @@ def retail_price(raw: float) -> float:
 
 
 def _brands_for(category: CategorySpec) -> tuple[list[int], np.ndarray]:
+    """Brands selling ``category`` and the CDF to draw among them."""
     eligible: list[int] = []
     weights: list[float] = []
     for b, (_, _, only) in enumerate(BRANDS):
@@ -79,8 +81,7 @@ def _brands_for(category: CategorySpec) -> tuple[list[int], np.ndarray]:
             # Specialists dominate their own categories, as on a real marketplace.
             eligible.append(b)
             weights.append(4.0)
-    w = np.asarray(weights)
-    return eligible, w / w.sum()
+    return eligible, cdf_of(weights)
 
 
 def _describe(
@@ -125,19 +126,20 @@ def generate_items(
     available[trending] = True
 
     brand_tables = [_brands_for(c) for c in CATEGORIES]
+    # The first listed style is the category's main one.
+    style_cdfs = [cdf_of(np.linspace(2.0, 1.0, len(c.styles))) for c in CATEGORIES]
+    gender_cdfs = [cdf_of(list(c.genders.values())) for c in CATEGORIES]
     titles: set[str] = set()
     items: list[DemoItem] = []
     for index in range(n_items):
-        category = CATEGORIES[int(category_of[index])]
-        eligible, brand_p = brand_tables[int(category_of[index])]
-        genders = list(category.genders)
-        gender = genders[int(rng.choice(len(genders), p=list(category.genders.values())))]
-        # The first listed style is the category's main one.
-        style_p = np.linspace(2.0, 1.0, len(category.styles))
-        style = category.styles[int(rng.choice(len(category.styles), p=style_p / style_p.sum()))]
+        c = int(category_of[index])
+        category = CATEGORIES[c]
+        eligible, brand_cdf = brand_tables[c]
+        gender = list(category.genders)[draw_index(rng, gender_cdfs[c])]
+        style = category.styles[draw_index(rng, style_cdfs[c])]
         season = category.seasons[int(rng.integers(len(category.seasons)))]
         for _attempt in range(1000):
-            brand_name, brand_level, _ = BRANDS[eligible[int(rng.choice(len(eligible), p=brand_p))]]
+            brand_name, brand_level, _ = BRANDS[eligible[draw_index(rng, brand_cdf)]]
             adjective = category.adjectives[int(rng.integers(len(category.adjectives)))]
             color = COLORS[int(rng.integers(len(COLORS)))]
             material = category.materials[int(rng.integers(len(category.materials)))]
@@ -188,7 +190,7 @@ def generate_items(
             DemoItem(
                 index=index,
                 id=item_id,
-                category=int(category_of[index]),
+                category=c,
                 gender=gender,
                 style=style,
                 price=price,

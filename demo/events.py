@@ -100,6 +100,12 @@ class EventSimulator:
         price_fit = np.exp(-((self.log_ratio - user.price_band) ** 2) / (2 * 0.35**2))
         return self.popularity * self.gender_fit[user.gender] * style_fit[self.style] * price_fit
 
+    def in_categories(self, categories: tuple[int, ...]) -> np.ndarray:
+        """Boolean mask over items: does the item belong to one of ``categories``?"""
+        mask = np.zeros(len(CATEGORIES), dtype=bool)
+        mask[list(categories)] = True
+        return mask[self.category]
+
     def _pools(self, user: DemoUser, weights: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         pools = []
         for c in user.categories:
@@ -109,8 +115,8 @@ class EventSimulator:
             pools.append((members, np.cumsum(weights[members])))
         return pools
 
-    def _trend_pool(self, user: DemoUser, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mine = self.trending & np.isin(self.category, user.categories)
+    def _trend_pool(self, user: DemoUser) -> tuple[np.ndarray, np.ndarray]:
+        mine = self.trending & self.in_categories(user.categories)
         members = np.flatnonzero(mine if mine.any() else self.trending)
         gender_fit = np.where(self.gender[members] == user.gender, 1.0, 0.3)
         return members, np.cumsum(self.trend_strength[members] * gender_fit)
@@ -153,7 +159,7 @@ class EventSimulator:
         if rng.random() < b.p_search:
             drafts.append((0, "search", int(views[0]), None))  # query filled at placement
             t = int(rng.integers(5, 25))
-        gaps = rng.lognormal(np.log(b.gap_s), 0.6, n).astype(np.int64) + 2
+        gaps = (rng.lognormal(np.log(b.gap_s), 0.6, n).astype(np.int64) + 2).tolist()
         clicks = (rng.random(n) < b.p_click).tolist()
         carts = (rng.random(n) < b.p_cart).tolist()
         delays = rng.integers(3, 25, size=(n, 2)).tolist()
@@ -161,7 +167,7 @@ class EventSimulator:
         cart_times: list[int] = []
         for k, item in enumerate(views.tolist()):
             if k:
-                t += int(gaps[k])
+                t += gaps[k]
             drafts.append((t, "view", item, None))
             at = t
             if clicks[k]:
@@ -231,16 +237,15 @@ class EventSimulator:
         b = BEHAVIOUR[user.persona]
         weights = self._taste_weights(user)
         pools = self._pools(user, weights)
-        trend_pool = self._trend_pool(user, weights)
+        trend_pool = self._trend_pool(user)
         n = session_count(rng, b)
         starts = session_starts(rng, n, b, self.window_start_s, self.end_s, user.arrival_s)
         n = len(starts)
         converting = rng.random(n) < b.p_convert
         missing = b.min_converting - int(converting.sum())
         if missing > 0:
-            converting[
-                rng.choice(np.flatnonzero(~converting), size=min(missing, n), replace=False)
-            ] = True
+            idle = np.flatnonzero(~converting)
+            converting[rng.choice(idle, size=min(missing, len(idle)), replace=False)] = True
         # Users of one persona still differ in how deep they browse.
         views_extra = b.views_extra * float(rng.lognormal(0.0, ENGAGEMENT_SIGMA))
         drafts = []

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from demo.catalog import allocate
+from demo.draws import cdf_of, draw_index
 from demo.timefmt import DAY_S, iso_date
 from demo.types import DemoUser, Persona
 from demo.vocabulary import AGE_BANDS, CATEGORIES, COUNTRIES, FIRST_NAMES, LAST_NAMES, STYLES
@@ -45,8 +46,7 @@ NEW_VISITOR_DAYS = 10
 
 
 def _pick(rng: np.random.Generator, table: tuple[tuple[str, float], ...]) -> str:
-    p = np.asarray([w for _, w in table])
-    return table[int(rng.choice(len(table), p=p / p.sum()))][0]
+    return table[draw_index(rng, cdf_of([w for _, w in table]))][0]
 
 
 def _taste(rng: np.random.Generator) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
@@ -114,7 +114,7 @@ def generate_users(
                 "first_name": first,
                 "country": country,
                 "age_band": _pick(rng, AGE_BANDS),
-                "loyalty_tier": _TIERS[int(rng.choice(len(_TIERS), p=_TIER_P[persona]))],
+                "loyalty_tier": _TIERS[draw_index(rng, cdf_of(_TIER_P[persona]))],
                 "signup_date": iso_date(signup_s),
                 "preferred_categories": declared,
                 "newsletter": newsletter,
