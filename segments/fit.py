@@ -14,6 +14,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.cluster import DBSCAN, KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
 from sklearn.neighbors import NearestNeighbors
+from threadpoolctl import threadpool_limits
 
 from segments.features import FloatArray
 from segments.types import SegmentError, SegmentingConfig
@@ -84,11 +85,14 @@ def fit_clusters(z: FloatArray, config: SegmentingConfig) -> FitResult:
     n = z.shape[0]
     if n < config.k_min + 1:
         raise SegmentError(f"need more than {config.k_min} users to segment, got {n}")
-    if config.algorithm == "dbscan":
-        return _fit_dbscan(z, config)
-    if config.algorithm == "ward":
-        return _fit_ward(z, config)
-    return _fit_kmeans(z, config)
+    # OpenMP/BLAS pools default to every core; on a shared host (or next to the gateway's own
+    # threads) oversubscribed spin-waiting made fits several times slower than one thread.
+    with threadpool_limits(limits=config.threads):
+        if config.algorithm == "dbscan":
+            return _fit_dbscan(z, config)
+        if config.algorithm == "ward":
+            return _fit_ward(z, config)
+        return _fit_kmeans(z, config)
 
 
 def _rng(config: SegmentingConfig) -> np.random.Generator:

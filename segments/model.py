@@ -87,15 +87,18 @@ class SegmentModel:
         m = t.pca_mean if t.pca_mean is not None else np.zeros(len(t.features))
         a = w.T @ self.centroids.T
         self._m = np.ascontiguousarray(-2.0 * a / t.scale[:, None])
-        self._m_fast = np.ascontiguousarray(self._m[self._fast_order])
         self._bias = (self.centroids**2).sum(axis=1) + 2.0 * (t.center / t.scale + m) @ a
+        # Online path: rows in `_vector` order plus the bias as a last row (the vector ends in
+        # 1.0), so one dot product yields every score — fewer numpy calls per user.
+        self._m_fast = np.ascontiguousarray(np.vstack([self._m[self._fast_order], self._bias]))
 
     @property
     def k(self) -> int:
         return len(self.segment_ids)
 
     def _vector(self, features: Mapping[str, float]) -> list[float]:
-        """The user's log-space vector with the log columns first (the order of `_m_fast`)."""
+        """The user's log-space vector, log columns first, then linear ones, then 1.0 (the row
+        order of `_m_fast`)."""
         try:
             # Fast path: profiles expose every feature; itemgetter does the lookups in C.
             logs, linear = self._get_log(features), self._get_linear(features)
@@ -108,6 +111,7 @@ class SegmentModel:
         else:
             x = [log1p(v) if v > 0.0 else 0.0 for v in logs]
         x.extend(linear)
+        x.append(1.0)  # picks up the bias row of `_m_fast`
         return x
 
     def assign(self, features: Mapping[str, float]) -> str:
@@ -115,12 +119,12 @@ class SegmentModel:
         the nearest core point's cluster if within eps, else "unclustered"."""
         x = self._vector(features)
         if self.core_points is not None:
-            z = np.empty(len(x))
-            z[self._fast_order] = x
+            z = np.empty(len(x) - 1)
+            z[self._fast_order] = x[:-1]
             return str(self._ids[self._assign_cores(z[None, :])[0]])
         if not self.segment_ids:
             return UNCLUSTERED_ID
-        return self.segment_ids[int((np.dot(x, self._m_fast) + self._bias).argmin())]
+        return self.segment_ids[int(np.dot(x, self._m_fast).argmin())]
 
     def _assign_cores(self, x_log: FloatArray) -> IntArray:
         t = self.transform

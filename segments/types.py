@@ -111,6 +111,8 @@ class SegmentingConfig:
       assigned to the nearest centroid. `dbscan_sample_size` plays the same role for DBSCAN
       (the rest go to the nearest core point within eps).
     - `dbscan_min_samples`: DBSCAN's min_samples, also the k of the k-distance curve.
+    - `threads`: OpenMP/BLAS threads while fitting (1 = no oversubscription on shared hosts;
+      raise it for offline training on a dedicated machine).
     - `match_threshold`: RMS per-feature distance (previous model's scaled units) above which a
       retrained cluster does not inherit a previous id (see `segments.identity`).
     """
@@ -128,6 +130,7 @@ class SegmentingConfig:
     dbscan_sample_size: int = 10_000
     dbscan_min_samples: int = 10
     match_threshold: float = 0.75
+    threads: int = 1
     random_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -136,6 +139,8 @@ class SegmentingConfig:
             raise SegmentError(f"unknown features in config: {unknown}")
         if not 2 <= self.k_min <= self.k_max:
             raise SegmentError(f"need 2 <= k_min <= k_max, got {self.k_min}..{self.k_max}")
+        if self.threads < 1:
+            raise SegmentError("threads must be >= 1")
         if self.scaler not in ("robust", "standard"):
             raise SegmentError(f"unknown scaler {self.scaler!r}")
         if self.algorithm not in ("kmeans", "minibatch", "dbscan", "ward"):

@@ -73,7 +73,7 @@ def test_ward_fits_a_sample_and_assigns_the_rest() -> None:
 
 def test_minibatch_kicks_in_above_the_threshold() -> None:
     x, truth = synthetic_matrix(3_000, seed=5)
-    config = SegmentingConfig(minibatch_threshold=1_000, k_min=3, k_max=5)
+    config = SegmentingConfig(minibatch_threshold=1_000, k_min=3, k_max=4)
     model = train_segments_matrix(x, config)
     assert model.metrics.algorithm == "minibatch"
     again = train_segments_matrix(x, config)

@@ -1,0 +1,94 @@
+"""Segments benchmark: fit time at 100k vs 1M users (mini-batch k-means), online assign rate.
+
+    python benchmarks/segments.py            # 100k and 1M users
+    python benchmarks/segments.py --quick    # 20k and 200k users
+
+Targets: the large fit takes <= 12x the small one (10x the users), and single-user `assign`
+sustains >= 100,000 calls/s. Both are reported as ratios against baselines measured in the same
+run, because this machine is shared and absolute times drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from segments import FEATURE_NAMES, SegmentingConfig, train_segments_matrix
+from segments.synthetic import synthetic_matrix
+
+
+def fit_seconds(n: int, config: SegmentingConfig) -> tuple[float, int, str]:
+    x, _ = synthetic_matrix(n, seed=1)
+    start = time.perf_counter()
+    model = train_segments_matrix(x, config)
+    return time.perf_counter() - start, model.k, model.metrics.algorithm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20k / 200k users")
+    parser.add_argument("--calls", type=int, default=200_000, help="single assign calls")
+    args = parser.parse_args()
+    small, large = (20_000, 200_000) if args.quick else (100_000, 1_000_000)
+    config = SegmentingConfig(algorithm="minibatch")
+
+    print(f"fit (mini-batch k-means, k searched over {config.k_min}..{config.k_max}):")
+    t_small, k_small, alg = fit_seconds(small, config)
+    print(f"  {small:>9,} users: {t_small:7.2f} s  (k={k_small}, {alg})")
+    t_large, k_large, alg = fit_seconds(large, config)
+    print(f"  {large:>9,} users: {t_large:7.2f} s  (k={k_large}, {alg})")
+    ratio = t_large / t_small
+    verdict = "OK" if ratio <= 12 else "MISSED"
+    print(f"  ratio {large // small}x users -> {ratio:.1f}x time   (target <= 12x: {verdict})")
+
+    # Online assignment: one dict per user, one call per user, as the gateway does it.
+    x, _ = synthetic_matrix(20_000, seed=2)
+    model = train_segments_matrix(x, SegmentingConfig())
+    users = [dict(zip(FEATURE_NAMES, map(float, row), strict=True)) for row in x]
+    calls = args.calls
+    start = time.perf_counter()
+    for i in range(calls):
+        model.assign(users[i % len(users)])
+    rate = calls / (time.perf_counter() - start)
+
+    # Baseline 1: the naive way, sklearn's KMeans.predict on a one-row array per user.
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=model.k, n_init=1, random_state=0).fit(model.transform.transform(x))
+    naive_calls = max(calls // 50, 500)
+    start = time.perf_counter()
+    for i in range(naive_calls):
+        row = np.array([[users[i % len(users)][f] for f in FEATURE_NAMES]])
+        km.predict(model.transform.transform(row))
+    naive_rate = naive_calls / (time.perf_counter() - start)
+    # Baseline 2: the floor, just reading the 20 features out of the dict.
+    start = time.perf_counter()
+    for i in range(calls):
+        user = users[i % len(users)]
+        [user[f] for f in FEATURE_NAMES]
+    floor_rate = calls / (time.perf_counter() - start)
+
+    verdict = "OK" if rate >= 100_000 else "MISSED"
+    print(f"assign (single user, k={model.k}, {calls:,} calls):")
+    print(f"  SegmentModel.assign      : {rate:12,.0f} /s   (target >= 100,000: {verdict})")
+    print(
+        f"  sklearn predict per user : {naive_rate:12,.0f} /s   -> assign is "
+        f"{rate / naive_rate:.0f}x faster"
+    )
+    print(
+        f"  reading 20 dict keys     : {floor_rate:12,.0f} /s   -> assign costs "
+        f"{floor_rate / rate:.1f}x the bare feature lookup"
+    )
+    start = time.perf_counter()
+    model.assign_many(x)
+    print(f"  assign_many (vectorized) : {len(x) / (time.perf_counter() - start):12,.0f} /s")
+
+
+if __name__ == "__main__":
+    main()
