@@ -16,7 +16,9 @@ On-disk layout of a saved model (one directory per version)::
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -26,9 +28,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommend.interactions import InteractionMatrix, history_row
-from recommend.types import ArtifactError, ModelNotTrained, UserContext
+from recommend.types import ArtifactError, ModelNotTrained
 
 FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
 
 #: ``{item_id: weight}`` or an iterable of ``(item_id, weight)`` pairs (summed per item).
 History = Mapping[str, float] | Iterable[tuple[str, float]]
@@ -106,9 +109,18 @@ class ItemModel(ABC):
 
     def fit(self, interactions: InteractionMatrix) -> Self:
         """Train on all of ``interactions`` (users x items, weights > 0); returns ``self``."""
+        started = time.perf_counter()
         self._set_items(interactions.item_ids)
         self._fit(interactions.matrix.astype(np.float32))
         self._fitted = True
+        log.info(
+            "%s fitted on %d users x %d items (%d interactions) in %.1fs",
+            self.kind,
+            interactions.n_users,
+            interactions.n_items,
+            interactions.nnz,
+            time.perf_counter() - started,
+        )
         return self
 
     @abstractmethod
@@ -252,20 +264,3 @@ def load_model(directory: str | os.PathLike[str]) -> ItemModel:
     model._restore(arrays)
     model._fitted = True
     return model
-
-
-class ModelCandidateSource:
-    """Adapts an :class:`ItemModel` to the :class:`~recommend.types.CandidateSource` protocol.
-
-    The user's history is folded in on every call (weights summed per item), so the latest
-    events count immediately.
-    """
-
-    def __init__(self, model: ItemModel, name: str | None = None) -> None:
-        self.model = model
-        self.name = name or model.name
-
-    def candidates(
-        self, user: UserContext, k: int, exclude: frozenset[str]
-    ) -> tuple[list[str], np.ndarray]:
-        return self.model.recommend(user.item_weights(), k, exclude)

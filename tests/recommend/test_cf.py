@@ -7,8 +7,9 @@ import pytest
 
 from recommend.cf import ALS, EASE, ItemKNN, choose_cf_model
 from recommend.interactions import InteractionMatrix
-from recommend.model import ItemModel, ModelCandidateSource, load_model
+from recommend.model import ItemModel, load_model
 from recommend.popularity import Popularity
+from recommend.sources import ModelCandidateSource
 from recommend.types import ArtifactError, CandidateSource, CFConfig, ModelNotTrained, UserContext
 
 
