@@ -154,13 +154,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     base = f"http://{settings.host}:{settings.port}"
     console.print(f"[bold green]Tailor demo[/bold green]: {info['items']} items, {info['users']} users, "
                   f"{info['events']} events in {settings.data_dir}")
-    console.print(f"GraphiQL:      {base}/graphql")
-    console.print(f"sample user:   {info['sample_user']}")
-    console.print(f"user token:    {user_token}")
-    console.print(f"admin token:   {admin_token}")
-    console.print(
+    # Plain prints: tokens and commands must stay on one line to copy them.
+    print(f"GraphiQL:     {base}/graphql")
+    print(f"sample user:  {info['sample_user']}")
+    print(f"user token:   {user_token}")
+    print(f"admin token:  {admin_token}")
+    print(
         f"try:  curl -s {base}/graphql -H 'content-type: application/json' "
-        "-d '{\"query\":\"{ trending(first: 3) { item { id title } score } }\"}'"
+        "-d '{\"query\":\"{ trending(first: 3) { item { id title } score } }\"}'",
+        flush=True,
     )
     if args.no_serve:
         return 0

@@ -48,7 +48,7 @@ class Settings:
     log_level: str = "info"
 
     # --- auth ---
-    jwt_secret: str = "dev-insecure-secret-change-me"
+    jwt_secret: str = "dev-insecure-secret-change-me-before-production"
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     token_ttl_s: int = 3600

@@ -29,7 +29,7 @@ from storage import fields
 from storage.files import ParseFailure, read_rows
 from storage.types import UserRecord, UserStore
 
-BATCH = 1000
+BATCH = 10_000
 
 
 @dataclass(slots=True)

@@ -92,10 +92,10 @@ class IngestionService:
 
     # ------------------------------------------------------------------ public API
     def validate(
-        self, raws: Sequence[Any], authorize: Authorize | None = None
+        self, raws: Sequence[Any], authorize: Authorize | None = None, *, limit: bool = True
     ) -> tuple[list[EventResult | None], list[tuple[int, EventRecord]]]:
         """Validate a batch: per index either a rejection result or a record to write."""
-        if len(raws) > self.config.max_batch_events:
+        if limit and len(raws) > self.config.max_batch_events:
             raise BatchTooLarge(
                 f"batch has {len(raws)} events; the limit is {self.config.max_batch_events} per request"
             )
@@ -140,8 +140,12 @@ class IngestionService:
         return BatchResult([r for r in results if r is not None])
 
     def ingest_sync(self, raws: Sequence[Any]) -> BatchResult:
-        """The same as :meth:`ingest` for callers without an event loop (CLI imports)."""
-        results, valid = self.validate(raws)
+        """The same as :meth:`ingest` for callers without an event loop (CLI imports).
+
+        No batch-size limit: file imports use large batches so one transaction (one fsync and
+        one profile rewrite per user) covers thousands of rows.
+        """
+        results, valid = self.validate(raws, limit=False)
         if valid:
             outcomes = self._write_direct([ev for _, ev in valid])
             self._fill(results, valid, outcomes)
