@@ -77,6 +77,14 @@ class SearchFilter:
     categories: frozenset[str] | None = None
     available_only: bool = False
 
+    def __post_init__(self) -> None:
+        # Callers naturally pass sets or lists; freeze them so filters stay hashable values.
+        object.__setattr__(self, "exclude_ids", frozenset(self.exclude_ids))
+        if self.allowed_ids is not None:
+            object.__setattr__(self, "allowed_ids", frozenset(self.allowed_ids))
+        if self.categories is not None:
+            object.__setattr__(self, "categories", frozenset(self.categories))
+
     def admits(self, item_id: str, meta: ItemMeta) -> bool:
         """True if the item with this id and meta may be returned."""
         if item_id in self.exclude_ids:

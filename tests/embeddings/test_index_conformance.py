@@ -11,9 +11,9 @@ from embeddings import MISSING_SCORE, IndexMismatch, ItemMeta, SearchFilter, Vec
 from tests.embeddings.conftest import DIM, IndexFactory, brute_force, unit_rows
 
 
-def _filled(make_index: IndexFactory, n: int = 200, seed: int = 0) -> tuple[
-    VectorIndex, np.ndarray, list[str], list[ItemMeta]
-]:
+def _filled(
+    make_index: IndexFactory, n: int = 200, seed: int = 0
+) -> tuple[VectorIndex, np.ndarray, list[str], list[ItemMeta]]:
     rng = np.random.default_rng(seed)
     matrix = unit_rows(rng, n)
     ids = [f"item-{i}" for i in range(n)]
@@ -45,7 +45,7 @@ def test_search_returns_the_true_nearest_neighbours(make_index: IndexFactory) ->
 
 
 def test_an_item_is_its_own_nearest_neighbour(make_index: IndexFactory) -> None:
-    index, matrix, ids, _ = _filled(make_index)
+    index, matrix, _, _ = _filled(make_index)
     got, scores = index.search(matrix[42], 1)
     assert got == [["item-42"]]
     assert scores[0, 0] == pytest.approx(1.0, abs=1e-5)
@@ -201,3 +201,14 @@ def test_save_load_round_trip(make_index: IndexFactory, tmp_path: Path) -> None:
     # The loaded index stays mutable.
     loaded.add(["fresh"], matrix[0][None, :])
     assert loaded.search(matrix[0], 2)[0][0] in (["fresh", "item-0"], ["item-0", "fresh"])
+
+
+def test_search_filter_freezes_plain_collections() -> None:
+    flt = SearchFilter(exclude_ids={"a"}, allowed_ids=["a", "b"], categories={"x"})  # type: ignore[arg-type]
+    assert flt == SearchFilter(frozenset({"a"}), frozenset({"a", "b"}), frozenset({"x"}))
+    assert hash(flt) == hash(
+        SearchFilter(frozenset({"a"}), frozenset({"a", "b"}), frozenset({"x"}))
+    )
+    assert not flt.admits("a", ItemMeta(frozenset({"x"})))
+    assert flt.admits("b", ItemMeta(frozenset({"x", "y"})))
+    assert not flt.admits("b", ItemMeta(frozenset({"y"})))

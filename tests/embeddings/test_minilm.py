@@ -77,7 +77,7 @@ def test_minilm_neighbours_share_genres_far_more_than_random(
     rng = np.random.default_rng(0)
     neighbour_hits = random_hits = 0
     for movie in ranked[:QUERIES]:
-        got, _ = index.search(index.vector(movie), 10, SearchFilter(exclude_ids={movie}))
+        got, _ = index.search(index.vector(movie), 10, SearchFilter(exclude_ids=frozenset({movie})))
         assert len(got[0]) == 10
         neighbour_hits += sum(bool(genres[n] & genres[movie]) for n in got[0])
         others = [m for m in rng.choice(ranked, size=11, replace=False) if m != movie][:10]

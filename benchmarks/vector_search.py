@@ -1,0 +1,196 @@
+"""Vector search and encoding benchmark for the `embeddings` package.
+
+    python benchmarks/vector_search.py            # 100,000 vectors, 2,000 item texts
+    python benchmarks/vector_search.py --quick    # 20,000 vectors, 400 item texts
+
+Measures, side by side in one run (the machine is shared; compare ratios, not absolutes):
+
+1. recall@10 of FaissIndex HNSW against FaissIndex exact on clustered 384-d vectors
+   (a Gaussian mixture with low-rank per-cluster covariance, L2-normalized — embedding-like,
+   not uniform noise), for several efSearch values; target >= 0.95 at the default.
+2. single-query latency p50/p99 of both, and the exact/HNSW speed ratio (target >= 10x).
+3. encoding throughput of the real MiniLM model on fashion-item texts (items/s), against
+   one-at-a-time encoding, and of a warm `CachedEncoder` against the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from embeddings import (
+    CachedEncoder,
+    EmbeddingCache,
+    FaissIndex,
+    SentenceTransformerEncoder,
+    render_item_text,
+)
+
+DIM = 384
+K = 10
+
+
+def clustered_vectors(
+    n: int, rng: np.random.Generator, *, clusters: int, rank: int = 24
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mixture parameters plus ``n`` normalized samples: (samples, centers, bases)."""
+    centers = rng.normal(size=(clusters, DIM)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    bases = rng.normal(size=(clusters, rank, DIM)).astype(np.float32) / np.sqrt(rank * DIM)
+    return sample(n, rng, centers, bases), centers, bases
+
+
+def sample(n: int, rng: np.random.Generator, centers: np.ndarray, bases: np.ndarray) -> np.ndarray:
+    """Draw from the mixture: center + low-rank spread + a little isotropic noise."""
+    weights = rng.dirichlet(np.full(len(centers), 2.0))
+    which = rng.choice(len(centers), size=n, p=weights)
+    z = rng.normal(size=(n, bases.shape[1])).astype(np.float32) * 3.0
+    spread = np.einsum("nr,nrd->nd", z, bases[which])
+    noise = rng.normal(size=(n, DIM)).astype(np.float32) * (0.25 / np.sqrt(DIM))
+    x = centers[which] + spread + noise
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def latencies_ms(index: FaissIndex, queries: np.ndarray) -> np.ndarray:
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        index.search(q, K)
+        times.append((time.perf_counter() - start) * 1e3)
+    return np.asarray(times)
+
+
+def recall_at_k(approx: list[list[str]], exact: list[list[str]]) -> float:
+    return float(np.mean([len(set(a) & set(e)) / K for a, e in zip(approx, exact, strict=True)]))
+
+
+def bench_search(n: int, n_queries: int, n_latency: int) -> None:
+    rng = np.random.default_rng(42)
+    vectors, centers, bases = clustered_vectors(n, rng, clusters=max(50, n // 100))
+    queries = sample(n_queries, rng, centers, bases)
+    ids = [f"item-{i}" for i in range(n)]
+    print(f"== vector search: {n:,} x {DIM}-d clustered vectors, {n_queries} queries, k={K}")
+
+    exact = FaissIndex(DIM, hnsw_threshold=n + 1)
+    exact.add(ids, vectors)
+    start = time.perf_counter()
+    hnsw = FaissIndex(DIM, hnsw_threshold=0)
+    hnsw.add(ids, vectors)
+    build_s = time.perf_counter() - start
+    print(f"HNSW build: {build_s:.1f} s ({n / build_s:,.0f} vectors/s), params {hnsw.params}")
+
+    truth, _ = exact.search(queries, K)  # batch search: all threads
+    default_ef = hnsw.ef_search
+    print(f"{'efSearch':>9} {'recall@10':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for ef in sorted({16, 32, 64, default_ef, 128, 256}):
+        hnsw.ef_search = ef
+        approx, _ = hnsw.search(queries, K)
+        lat = latencies_ms(hnsw, queries[:n_latency])
+        mark = "  <- default" if ef == default_ef else ""
+        print(
+            f"{ef:>9} {recall_at_k(approx, truth):>10.4f} "
+            f"{np.percentile(lat, 50):>8.3f} {np.percentile(lat, 99):>8.3f}{mark}"
+        )
+    hnsw.ef_search = default_ef
+
+    # Interleave exact and HNSW single queries so both see the same machine noise.
+    exact_lat, hnsw_lat = [], []
+    for q in queries[:n_latency]:
+        exact_lat.append(latencies_ms(exact, q[None, :])[0])
+        hnsw_lat.append(latencies_ms(hnsw, q[None, :])[0])
+    e50, e99 = np.percentile(exact_lat, [50, 99])
+    h50, h99 = np.percentile(hnsw_lat, [50, 99])
+    approx, _ = hnsw.search(queries, K)
+    print(f"exact single query: p50 {e50:.3f} ms, p99 {e99:.3f} ms")
+    print(f"HNSW  single query: p50 {h50:.3f} ms, p99 {h99:.3f} ms (efSearch={default_ef})")
+    print(
+        f"RESULT recall@10={recall_at_k(approx, truth):.4f} (target >= 0.95); "
+        f"speed ratio exact/HNSW p50={e50 / h50:.1f}x p99={e99 / h99:.1f}x (target >= 10x)"
+    )
+
+
+ADJECTIVES = ["light", "oversized", "slim-fit", "cropped", "quilted", "relaxed", "pleated"]
+COLORS = ["black", "ivory", "navy", "sage green", "terracotta", "floral print", "striped"]
+MATERIALS = ["linen", "merino wool", "organic cotton", "silk", "denim", "recycled nylon"]
+PRODUCTS = [
+    ("sundress", "Dresses"),
+    ("midi skirt", "Skirts"),
+    ("puffer jacket", "Outerwear"),
+    ("chelsea boots", "Shoes"),
+    ("crew-neck sweater", "Knitwear"),
+    ("wide-leg trousers", "Trousers"),
+    ("tote bag", "Bags"),
+]
+SEASONS = ["summer", "winter", "all seasons", "spring"]
+
+
+def fashion_items(n: int) -> list[str]:
+    combos = itertools.product(ADJECTIVES, COLORS, MATERIALS, PRODUCTS, SEASONS)
+    texts = []
+    for adj, color, material, (product, category), season in itertools.islice(combos, n):
+        item = {
+            "title": f"{adj.capitalize()} {color} {material} {product}",
+            "categories": ["Women", category],
+            "tags": [season, material, color],
+            "description": f"A {adj} {product} in {material}, made for {season} days.",
+        }
+        texts.append(render_item_text(item))
+    return texts
+
+
+def bench_encoding(n_texts: int) -> None:
+    texts = fashion_items(n_texts)
+    print(f"\n== encoding: {len(texts)} fashion-item texts, e.g. {texts[0]!r}")
+    encoder = SentenceTransformerEncoder()
+    encoder.encode(texts[:8])  # warm-up (first-call allocations)
+
+    n_single = min(100, len(texts))
+    start = time.perf_counter()
+    for text in texts[:n_single]:
+        encoder.encode([text], batch_size=1)
+    single_rate = n_single / (time.perf_counter() - start)
+
+    start = time.perf_counter()
+    encoder.encode(texts, batch_size=64)
+    batch_rate = len(texts) / (time.perf_counter() - start)
+
+    with tempfile.TemporaryDirectory() as tmp, EmbeddingCache(Path(tmp) / "c.sqlite") as cache:
+        cached = CachedEncoder(encoder, cache)
+        cached.encode(texts)  # cold: fills the cache
+        start = time.perf_counter()
+        cached.encode(texts)
+        warm_rate = len(texts) / (time.perf_counter() - start)
+        stats = cached.stats
+
+    print(f"one at a time : {single_rate:8,.0f} items/s ({n_single} items)")
+    print(f"batched (64)  : {batch_rate:8,.0f} items/s")
+    print(f"warm cache    : {warm_rate:8,.0f} items/s (hits {stats.hits}, misses {stats.misses})")
+    print(
+        f"RESULT encoding {batch_rate:,.0f} items/s; batched/one-at-a-time "
+        f"{batch_rate / single_rate:.1f}x; warm-cache/model {warm_rate / batch_rate:.0f}x"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
+    parser.add_argument("--skip-encoding", action="store_true", help="vector search only")
+    args = parser.parse_args()
+    n, n_queries, n_latency, n_texts = (
+        (20_000, 300, 300, 400) if args.quick else (100_000, 1_000, 500, 2_000)
+    )
+    bench_search(n, n_queries, n_latency)
+    if not args.skip_encoding:
+        bench_encoding(n_texts)
+
+
+if __name__ == "__main__":
+    main()
