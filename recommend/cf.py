@@ -57,7 +57,7 @@ class EASE(ItemModel):
         # float32 throughout: G + lambda*I is well conditioned for lambda in the hundreds
         # (the float64 inverse differs by ~1e-6 relative on MovieLens) and it halves both
         # memory and time of the ~n^3 inverse.
-        gram = (x.T @ x).toarray().astype(np.float32)
+        gram = (x.T @ x).toarray().astype(np.float32, copy=False)
         gram[np.diag_indices_from(gram)] += self.lambda_
         # G + lambda*I is symmetric positive definite: a Cholesky-based inverse costs half an
         # LU one, which matters at ~10k items on two cores.

@@ -87,3 +87,23 @@ def test_item_user_counts(clusters: InteractionMatrix) -> None:
     counts = dict(zip(clusters.item_ids, clusters.item_user_counts().tolist(), strict=True))
     assert counts["c"] == 4
     assert counts["lonely"] == 1
+
+
+def test_empty_input_and_empty_selection() -> None:
+    empty = InteractionMatrix.from_rows([])
+    assert empty.matrix.shape == (0, 0) and empty.nnz == 0
+    data = InteractionMatrix.from_rows([("u", "i", 1.0, 1.0), ("v", "j", 1.0, 2.0)])
+    none = data.select(np.zeros(data.nnz, dtype=bool))
+    assert none.nnz == 0 and none.matrix.shape == (2, 2)
+    assert none.user_items("u") == {}
+
+
+def test_from_arrays_matches_from_rows() -> None:
+    rows = [("u", "i", 1.0, 1.0), ("u", "i", 1.0, 1.0), ("v", "j", 2.0, 2.0), ("u", "j", 1.0, 3.0)]
+    by_rows = InteractionMatrix.from_rows(rows)
+    by_arrays = InteractionMatrix.from_arrays(*(list(col) for col in zip(*rows, strict=True)))
+    assert by_arrays.user_ids == by_rows.user_ids and by_arrays.item_ids == by_rows.item_ids
+    assert (by_arrays.matrix != by_rows.matrix).nnz == 0
+    np.testing.assert_array_equal(by_arrays.timestamps, by_rows.timestamps)
+    with pytest.raises(ValueError):
+        InteractionMatrix.from_arrays(["u"], ["i", "j"], [1.0], [1.0])
