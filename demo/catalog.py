@@ -29,6 +29,8 @@ from demo.vocabulary import (
 AVAILABLE_SHARE = 0.95
 TRENDING_SHARE = 0.01
 ZIPF_EXPONENT = 0.9
+# Offset of the Zipf rank: keeps the very top items from swallowing their category.
+ZIPF_OFFSET = 10.0
 # Trending items are recent arrivals: released this many days before the window end.
 TRENDING_RELEASE_DAYS = (8, 21)
 # Catalog items outside the trend existed before the window (up to two years of back catalog).
@@ -115,7 +117,7 @@ def generate_items(
     category_of = category_of[rng.permutation(n_items)]
 
     ranks = rng.permutation(n_items)
-    popularity = (ranks + 3.0) ** -ZIPF_EXPONENT
+    popularity = (ranks + ZIPF_OFFSET) ** -ZIPF_EXPONENT
     n_trending = max(1, round(TRENDING_SHARE * n_items))
     trending = np.zeros(n_items, dtype=bool)
     # Trending items come from the long tail: they are new, so they have no history yet.

@@ -131,8 +131,11 @@ class EventSimulator:
         rng = self.rng
         focus = pools[int(rng.integers(len(pools)))]
         other = pools[int(rng.integers(len(pools)))]
-        source = rng.random(n)
-        u = rng.random(n)
+        # Draw twice as many as needed and keep first occurrences: people do revisit an
+        # item within a session, but not five times because it is the category's top seller.
+        m = 2 * n
+        source = rng.random(m)
+        u = rng.random(m)
         views = np.where(
             source < FOCUS_SHARE,
             _draw(*focus, u),
@@ -141,6 +144,11 @@ class EventSimulator:
                 _draw(*other, u),
                 _draw(*self.global_pool, u),
             ),
+        )
+        _, first = np.unique(views, return_index=True)
+        unique = views[np.sort(first)]
+        views = (
+            unique[:n] if len(unique) >= n else np.concatenate([unique, views[: n - len(unique)]])
         )
         if start_s > self.trend_start_s:
             ramp = (start_s - self.trend_start_s) / (self.end_s - self.trend_start_s)
