@@ -25,8 +25,14 @@ def free_port() -> int:
 @contextlib.contextmanager
 def gateway_process(data_dir: Path, **env: str) -> Iterator[str]:
     port = free_port()
-    environ = {**os.environ, "TAILOR_JWT_SECRET": SECRET, "TAILOR_DATA_DIR": str(data_dir),
-               "TAILOR_PORT": str(port), "TAILOR_LOG_LEVEL": "warning", **env}
+    environ = {
+        **os.environ,
+        "TAILOR_JWT_SECRET": SECRET,
+        "TAILOR_DATA_DIR": str(data_dir),
+        "TAILOR_PORT": str(port),
+        "TAILOR_LOG_LEVEL": "warning",
+        **env,
+    }
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=environ)
     base = f"http://127.0.0.1:{port}"
     try:

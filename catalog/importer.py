@@ -21,8 +21,17 @@ from storage.timeutil import parse_timestamp
 from storage.types import CatalogStore, ItemRecord
 
 _KNOWN = {
-    "id", "title", "description", "categories", "tags", "price", "currency", "available",
-    "attributes", "created_at", "updated_at",
+    "id",
+    "title",
+    "description",
+    "categories",
+    "tags",
+    "price",
+    "currency",
+    "available",
+    "attributes",
+    "created_at",
+    "updated_at",
 }
 
 

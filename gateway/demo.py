@@ -20,7 +20,9 @@ from gateway.app import build_services
 from gateway.settings import Settings
 from profiles.imports import import_events, import_users
 
-ProgressFactory = Callable[[str, int | None], contextlib.AbstractContextManager[Callable[[int], None]]]
+ProgressFactory = Callable[
+    [str, int | None], contextlib.AbstractContextManager[Callable[[int], None]]
+]
 
 
 @contextlib.contextmanager
@@ -51,7 +53,9 @@ def load_demo_world(
                 import_users(store, world_dir / "users.jsonl", now=time.time(), progress=advance)
             services.extras["catalog"].update(store.iter_items())
             with progress("import events", _lines(world_dir / "events.ndjson")) as advance:
-                summary = import_events(services.ingest, world_dir / "events.ndjson", progress=advance)
+                summary = import_events(
+                    services.ingest, world_dir / "events.ndjson", progress=advance
+                )
             if summary.rejected:
                 raise RuntimeError(f"demo events rejected: {summary.rejected[:3]}")
             store.set_meta("demo_world", params)

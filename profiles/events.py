@@ -29,8 +29,18 @@ from storage.timeutil import parse_timestamp
 from storage.types import EventRecord
 
 KNOWN_FIELDS = frozenset(
-    {"messageId", "type", "userId", "anonymousId", "itemId", "sessionId", "channel",
-     "timestamp", "properties", "traits"}
+    {
+        "messageId",
+        "type",
+        "userId",
+        "anonymousId",
+        "itemId",
+        "sessionId",
+        "channel",
+        "timestamp",
+        "properties",
+        "traits",
+    }
 )
 MAX_PROPERTIES_BYTES = 8192
 
@@ -49,14 +59,16 @@ def validate_event(
     """Validate one raw event; raises :class:`FieldError` naming the first bad field."""
     if not isinstance(raw, dict):
         raise FieldError("-", f"an event must be a JSON object, got {type(raw).__name__}")
-    unknown = sorted(k for k in raw if k not in KNOWN_FIELDS)
-    if unknown:
-        raise FieldError(str(unknown[0])[:64], "unknown field")
+    if not KNOWN_FIELDS.issuperset(raw):
+        unknown = sorted(str(k) for k in raw if k not in KNOWN_FIELDS)
+        raise FieldError(unknown[0][:64], "unknown field")
     message_id = fields.ident(raw, "messageId")
     etype = raw.get("type")
     if etype is None or etype == "":
         raise FieldError("type", "is required")
-    if not isinstance(etype, str) or (etype not in BUILTIN_EVENT_TYPES and etype not in custom_types):
+    if not isinstance(etype, str) or (
+        etype not in BUILTIN_EVENT_TYPES and etype not in custom_types
+    ):
         allowed = ", ".join((*BUILTIN_EVENT_TYPES, *custom_types))
         raise FieldError("type", f"unknown event type {str(etype)[:40]!r} (allowed: {allowed})")
     user_id = fields.ident(raw, "userId", required=False)
@@ -64,7 +76,9 @@ def validate_event(
     if user_id is None and anonymous_id is None:
         raise FieldError("userId", "userId or anonymousId is required")
     if etype == "identify" and (user_id is None or anonymous_id is None):
-        raise FieldError("anonymousId" if user_id else "userId", "identify needs both userId and anonymousId")
+        raise FieldError(
+            "anonymousId" if user_id else "userId", "identify needs both userId and anonymousId"
+        )
     item_id = fields.ident(raw, "itemId", required=etype in ITEM_EVENT_TYPES)
     session_id = fields.ident(raw, "sessionId", required=False)
     channel = raw.get("channel", "api")

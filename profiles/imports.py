@@ -55,8 +55,11 @@ class FileImportSummary:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "read": self.read, "accepted": self.accepted,
-            "duplicates": self.duplicates, "conflicts": self.conflicts,
+            "kind": self.kind,
+            "read": self.read,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
             "rejected": len(self.rejected),
             "rejectsFile": str(self.rejects_file) if self.rejects_file else None,
         }
@@ -76,7 +79,9 @@ def _event_from_row(
     row: dict[str, Any], default_type: str | None, id_prefix: str
 ) -> dict[str, Any]:
     ev: dict[str, Any] = {}
-    props: dict[str, Any] = dict(row.pop("properties", None) or {}) if isinstance(row.get("properties"), dict) else {}
+    props: dict[str, Any] = (
+        dict(row.pop("properties", None) or {}) if isinstance(row.get("properties"), dict) else {}
+    )
     if isinstance(row.get("properties"), str):
         try:
             props.update(orjson.loads(row.pop("properties")))
@@ -99,7 +104,9 @@ def _event_from_row(
         if isinstance(ev.get(key), int | float) and not isinstance(ev.get(key), bool):
             ev[key] = str(int(ev[key]))
     if "messageId" not in ev:
-        digest = hashlib.sha256(orjson.dumps(ev, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+        digest = hashlib.sha256(
+            orjson.dumps(ev, option=orjson.OPT_SORT_KEYS, default=str)
+        ).hexdigest()
         ev["messageId"] = f"imp-{digest[:32]}"
     return ev
 
@@ -201,7 +208,9 @@ def validate_user(row: dict[str, Any], now: float) -> UserRecord:
         "personalization": fields.boolean(
             {"v": row.get("consent_personalization", consent.get("personalization"))}, "v", True
         ),
-        "tracking": fields.boolean({"v": row.get("consent_tracking", consent.get("tracking"))}, "v", True),
+        "tracking": fields.boolean(
+            {"v": row.get("consent_tracking", consent.get("tracking"))}, "v", True
+        ),
     }
     reserved = {"id", "traits", "consent", "consent_personalization", "consent_tracking"}
     for key, value in row.items():

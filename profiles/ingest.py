@@ -20,9 +20,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
+
+from cachetools import LRUCache
 
 from profiles.events import validate_event
 from profiles.state import CategoryLookup, ProfileState
@@ -63,6 +65,7 @@ class IngestionService:
         categories: CategoryLookup = lambda _item: (),
         clock: Callable[[], float] = time.time,
         tracking_allowed: ConsentCheck | None = None,
+        state_cache_size: int = 10_000,
     ) -> None:
         self.store = store
         self.config = config or IngestConfig()
@@ -73,7 +76,11 @@ class IngestionService:
         self._listeners: list[Listener] = []
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # serialises direct (thread-less) writes
+        self._lock = threading.Lock()  # serialises writes (writer thread and direct callers)
+        # profile key -> (stored version, state); only touched by whoever holds self._lock
+        self._state_cache: LRUCache[str, tuple[float, ProfileState]] = LRUCache(state_cache_size)
+        self._touched: set[str] = set()
+        self._pending: dict[str, ProfileState] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def subscribe(self, listener: Listener) -> None:
@@ -81,7 +88,9 @@ class IngestionService:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="tailor-ingest-writer", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="tailor-ingest-writer", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:
@@ -159,7 +168,10 @@ class IngestionService:
         for (i, ev), outcome in zip(valid, outcomes, strict=True):
             if outcome == "conflict":
                 results[i] = EventResult(
-                    i, "conflict", ev.message_id, "messageId",
+                    i,
+                    "conflict",
+                    ev.message_id,
+                    "messageId",
                     "this messageId was already stored with a different payload",
                 )
             else:
@@ -224,7 +236,12 @@ class IngestionService:
             accepted_events.extend(accepted)
             return self._profile_updates(accepted)
 
-        outcomes = self.store.insert_events(keyed, update)
+        try:
+            outcomes = self.store.insert_events(keyed, update)
+        except BaseException:
+            self._remember_states(False)
+            raise
+        self._remember_states(True)
         if accepted_events:
             for listener in self._listeners:
                 try:
@@ -233,24 +250,54 @@ class IngestionService:
                     log.exception("event listener %r failed", listener)
         return list(outcomes)
 
-    def _profile_updates(self, accepted: Iterable[EventRecord]) -> dict[str, JSON]:
+    def _profile_updates(self, accepted: list[EventRecord]) -> dict[str, JSON]:
+        """Apply accepted events to their profiles (inside the write transaction).
+
+        Profile states are cached in memory between groups, validated against the version the
+        store holds (one indexed query per group), so a hot profile is not re-parsed for every
+        batch, and a profile changed by another process (e.g. a CLI import) is re-read.
+        """
+        keys = {ev.profile_key for ev in accepted}
+        keys |= {f"anon:{ev.anonymous_id}" for ev in accepted if ev.type == "identify"}
+        keys |= {ev.user_id for ev in accepted if ev.type == "identify" and ev.user_id}
+        versions = self.store.get_profile_versions(sorted(keys))
         states: dict[str, ProfileState] = {}
-
-        def load(key: str) -> ProfileState:
-            st = states.get(key)
-            if st is None:
-                st = states[key] = ProfileState.from_json(self.store.get_profile_state(key))
-            return st
-
+        misses = []
+        for key in keys:
+            cached = self._state_cache.get(key)
+            if cached is not None and cached[0] == versions.get(key):
+                states[key] = cached[1]
+            elif key in versions:
+                misses.append(key)
+            else:
+                states[key] = ProfileState()
+        for key, doc in self.store.get_profile_states(misses).items():
+            states[key] = ProfileState.from_json(doc)
+        self._touched = set(keys)
         for ev in accepted:
             if ev.type == "identify" and ev.anonymous_id and ev.user_id:
                 # The anonymous history joins the user's profile (the store re-keys the events).
-                anon = load(f"anon:{ev.anonymous_id}")
-                del states[f"anon:{ev.anonymous_id}"]
-                load(ev.user_id).merge(anon, self.profile_config)
+                anon = states.pop(f"anon:{ev.anonymous_id}", None) or ProfileState()
+                states.setdefault(ev.user_id, ProfileState()).merge(anon, self.profile_config)
                 continue
-            load(ev.profile_key).apply(ev, self.profile_config, self.categories)
+            states[ev.profile_key].apply(ev, self.profile_config, self.categories)
+        self._pending = states
         return {k: v.to_json() for k, v in states.items()}
+
+    def _remember_states(self, ok: bool) -> None:
+        """After the transaction: cache what was committed, or forget what a rollback undid."""
+        if ok:
+            version = self.store.last_profile_version
+            for key in self._touched:
+                state = self._pending.get(key)
+                if state is None:
+                    self._state_cache.pop(key, None)
+                else:
+                    self._state_cache[key] = (version, state)
+        else:
+            for key in self._touched:
+                self._state_cache.pop(key, None)
+        self._touched, self._pending = set(), {}
 
     # ------------------------------------------------------------------ rebuild
     def rebuild_profiles(self, progress: Callable[[int], None] | None = None) -> int:
@@ -265,6 +312,7 @@ class IngestionService:
             st.apply(ev, self.profile_config, self.categories)
         with self._lock:
             self.store.replace_profile_states({k: v.to_json() for k, v in states.items()})
+            self._state_cache.clear()
         return len(states)
 
     def profile(self, profile_key: str) -> ProfileState | None:

@@ -67,12 +67,19 @@ class ProfileState:
             qty = int(ev.properties.get("quantity") or 1)
             self.monetary += price * qty
             self.orders.add(str(ev.properties.get("orderId") or ev.session_id or ev.message_id))
-            self.last_purchase_ts = t if self.last_purchase_ts is None else max(self.last_purchase_ts, t)
+            self.last_purchase_ts = (
+                t if self.last_purchase_ts is None else max(self.last_purchase_ts, t)
+            )
         self._add_day(int(t // DAY), ev.type, 1)
         if ev.session_id:
             s = self.sessions.get(ev.session_id)
             if s is None:
-                self.sessions[ev.session_id] = [t, t, float(ev.type == "view"), float(ev.type == "purchase")]
+                self.sessions[ev.session_id] = [
+                    t,
+                    t,
+                    float(ev.type == "view"),
+                    float(ev.type == "purchase"),
+                ]
             else:
                 s[0], s[1] = min(s[0], t), max(s[1], t)
                 s[2] += float(ev.type == "view")
@@ -125,7 +132,9 @@ class ProfileState:
         for name in ("last_ts", "last_purchase_ts"):
             a, b = getattr(self, name), getattr(other, name)
             setattr(self, name, b if a is None else a if b is None else max(a, b))
-        if other.last_channel and (self.last_channel is None or other.last_channel > self.last_channel):
+        if other.last_channel and (
+            self.last_channel is None or other.last_channel > self.last_channel
+        ):
             self.last_channel = other.last_channel
         self.monetary += other.monetary
         self.engagement += other.engagement
@@ -138,7 +147,12 @@ class ProfileState:
             if mine is None:
                 self.sessions[sid] = list(s)
             else:
-                self.sessions[sid] = [min(mine[0], s[0]), max(mine[1], s[1]), mine[2] + s[2], max(mine[3], s[3])]
+                self.sessions[sid] = [
+                    min(mine[0], s[0]),
+                    max(mine[1], s[1]),
+                    mine[2] + s[2],
+                    max(mine[3], s[3]),
+                ]
         half = config.affinity_half_life_days * DAY
         for cat, (value, ref) in other.affinity.items():
             self._add_affinity(cat, value, ref, half)
@@ -155,7 +169,9 @@ class ProfileState:
 
     def affinities(self, now: float, config: ProfileConfig) -> list[tuple[str, float]]:
         half = config.affinity_half_life_days * DAY
-        scored = [(cat, _decay(v, max(0.0, now - ref), half)) for cat, (v, ref) in self.affinity.items()]
+        scored = [
+            (cat, _decay(v, max(0.0, now - ref), half)) for cat, (v, ref) in self.affinity.items()
+        ]
         scored.sort(key=lambda p: (-p[1], p[0]))
         return scored
 
@@ -171,7 +187,9 @@ class ProfileState:
             "events": float(sum(self.counts.values())),
             "recency_days": (now - self.last_ts) / DAY if self.last_ts is not None else _NEVER_DAYS,
             "days_since_last_purchase": (
-                (now - self.last_purchase_ts) / DAY if self.last_purchase_ts is not None else _NEVER_DAYS
+                (now - self.last_purchase_ts) / DAY
+                if self.last_purchase_ts is not None
+                else _NEVER_DAYS
             ),
             "frequency": float(frequency),
             "monetary": self.monetary,

@@ -14,9 +14,18 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 BUILTIN_EVENT_TYPES = (
-    "view", "click", "add_to_cart", "remove_from_cart", "purchase", "search", "rate", "identify",
+    "view",
+    "click",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "search",
+    "rate",
+    "identify",
 )
-ITEM_EVENT_TYPES = frozenset({"view", "click", "add_to_cart", "remove_from_cart", "purchase", "rate"})
+ITEM_EVENT_TYPES = frozenset(
+    {"view", "click", "add_to_cart", "remove_from_cart", "purchase", "rate"}
+)
 CHANNELS = ("web", "mobile", "email", "offline", "api")
 
 FLAG_CLAMPED = 1  # the event's timestamp was in the future beyond the skew tolerance
@@ -94,8 +103,12 @@ class ProfileConfig:
 
     weights: Mapping[str, float] = field(
         default_factory=lambda: {
-            "view": 0.5, "click": 1.0, "add_to_cart": 3.0, "remove_from_cart": -1.0,
-            "purchase": 5.0, "rate": 1.0,
+            "view": 0.5,
+            "click": 1.0,
+            "add_to_cart": 3.0,
+            "remove_from_cart": -1.0,
+            "purchase": 5.0,
+            "rate": 1.0,
         }
     )
     affinity_half_life_days: float = 14.0

@@ -21,7 +21,11 @@ import numpy as np
 from storage.types import EventRecord
 
 DEFAULT_WEIGHTS: Mapping[str, float] = {
-    "view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0, "rate": 2.0,
+    "view": 1.0,
+    "click": 2.0,
+    "add_to_cart": 4.0,
+    "purchase": 8.0,
+    "rate": 2.0,
 }
 
 
@@ -81,14 +85,22 @@ class TrendingModel:
             return cached[1], cached[2]
         with self._lock:
             items = list(self._score)
-            scores = np.fromiter((self._score[i] for i in items), dtype=np.float64, count=len(items))
+            scores = np.fromiter(
+                (self._score[i] for i in items), dtype=np.float64, count=len(items)
+            )
             refs = np.fromiter((self._ref[i] for i in items), dtype=np.float64, count=len(items))
         if category is not None:
-            keep = np.fromiter((category in self.categories(i) for i in items), dtype=bool, count=len(items))
+            keep = np.fromiter(
+                (category in self.categories(i) for i in items), dtype=bool, count=len(items)
+            )
             items = [i for i, k in zip(items, keep, strict=True) if k]
             scores, refs = scores[keep], refs[keep]
         decayed = scores * np.power(0.5, np.maximum(0.0, now - refs) / self.half_life_s)
-        order = np.lexsort((np.array(items, dtype=object).astype(str), -decayed)) if items else np.array([], dtype=int)
+        order = (
+            np.lexsort((np.array(items, dtype=object).astype(str), -decayed))
+            if items
+            else np.array([], dtype=int)
+        )
         ranked_ids = [items[k] for k in order]
         ranked_scores = decayed[order].astype(np.float32)
         self._ranked[category] = (now, ranked_ids, ranked_scores)

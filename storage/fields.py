@@ -35,7 +35,8 @@ def ident(row: dict[str, Any], field: str, *, required: bool = True) -> str | No
         raise FieldError(field, f"longer than {MAX_ID_LENGTH} characters")
     if not _ID_RE.match(value):
         raise FieldError(
-            field, "may contain only letters, digits and . _ : @ - (and must start with a letter or digit)"
+            field,
+            "may contain only letters, digits and . _ : @ - (and must start with a letter or digit)",
         )
     return value
 
@@ -74,7 +75,7 @@ def number(
         try:
             value = float(value)
         except ValueError:
-            raise FieldError(field, f"must be a number, got {value[:20]!r}") from None
+            raise FieldError(field, f"must be a number, got {str(value)[:20]!r}") from None
     if not isinstance(value, int | float):
         raise FieldError(field, f"must be a number, got {type(value).__name__}")
     result = float(value)
@@ -100,7 +101,9 @@ def boolean(row: dict[str, Any], field: str, default: bool) -> bool:
     raise FieldError(field, f"must be true or false, got {value!r}")
 
 
-def string_list(row: dict[str, Any], field: str, *, max_items: int = 50, max_len: int = 100) -> tuple[str, ...]:
+def string_list(
+    row: dict[str, Any], field: str, *, max_items: int = 50, max_len: int = 100
+) -> tuple[str, ...]:
     """A list of strings; CSV cells use ``|`` as the separator (``Women|Dresses``)."""
     value = row.get(field)
     if value is None or value == "":
@@ -138,5 +141,5 @@ def json_object(row: dict[str, Any], field: str) -> dict[str, Any]:
     prefix = field + "."
     for key, v in row.items():
         if isinstance(key, str) and key.startswith(prefix):
-            value[key[len(prefix):]] = v
+            value[key[len(prefix) :]] = v
     return dict(value)

@@ -37,8 +37,14 @@ def detect_format(path: Path, explicit: str | None = None) -> str:
         fmt = explicit.lower()
     else:
         suffix = path.suffix.lower().lstrip(".")
-        fmt = {"ndjson": "jsonl", "json": "jsonl", "jsonl": "jsonl", "csv": "csv",
-               "parquet": "parquet", "pq": "parquet"}.get(suffix, "")
+        fmt = {
+            "ndjson": "jsonl",
+            "json": "jsonl",
+            "jsonl": "jsonl",
+            "csv": "csv",
+            "parquet": "parquet",
+            "pq": "parquet",
+        }.get(suffix, "")
     if fmt == "ndjson":
         fmt = "jsonl"
     if fmt not in FORMATS:

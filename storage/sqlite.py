@@ -32,7 +32,9 @@ ProfileUpdate = Callable[[list[EventRecord]], Mapping[str, JSON]]
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
+    return orjson.dumps(
+        value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str
+    ).decode()
 
 
 class SQLiteStore:
@@ -46,6 +48,7 @@ class SQLiteStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self.last_profile_version = 0.0
         self._writer = self._connect()
         self._writer.execute("PRAGMA synchronous=FULL")
         self._migrate()
@@ -298,9 +301,19 @@ class SQLiteStore:
                 f"INSERT INTO events({self._EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
-                        ev.message_id, ev.type, ev.profile_key, ev.ts, ev.received_at,
-                        ev.payload_hash, ev.user_id, ev.anonymous_id, ev.item_id, ev.session_id,
-                        ev.channel, _dumps(dict(ev.properties)), ev.flags,
+                        ev.message_id,
+                        ev.type,
+                        ev.profile_key,
+                        ev.ts,
+                        ev.received_at,
+                        ev.payload_hash,
+                        ev.user_id,
+                        ev.anonymous_id,
+                        ev.item_id,
+                        ev.session_id,
+                        ev.channel,
+                        _dumps(dict(ev.properties)),
+                        ev.flags,
                     )
                     for ev in accepted
                 ],
@@ -317,7 +330,8 @@ class SQLiteStore:
     def iter_events(
         self, *, since: float | None = None, profile_key: str | None = None
     ) -> Iterator[EventRecord]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[object] = []
         if since is not None:
             clauses.append("ts >= ?")
             params.append(since)
@@ -370,15 +384,44 @@ class SQLiteStore:
         self._transaction(write)
 
     # ------------------------------------------------------------------ profiles
-    @staticmethod
-    def _write_states(conn: sqlite3.Connection, states: Mapping[str, JSON]) -> None:
-        now = time.time()
+    def _write_states(self, conn: sqlite3.Connection, states: Mapping[str, JSON]) -> None:
+        # Every write gets a fresh version number, so in-memory state caches can tell whether
+        # another process changed a profile since they last saw it.
+        version = max(self.last_profile_version + 1.0, float(time.time_ns() // 1000))
         conn.executemany(
             "INSERT INTO profiles(profile_key,state,updated_at) VALUES (?,?,?) "
             "ON CONFLICT(profile_key) DO UPDATE SET state=excluded.state,"
             "updated_at=excluded.updated_at",
-            [(key, _dumps(state), now) for key, state in states.items()],
+            [(key, _dumps(state), version) for key, state in states.items()],
         )
+        self.last_profile_version = version
+
+    def get_profile_versions(self, keys: Sequence[str]) -> dict[str, float]:
+        """The version (``updated_at``) of each stored profile among ``keys``."""
+        out: dict[str, float] = {}
+        conn = self._reader()
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                conn.execute(
+                    f"SELECT profile_key, updated_at FROM profiles WHERE profile_key IN ({marks})",
+                    chunk,
+                ).fetchall()
+            )
+        return out
+
+    def get_profile_states(self, keys: Sequence[str]) -> dict[str, JSON]:
+        out: dict[str, JSON] = {}
+        conn = self._reader()
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for key, state in conn.execute(
+                f"SELECT profile_key, state FROM profiles WHERE profile_key IN ({marks})", chunk
+            ):
+                out[key] = orjson.loads(state)
+        return out
 
     def get_profile_state(self, profile_key: str) -> JSON | None:
         row = (

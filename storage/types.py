@@ -137,7 +137,6 @@ class EventStore(Protocol):
         """The user id an anonymous id was linked to, if any."""
 
 
-
 class ProfileStore(Protocol):
     def get_profile_state(self, profile_key: str) -> JSON | None: ...
 

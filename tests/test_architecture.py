@@ -6,8 +6,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["gateway", "resolvers", "recommend", "segments", "profiles", "catalog", "demo",
-            "embeddings", "cache", "storage"]
+PACKAGES = [
+    "gateway",
+    "resolvers",
+    "recommend",
+    "segments",
+    "profiles",
+    "catalog",
+    "demo",
+    "embeddings",
+    "cache",
+    "storage",
+]
 DOMAIN = {"recommend", "segments", "profiles", "catalog"}
 # package -> the Tailor packages it may import
 ALLOWED: dict[str, set[str]] = {
@@ -41,7 +51,9 @@ def test_imports_point_down_the_table() -> None:
                 if mod in PACKAGES and mod != pkg and mod not in ALLOWED[pkg]:
                     violations.append(f"{path.relative_to(ROOT)} imports {mod}")
                 if mod in WEB and pkg not in ("gateway", "resolvers"):
-                    violations.append(f"{path.relative_to(ROOT)} imports {mod} (only gateway/resolvers may)")
+                    violations.append(
+                        f"{path.relative_to(ROOT)} imports {mod} (only gateway/resolvers may)"
+                    )
     assert violations == []
 
 

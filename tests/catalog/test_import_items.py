@@ -45,7 +45,10 @@ def test_invalid_rows_reported_and_nothing_imported(tmp_path: Path) -> None:
     assert errors == {(2, "price"), (3, "currency"), (4, "title"), (5, "-")}
     assert "row 2: price: must be >= 0" in [str(e) for e in info.value.report.errors]
     assert store.count_items() == 0
-    rejects = [json.loads(line) for line in (tmp_path / "items.jsonl.rejects.jsonl").read_text().splitlines()]
+    rejects = [
+        json.loads(line)
+        for line in (tmp_path / "items.jsonl.rejects.jsonl").read_text().splitlines()
+    ]
     assert len(rejects) == 4
 
 

@@ -20,7 +20,9 @@ def _b64(data: dict[str, object]) -> str:
 
 
 async def _me(gw: Gateway, token: str) -> tuple[int, dict[str, object]]:
-    r = await gw.client.post("/graphql", json={"query": ME}, headers={"authorization": f"Bearer {token}"})
+    r = await gw.client.post(
+        "/graphql", json={"query": ME}, headers={"authorization": f"Bearer {token}"}
+    )
     return r.status_code, r.json()
 
 
@@ -31,12 +33,16 @@ async def test_valid_token_identifies_the_user(gateway: Gateway) -> None:
 
 
 async def test_anonymous_id_header(gateway: Gateway) -> None:
-    r = await gateway.client.post("/graphql", json={"query": ME}, headers={"x-anonymous-id": "anon-7"})
+    r = await gateway.client.post(
+        "/graphql", json={"query": ME}, headers={"x-anonymous-id": "anon-7"}
+    )
     assert r.json() == {"data": {"me": {"id": "anon-7", "anonymous": True}}}
 
 
 async def test_invalid_anonymous_id_is_401(gateway: Gateway) -> None:
-    r = await gateway.client.post("/graphql", json={"query": ME}, headers={"x-anonymous-id": "a b'; drop"})
+    r = await gateway.client.post(
+        "/graphql", json={"query": ME}, headers={"x-anonymous-id": "a b'; drop"}
+    )
     assert r.status_code == 401
 
 
@@ -47,10 +53,21 @@ async def test_invalid_anonymous_id_is_401(gateway: Gateway) -> None:
         (lambda: issue_token("another-secret-of-enough-length!!", "u1"), "signature"),
         (lambda: jwt.encode({"sub": "u1"}, SECRET, algorithm="HS256"), "exp"),
         (lambda: jwt.encode({"exp": int(time.time()) + 60}, SECRET, algorithm="HS256"), "sub"),
-        (lambda: _b64({"alg": "none", "typ": "JWT"}) + "." + _b64({"sub": "u1", "exp": 4102444800}) + ".",
-         "invalid token"),
-        (lambda: jwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS512"),
-         "invalid token"),
+        (
+            lambda: (
+                _b64({"alg": "none", "typ": "JWT"})
+                + "."
+                + _b64({"sub": "u1", "exp": 4102444800})
+                + "."
+            ),
+            "invalid token",
+        ),
+        (
+            lambda: jwt.encode(
+                {"sub": "u1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS512"
+            ),
+            "invalid token",
+        ),
         (lambda: "not-a-jwt", "invalid token"),
     ],
     ids=["expired", "wrong-signature", "no-exp", "no-sub", "alg-none", "alg-confusion", "garbage"],
@@ -64,7 +81,9 @@ async def test_bad_tokens_are_401(gateway: Gateway, make_token, fragment: str) -
 
 
 async def test_non_bearer_scheme_is_401(gateway: Gateway) -> None:
-    r = await gateway.client.post("/graphql", json={"query": ME}, headers={"authorization": "Basic dTE6cA=="})
+    r = await gateway.client.post(
+        "/graphql", json={"query": ME}, headers={"authorization": "Basic dTE6cA=="}
+    )
     assert r.status_code == 401
 
 

@@ -20,16 +20,22 @@ async def test_demo_world_loads_and_serves(tmp_path: Path) -> None:
     again = load_demo_world(settings, seed=7, n_users=80, n_items=300)  # reuses the data dir
     assert again["events"] == info["events"]
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            r = await c.post("/graphql", json={"query": "{ trending(first: 3) { item { id title } score } }"})
-            rows = r.json()["data"]["trending"]
-            assert len(rows) == 3 and all(row["item"]["title"] for row in rows)
-            from gateway.auth import issue_token
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as c:
+        r = await c.post(
+            "/graphql", json={"query": "{ trending(first: 3) { item { id title } score } }"}
+        )
+        rows = r.json()["data"]["trending"]
+        assert len(rows) == 3 and all(row["item"]["title"] for row in rows)
+        from gateway.auth import issue_token
 
-            token = issue_token(SECRET, info["sample_user"])
-            me = await c.post("/graphql", json={"query": "{ me { traits profile { events frequency } } }"},
-                              headers={"authorization": f"Bearer {token}"})
-            profile = me.json()["data"]["me"]
-            assert profile["traits"]["email"].endswith("example.com")
-            assert profile["profile"]["events"] > 0
+        token = issue_token(SECRET, info["sample_user"])
+        me = await c.post(
+            "/graphql",
+            json={"query": "{ me { traits profile { events frequency } } }"},
+            headers={"authorization": f"Bearer {token}"},
+        )
+        profile = me.json()["data"]["me"]
+        assert profile["traits"]["email"].endswith("example.com")
+        assert profile["profile"]["events"] > 0

@@ -36,18 +36,24 @@ async def test_accept_graphql_response_json_is_honoured(gateway: Gateway) -> Non
     ],
 )
 async def test_accept_negotiation(gateway: Gateway, accept: str, expected: str) -> None:
-    r = await gateway.client.post("/graphql", json={"query": "{ me { id } }"}, headers={"accept": accept})
+    r = await gateway.client.post(
+        "/graphql", json={"query": "{ me { id } }"}, headers={"accept": accept}
+    )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith(expected)
 
 
 async def test_unacceptable_accept_is_406(gateway: Gateway) -> None:
-    r = await gateway.client.post("/graphql", json={"query": "{ me { id } }"}, headers={"accept": "text/xml"})
+    r = await gateway.client.post(
+        "/graphql", json={"query": "{ me { id } }"}, headers={"accept": "text/xml"}
+    )
     assert r.status_code == 406
     assert r.json()["errors"][0]["extensions"]["code"] == "NOT_ACCEPTABLE"
 
 
-@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "application/xml", ""])
+@pytest.mark.parametrize(
+    "ctype", ["text/plain", "application/x-www-form-urlencoded", "application/xml", ""]
+)
 async def test_unsupported_content_type_is_415(gateway: Gateway, ctype: str) -> None:
     headers = {"content-type": ctype} if ctype else {}
     r = await gateway.client.post("/graphql", content=b'{"query":"{ me { id } }"}', headers=headers)
@@ -67,7 +73,9 @@ async def test_unsupported_content_type_is_415(gateway: Gateway, ctype: str) -> 
     ],
 )
 async def test_malformed_requests_are_400(gateway: Gateway, body: bytes, fragment: str) -> None:
-    r = await gateway.client.post("/graphql", content=body, headers={"content-type": "application/json"})
+    r = await gateway.client.post(
+        "/graphql", content=body, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     assert fragment in r.json()["errors"][0]["message"]
 
@@ -96,7 +104,9 @@ async def test_validation_error_is_400_with_graphql_response_json(gateway: Gatew
 async def test_variable_coercion_error_is_400_with_graphql_response_json(gateway: Gateway) -> None:
     query = "query ($n: Int!) { trending(first: $n) { score } }"
     r = await gateway.client.post(
-        "/graphql", json={"query": query, "variables": {"n": "ten"}}, headers={"accept": GQL_RESPONSE}
+        "/graphql",
+        json={"query": query, "variables": {"n": "ten"}},
+        headers={"accept": GQL_RESPONSE},
     )
     assert r.status_code == 400
     assert "$n" in r.json()["errors"][0]["message"]
@@ -108,14 +118,19 @@ async def test_variable_coercion_error_is_400_with_graphql_response_json(gateway
 async def test_get_runs_queries(gateway: Gateway) -> None:
     r = await gateway.client.get(
         "/graphql",
-        params={"query": "query Q($n: Int) { trending(first: $n) { score } }", "variables": '{"n": 2}'},
+        params={
+            "query": "query Q($n: Int) { trending(first: $n) { score } }",
+            "variables": '{"n": 2}',
+        },
     )
     assert r.status_code == 200
     assert r.json() == {"data": {"trending": []}}
 
 
 async def test_get_with_bad_variables_is_400(gateway: Gateway) -> None:
-    r = await gateway.client.get("/graphql", params={"query": "{ me { id } }", "variables": "{oops"})
+    r = await gateway.client.get(
+        "/graphql", params={"query": "{ me { id } }", "variables": "{oops"}
+    )
     assert r.status_code == 400
 
 
@@ -136,7 +151,9 @@ async def test_other_methods_are_405(gateway: Gateway, method: str) -> None:
 
 async def test_oversized_body_is_413(gateway: Gateway) -> None:
     big = orjson.dumps({"query": "{ me { id } }", "variables": {"x": "a" * 1_100_000}})
-    r = await gateway.client.post("/graphql", content=big, headers={"content-type": "application/json"})
+    r = await gateway.client.post(
+        "/graphql", content=big, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
     assert r.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
 

@@ -28,9 +28,18 @@ def _free_port() -> int:
 
 
 def _start(data: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TAILOR_JWT_SECRET": SECRET, "TAILOR_DATA_DIR": str(data), "TAILOR_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "TAILOR_JWT_SECRET": SECRET,
+        "TAILOR_DATA_DIR": str(data),
+        "TAILOR_PORT": str(port),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -42,18 +51,31 @@ def _start(data: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("gateway did not become ready")
 
 
-async def _ingest_until_killed(port: int, proc: subprocess.Popen[bytes], acked: set[str], sent: list[str]) -> None:
+async def _ingest_until_killed(
+    port: int, proc: subprocess.Popen[bytes], acked: set[str], sent: list[str]
+) -> None:
     token = issue_token(SECRET, "collector", scopes=["service"])
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
-                                 headers={"authorization": f"Bearer {token}"}, timeout=10) as client:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}",
+        headers={"authorization": f"Bearer {token}"},
+        timeout=10,
+    ) as client:
 
         async def worker(w: int) -> None:
             n = 0
             while True:
                 ids = [f"w{w}-b{n}-e{k}" for k in range(BATCH)]
                 sent.extend(ids)
-                events = [{"messageId": m, "type": "view", "userId": f"u{k % 7}", "itemId": f"i{k}",
-                           "sessionId": f"s{w}"} for k, m in enumerate(ids)]
+                events = [
+                    {
+                        "messageId": m,
+                        "type": "view",
+                        "userId": f"u{k % 7}",
+                        "itemId": f"i{k}",
+                        "sessionId": f"s{w}",
+                    }
+                    for k, m in enumerate(ids)
+                ]
                 try:
                     r = await client.post("/v1/events", json=events)
                 except httpx.HTTPError:
@@ -89,7 +111,9 @@ async def test_sigkill_during_ingestion_loses_no_acknowledged_event(tmp_path: Pa
     port2 = _free_port()
     proc2 = _start(data, port2)
     try:
-        r = httpx.post(f"http://127.0.0.1:{port2}/graphql", json={"query": "{ trending(first: 1) { score } }"})
+        r = httpx.post(
+            f"http://127.0.0.1:{port2}/graphql", json={"query": "{ trending(first: 1) { score } }"}
+        )
         assert r.status_code == 200
     finally:
         proc2.terminate()
@@ -105,8 +129,12 @@ async def test_sigkill_during_ingestion_loses_no_acknowledged_event(tmp_path: Pa
         batches[m.rsplit("-e", 1)[0]] = batches.get(m.rsplit("-e", 1)[0], 0) + 1
     assert set(batches.values()) == {BATCH}
     # Profiles committed with their events: the per-user view counts match the log.
-    for user, count in conn.execute("SELECT profile_key, count(*) FROM events GROUP BY profile_key"):
+    for user, count in conn.execute(
+        "SELECT profile_key, count(*) FROM events GROUP BY profile_key"
+    ):
         import json
 
-        (state,) = conn.execute("SELECT state FROM profiles WHERE profile_key=?", (user,)).fetchone()
+        (state,) = conn.execute(
+            "SELECT state FROM profiles WHERE profile_key=?", (user,)
+        ).fetchone()
         assert json.loads(state)["counts"]["view"] == count

@@ -44,7 +44,11 @@ VALIDATION = [
     (ev("m", "rate", properties={}), "properties.value", "is required"),
     (ev("m", "rate", properties={"value": 11}), "properties.value", "<= 10"),
     (ev("m", "search", itemId=None, properties={}), "properties.query", "non-empty query"),
-    (ev("m", "search", itemId=None, properties={"query": "x" * 501}), "properties.query", "longer than"),
+    (
+        ev("m", "search", itemId=None, properties={"query": "x" * 501}),
+        "properties.query",
+        "longer than",
+    ),
     (ev("m" * 129), "messageId", "longer than 128"),
     (ev("m", userId="u 1"), "userId", "may contain only"),
     (ev("m", properties="price=3"), "properties", "must be an object"),
@@ -119,7 +123,11 @@ async def test_batch_limits(gateway: Gateway) -> None:
         (b"{oops", "application/json", 400),
         (b'{"events": []}', "application/json", 400),
         (b"[]", "text/plain", 415),
-        (b'{"messageId":"n1","type":"view","userId":"u1","itemId":"i1"}\nnope\n', "application/x-ndjson", 400),
+        (
+            b'{"messageId":"n1","type":"view","userId":"u1","itemId":"i1"}\nnope\n',
+            "application/x-ndjson",
+            400,
+        ),
     ],
 )
 async def test_bad_bodies(gateway: Gateway, content: bytes, ctype: str, status: int) -> None:
@@ -132,7 +140,9 @@ async def test_bad_bodies(gateway: Gateway, content: bytes, ctype: str, status: 
 async def test_ndjson_and_batch_object(gateway: Gateway) -> None:
     h = {"authorization": f"Bearer {gateway.token('c', 'service')}"}
     nd = b'{"messageId":"n1","type":"view","userId":"u1","itemId":"i1"}\n\n{"messageId":"n2","type":"click","userId":"u1","itemId":"i1"}\n'
-    r = await gateway.client.post("/v1/events", content=nd, headers={**h, "content-type": "application/x-ndjson"})
+    r = await gateway.client.post(
+        "/v1/events", content=nd, headers={**h, "content-type": "application/x-ndjson"}
+    )
     assert r.json()["accepted"] == 2
     r = await gateway.client.post("/v1/events", json={"batch": [ev("n3")]}, headers=h)
     assert r.json()["accepted"] == 1
@@ -141,7 +151,9 @@ async def test_ndjson_and_batch_object(gateway: Gateway) -> None:
 async def test_users_send_only_their_own_events(gateway: Gateway) -> None:
     h = {"authorization": f"Bearer {gateway.token('u1')}"}
     r = await gateway.client.post(
-        "/v1/events", json=[{"messageId": "o1", "type": "view", "itemId": "i1"}, ev("o2", userId="u2")], headers=h
+        "/v1/events",
+        json=[{"messageId": "o1", "type": "view", "itemId": "i1"}, ev("o2", userId="u2")],
+        headers=h,
     )
     own, other = r.json()["results"]
     assert own["status"] == "accepted"
@@ -164,11 +176,15 @@ async def test_identity_merge_joins_anonymous_history(gateway: Gateway) -> None:
         headers=anon,
     )
     assert r.json()["accepted"] == 2
-    await post_events(gateway, [ev("u-1", "purchase", itemId="i2", properties={"price": 20, "quantity": 2})])
-    q = "mutation { identify(anonymousId: \"anon-1\", traits: {tier: \"gold\"}) { status userId } }"
+    await post_events(
+        gateway, [ev("u-1", "purchase", itemId="i2", properties={"price": 20, "quantity": 2})]
+    )
+    q = 'mutation { identify(anonymousId: "anon-1", traits: {tier: "gold"}) { status userId } }'
     res = await gateway.gql(q, user="u1")
     assert res.json() == {"data": {"identify": {"status": "accepted", "userId": "u1"}}}
-    profile = await gateway.gql("{ me { traits profile { events monetary frequency sessions } } }", user="u1")
+    profile = await gateway.gql(
+        "{ me { traits profile { events monetary frequency sessions } } }", user="u1"
+    )
     assert profile.json()["data"]["me"] == {
         "traits": {"tier": "gold"},
         "profile": {"events": 3, "monetary": 40.0, "frequency": 1, "sessions": 1},
@@ -187,7 +203,9 @@ async def test_identity_merge_joins_anonymous_history(gateway: Gateway) -> None:
 
 async def test_identify_permissions(gateway: Gateway) -> None:
     q = 'mutation { identify(anonymousId: "a9", userId: "u2") { status } }'
-    assert (await gateway.gql(q, user="u1")).json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert (await gateway.gql(q, user="u1")).json()["errors"][0]["extensions"][
+        "code"
+    ] == "FORBIDDEN"
     anon = (await gateway.gql('mutation { identify(anonymousId: "a9") { status } }')).json()
     assert anon["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     ok = await gateway.gql(q, user="svc", scopes=("service",))
@@ -203,7 +221,9 @@ async def test_read_your_writes_through_graphql_track(gateway: Gateway) -> None:
         events = [{"messageId": f"g{n}", "type": "view", "itemId": "i2", "sessionId": "s"}]
         r = await gateway.gql(track, {"e": events}, user="u1")
         assert r.json()["data"]["track"]["accepted"] == 1
-        prof = await gateway.gql("{ me { profile { events views7d topCategories { category } } } }", user="u1")
+        prof = await gateway.gql(
+            "{ me { profile { events views7d topCategories { category } } } }", user="u1"
+        )
         p = prof.json()["data"]["me"]["profile"]
         assert p["events"] == n + 1 and p["views7d"] == n + 1
         assert p["topCategories"] == [{"category": "Bags"}]
@@ -215,14 +235,28 @@ async def test_profile_features(gateway: Gateway) -> None:
     events = [
         ev("p1", timestamp=NOW - 40 * day, sessionId="s1"),
         ev("p2", "view", itemId="i2", timestamp=NOW - 3 * day, sessionId="s2"),
-        ev("p3", "add_to_cart", itemId="i2", timestamp=NOW - 3 * day + 60, sessionId="s2",
-           properties={"price": 12}),
-        ev("p4", "purchase", itemId="i2", timestamp=NOW - 3 * day + 120, sessionId="s2",
-           properties={"price": 12, "quantity": 3}),
+        ev(
+            "p3",
+            "add_to_cart",
+            itemId="i2",
+            timestamp=NOW - 3 * day + 60,
+            sessionId="s2",
+            properties={"price": 12},
+        ),
+        ev(
+            "p4",
+            "purchase",
+            itemId="i2",
+            timestamp=NOW - 3 * day + 120,
+            sessionId="s2",
+            properties={"price": 12, "quantity": 3},
+        ),
         ev("p5", "rate", itemId="i4", timestamp=NOW - day, properties={"value": 5}),
     ]
     await post_events(gateway, events)
-    r = await gateway.gql("{ me { profile { features { name value } lastChannel lastPurchase } } }", user="u1")
+    r = await gateway.gql(
+        "{ me { profile { features { name value } lastChannel lastPurchase } } }", user="u1"
+    )
     p = r.json()["data"]["me"]["profile"]
     f = {x["name"]: x["value"] for x in p["features"]}
     assert f["views_7d"] == 1 and f["views_30d"] == 1 and f["views_total"] == 2

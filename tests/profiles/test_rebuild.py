@@ -36,18 +36,34 @@ def random_events(seed: int, n: int) -> list[dict]:  # type: ignore[type-arg]
         else:
             ev["properties"] = {"query": "red shoes"}
         if etype in ("purchase", "add_to_cart"):
-            ev["properties"] = {"price": round(rng.uniform(5, 200), 2), "quantity": rng.randint(1, 3)}
+            ev["properties"] = {
+                "price": round(rng.uniform(5, 200), 2),
+                "quantity": rng.randint(1, 3),
+            }
         if etype == "rate":
             ev["properties"] = {"value": rng.choice([1, 2.5, 4, 5])}
         out.append(ev)
     # Anonymous history that later joins u1.
     out += [
-        {"messageId": f"an{k}", "type": "view", "anonymousId": "anon-x", "itemId": f"i{k}",
-         "timestamp": NOW - k * 3600, "sessionId": "anon-s"}
+        {
+            "messageId": f"an{k}",
+            "type": "view",
+            "anonymousId": "anon-x",
+            "itemId": f"i{k}",
+            "timestamp": NOW - k * 3600,
+            "sessionId": "anon-s",
+        }
         for k in range(5)
     ]
-    out.append({"messageId": "idf", "type": "identify", "userId": "u1", "anonymousId": "anon-x",
-                "timestamp": NOW - 100})
+    out.append(
+        {
+            "messageId": "idf",
+            "type": "identify",
+            "userId": "u1",
+            "anonymousId": "anon-x",
+            "timestamp": NOW - 100,
+        }
+    )
     return out
 
 
@@ -67,8 +83,12 @@ def snapshot(service: IngestionService, keys: list[str]) -> dict[str, dict]:  # 
 
 def test_incremental_equals_rebuild(tmp_path: Path) -> None:
     store = open_store(tmp_path / "t.db")
-    service = IngestionService(store, categories=lambda i: CATS.get(i, ()), clock=lambda: NOW,
-                               profile_config=ProfileConfig(history_size=30))
+    service = IngestionService(
+        store,
+        categories=lambda i: CATS.get(i, ()),
+        clock=lambda: NOW,
+        profile_config=ProfileConfig(history_size=30),
+    )
     events = random_events(1, 600)
     rng = random.Random(9)
     rng.shuffle(events)  # arrival order differs from timestamp order
@@ -90,7 +110,16 @@ def test_merge_is_commutative() -> None:
 
     cfg = ProfileConfig()
     evs = [
-        EventRecord(f"m{k}", "view", "u", NOW - k * 5000, NOW, "h", item_id=f"i{k % 4}", session_id=f"s{k % 3}")
+        EventRecord(
+            f"m{k}",
+            "view",
+            "u",
+            NOW - k * 5000,
+            NOW,
+            "h",
+            item_id=f"i{k % 4}",
+            session_id=f"s{k % 3}",
+        )
         for k in range(30)
     ]
     whole = ProfileState()

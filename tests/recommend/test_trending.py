@@ -21,8 +21,13 @@ def event(n: int, item: str, etype: str, ts: float) -> EventRecord:
 
 
 def model(clock_value: float = NOW) -> TrendingModel:
-    return TrendingModel(half_life_s=24 * H, categories=lambda i: CATS.get(i, ()), clock=lambda: clock_value,
-                         cache_s=0, weights={"view": 1.0, "purchase": 8.0})
+    return TrendingModel(
+        half_life_s=24 * H,
+        categories=lambda i: CATS.get(i, ()),
+        clock=lambda: clock_value,
+        cache_s=0,
+        weights={"view": 1.0, "purchase": 8.0},
+    )
 
 
 LOG = [
@@ -30,10 +35,10 @@ LOG = [
     event(2, "a", "view", NOW - 48 * H),
     event(3, "a", "view", NOW - 48 * H),
     event(4, "a", "view", NOW - 48 * H),  # a: 4 * 0.25 = 1.0
-    event(5, "b", "view", NOW - 1 * H),   # b: 0.5 ** (1/24)
+    event(5, "b", "view", NOW - 1 * H),  # b: 0.5 ** (1/24)
     event(6, "c", "purchase", NOW - 72 * H),  # c: 8 * 0.125 = 1.0 ... plus
-    event(7, "c", "view", NOW),               # ... 1.0 = 2.0
-    event(8, "d", "click", NOW),              # unweighted type: ignored
+    event(7, "c", "view", NOW),  # ... 1.0 = 2.0
+    event(8, "d", "click", NOW),  # unweighted type: ignored
 ]
 
 
@@ -80,7 +85,13 @@ async def test_trending_through_graphql(gateway: Gateway) -> None:
     events = [
         {"messageId": f"t{n}", "type": t, "userId": f"u{n}", "itemId": i, "timestamp": NOW - 60}
         for n, (t, i) in enumerate(
-            [("view", "i1"), ("purchase", "i2"), ("view", "i2"), ("view", "i3"), ("add_to_cart", "i3")]
+            [
+                ("view", "i1"),
+                ("purchase", "i2"),
+                ("view", "i2"),
+                ("view", "i3"),
+                ("add_to_cart", "i3"),
+            ]
         )
     ]
     await post_events(gateway, events)

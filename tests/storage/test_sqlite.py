@@ -31,10 +31,16 @@ def test_newer_database_is_refused(tmp_path: Path) -> None:
 
 def test_items_and_users_round_trip(tmp_path: Path) -> None:
     store = open_store(tmp_path / "t.db")
-    store.upsert_items([ItemRecord("a", "A", categories=("x", "y"), attributes={"k": 1}, price=2.5)])
+    store.upsert_items(
+        [ItemRecord("a", "A", categories=("x", "y"), attributes={"k": 1}, price=2.5)]
+    )
     store.upsert_users([UserRecord("u", {"tier": "gold"}, consent_personalization=False)])
     item = store.get_items(["a", "missing"])
-    assert list(item) == ["a"] and item["a"].categories == ("x", "y") and item["a"].attributes == {"k": 1}
+    assert (
+        list(item) == ["a"]
+        and item["a"].categories == ("x", "y")
+        and item["a"].attributes == {"k": 1}
+    )
     user = store.get_user("u")
     assert user is not None and user.traits == {"tier": "gold"} and not user.consent_personalization
     assert store.get_user("nobody") is None
