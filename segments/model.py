@@ -8,6 +8,8 @@ argmin — no sklearn, no per-call allocation beyond the feature vector.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -32,7 +34,10 @@ from segments.types import (
     SegmentError,
     SegmentingConfig,
     SegmentKind,
+    SegmentTrait,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -223,6 +228,7 @@ def train_segments_matrix(
     """`train_segments` on a raw (n, d) matrix (columns = `config.features`); the path for
     millions of users, where building per-user dicts would dominate."""
     config = config or SegmentingConfig()
+    started = time.perf_counter()
     transform = fit_feature_transform(x_raw, config)
     fit = fit_clusters(transform.transform(x_raw), config)
     logs = log_space(x_raw, transform.log_mask)
@@ -260,8 +266,8 @@ def train_segments_matrix(
     for j in range(k):
         prev_id = inherited[j]
         if prev_id is not None:
-            seg_id, name, description = prev_id, prev_by_id[prev_id].name, ""
-            description = prev_by_id[prev_id].description
+            seg_id = prev_id
+            name, description = prev_by_id[prev_id].name, prev_by_id[prev_id].description
         else:
             seg_id, next_id = _fresh_id(next_id), next_id + 1
             name, description = next(fresh)
@@ -271,7 +277,7 @@ def train_segments_matrix(
         )
     if config.algorithm == "dbscan":
         noise = ~clustered
-        noise_traits: list[list] = [[]]
+        noise_traits: list[list[SegmentTrait]] = [[]]
         if noise.any():
             noise_traits = cluster_traits(
                 config.features,
@@ -307,5 +313,16 @@ def train_segments_matrix(
         core_points=fit.core_points,
         core_labels=core_labels,
         eps=fit.metrics.eps,
+    )
+    m = fit.metrics
+    logger.info(
+        "segments trained: %s k=%d on %d users in %.2fs (silhouette %.3f, %d kept ids, %s)",
+        m.algorithm,
+        m.chosen_k,
+        model.n_users,
+        time.perf_counter() - started,
+        m.silhouette_by_k.get(m.chosen_k, float("nan")),
+        sum(i is not None for i in inherited),
+        ", ".join(f"{seg.id}={seg.name!r}:{seg.size}" for seg in segments),
     )
     return model.with_segments_file(segments_file) if segments_file is not None else model

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from segments import SegmentModel, SegmentingConfig, train_segments
+from segments import SegmentingConfig, SegmentModel, train_segments
 from segments.features import FeatureRow
 from segments.synthetic import synthetic_rows
 

@@ -4,7 +4,7 @@ from collections import Counter
 
 import numpy as np
 
-from segments import SegmentModel, SegmentingConfig, train_segments
+from segments import SegmentingConfig, SegmentModel, train_segments
 from segments.features import FeatureRow
 from segments.identity import match_ids
 from segments.synthetic import PERSONAS, synthetic_rows

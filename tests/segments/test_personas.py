@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from segments import SegmentKind, SegmentModel, SegmentingConfig, feature_matrix, train_segments
+from segments import SegmentingConfig, SegmentKind, SegmentModel, feature_matrix, train_segments
 from segments.features import FeatureRow
 from segments.synthetic import PERSONAS
 

@@ -8,9 +8,9 @@ import pytest
 
 from segments import (
     ModelNotFound,
+    SegmentingConfig,
     SegmentModel,
     SegmentModelStore,
-    SegmentingConfig,
     SegmentsFile,
     feature_matrix,
     train_segments,
