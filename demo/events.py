@@ -11,16 +11,12 @@ measurable. Some first sessions happen logged out (``anonymousId``) and end with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from demo.behaviour import BEHAVIOUR, PersonaBehaviour, session_count, session_starts
-from demo.types import DemoItem, DemoUser, Persona
+from demo.types import DemoItem, DemoUser, Persona, Row, SimulationResult
 from demo.vocabulary import CATEGORIES, STYLES
 
-# (timestamp s, sequence, type, userId, anonymousId, item index or -1, sessionId, channel, props)
-Row = tuple[int, int, str, str | None, str | None, int, str, str, dict[str, object] | None]
 # (offset s from session start, type, item index or -1, props) before placement in time.
 _Draft = tuple[int, str, int, dict[str, object] | None]
 
@@ -38,15 +34,6 @@ _ANONYMOUS_FIRST_SESSION = {
     Persona.OCCASIONAL_BUYER: 0.15,
     Persona.NEW_VISITOR: 0.60,
 }
-
-
-@dataclass
-class SimulationResult:
-    """Rows sorted by (timestamp, sequence), plus facts the world needs about users."""
-
-    rows: list[Row]
-    n_sessions: int
-    first_seen_s: dict[int, int] = field(default_factory=dict)
 
 
 def _draw(members: np.ndarray, cdf: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ below are its own; the gateway reads the *files* it writes, never these classes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -119,3 +119,18 @@ class CategorySpec:
     materials: tuple[str, ...]
     adjectives: tuple[str, ...]
     seasons: tuple[str, ...]
+
+
+# One simulated event before serialisation: (timestamp epoch s, generation sequence, type,
+# userId, anonymousId, item index or -1, sessionId, channel, properties).
+Row = tuple[int, int, str, str | None, str | None, int, str, str, dict[str, object] | None]
+
+
+@dataclass(slots=True)
+class SimulationResult:
+    """Simulated rows sorted by (timestamp, sequence); ``first_seen_s`` maps a user's index
+    to the start (epoch s) of their first session."""
+
+    rows: list[Row]
+    n_sessions: int
+    first_seen_s: dict[int, int] = field(default_factory=dict)

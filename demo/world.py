@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from demo.catalog import generate_items
-from demo.events import Row, simulate
+from demo.events import simulate
 from demo.people import generate_users
 from demo.timefmt import DAY_S, from_epoch, iso_date, to_epoch
-from demo.types import InvalidWorldParameters, Persona, WorldSummary
+from demo.types import InvalidWorldParameters, Persona, Row, WorldSummary
 from demo.vocabulary import CATEGORIES
 
 ITEMS_FILE = "items.jsonl"
