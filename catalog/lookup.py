@@ -1,8 +1,8 @@
-"""An in-memory view of item categories and availability for hot paths (profiles, trending, filters).
+"""An in-memory view of the catalog for hot paths (profiles, trending, filters, resolvers).
 
 Loaded once from the store; a miss (an item imported by another process, e.g. ``tailor import``
-while the gateway runs) falls back to the store and is remembered. ``update`` is called when the
-gateway itself writes items.
+while the gateway runs) falls back to the store and is remembered; the gateway's poller calls
+``update`` with items written since its last look.
 """
 
 from __future__ import annotations
@@ -17,37 +17,37 @@ class CatalogLookup:
     def __init__(self, store: CatalogStore) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self._categories: dict[str, tuple[str, ...]] = {}
-        self._available: dict[str, bool] = {}
+        self._items: dict[str, ItemRecord | None] = {}
         self.update(store.iter_items())
 
     def update(self, items: Iterable[ItemRecord]) -> None:
         with self._lock:
             for it in items:
-                self._categories[it.id] = it.categories
-                self._available[it.id] = it.available
+                self._items[it.id] = it
 
-    def _miss(self, item_id: str) -> None:
-        found = self._store.get_items([item_id]).get(item_id)
-        with self._lock:
-            self._categories[item_id] = found.categories if found else ()
-            self._available[item_id] = found.available if found else False
+    def item(self, item_id: str) -> ItemRecord | None:
+        try:
+            return self._items[item_id]
+        except KeyError:
+            found = self._store.get_items([item_id]).get(item_id)
+            with self._lock:
+                self._items[item_id] = found
+            return found
 
     def categories(self, item_id: str) -> tuple[str, ...]:
-        cats = self._categories.get(item_id)
-        if cats is None:
-            self._miss(item_id)
-            cats = self._categories[item_id]
-        return cats
+        it = self.item(item_id)
+        return it.categories if it else ()
 
     def available(self, item_id: str) -> bool:
-        if item_id not in self._available:
-            self._miss(item_id)
-        return self._available[item_id]
+        it = self.item(item_id)
+        return bool(it and it.available)
+
+    def all_items(self) -> list[ItemRecord]:
+        with self._lock:
+            return [it for it in self._items.values() if it is not None]
 
     def all_categories(self) -> list[str]:
-        with self._lock:
-            return sorted({c for cats in self._categories.values() for c in cats})
+        return sorted({c for it in self.all_items() for c in it.categories})
 
     def __len__(self) -> int:
-        return len(self._categories)
+        return sum(1 for it in self._items.values() if it is not None)

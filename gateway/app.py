@@ -6,6 +6,7 @@ and closes it on shutdown; nothing lives in module globals.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -21,6 +22,7 @@ from starlette.routing import Route
 from catalog.lookup import CatalogLookup
 from gateway.auth import AuthError, viewer_from_headers
 from gateway.graphql_http import HTTPProblem, GraphQLEndpoint, problem_response, read_body
+from gateway.models import build_content, ensure_index, poll_models
 from gateway.settings import Settings, load_settings
 from profiles.ingest import IngestionService
 from profiles.types import BatchTooLarge, IngestConfig, IngestUnavailable, ProfileConfig
@@ -64,10 +66,12 @@ def build_services(settings: Settings, *, clock: Callable[[], float] = time.time
         ingest=ingest,
         trending=trending,
         profile_config=profile_config,
+        catalog=catalog,
+        content=build_content(settings),
         max_first=settings.max_first,
+        search_personal_weight=settings.search_personal_weight,
         clock=clock,
     )
-    services.extras["catalog"] = catalog
     return services
 
 
@@ -93,6 +97,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = build_services(settings, clock=clock)
         bootstrap_models(services, settings)
+        await asyncio.to_thread(ensure_index, services)
+        poller = asyncio.create_task(poll_models(services, settings.model_poll_s))
         services.ingest.start()
         state["services"] = services
         state["graphql"] = GraphQLEndpoint(
@@ -111,6 +117,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
         try:
             yield
         finally:
+            poller.cancel()
             services.ingest.stop()
             services.store.close()
 

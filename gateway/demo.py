@@ -51,7 +51,7 @@ def load_demo_world(
                 import_items(store, world_dir / "items.jsonl", progress=advance)
             with progress("import users", n_users) as advance:
                 import_users(store, world_dir / "users.jsonl", now=time.time(), progress=advance)
-            services.extras["catalog"].update(store.iter_items())
+            services.catalog.update(store.iter_items())
             with progress("import events", _lines(world_dir / "events.ndjson")) as advance:
                 summary = import_events(
                     services.ingest, world_dir / "events.ndjson", progress=advance

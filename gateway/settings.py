@@ -69,6 +69,60 @@ class Settings:
     trending_window_days: int = 30
     trending_cache_s: float = 30.0
 
+    # --- embeddings and content retrieval (issue 4) ---
+    encoder: str = "minilm"  # "minilm" (bundled model) or "hashing" (unit tests only)
+    model_path: str | None = None  # a sentence-transformers directory of your own
+    item_text_template: str | None = None  # None: embeddings.DEFAULT_ITEM_TEMPLATE
+    hnsw_threshold: int = 20_000  # exact inner-product search below this many items
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 100
+    hnsw_ef_search: int = 96
+    user_vector_half_life_days: float = 14.0
+    search_personal_weight: float = 0.3  # share of the user vector in a personalized query
+    model_poll_s: float = 10.0  # how often a running gateway looks for new models and items
+
+    # --- edge caching (issue 7): gateway response cache, HTTP cache headers, APQ, purge ---
+    edge_cache: bool = True  # the gateway's own response cache (headers are sent either way)
+    edge_cache_max_bytes: int = 64 * 1024 * 1024
+    edge_default_max_age: int = 0  # seconds, for root/object fields without a hint (Apollo: 0)
+    edge_default_swr: int = 0  # stale-while-revalidate when no field states one (seconds)
+    edge_default_sie: int = 0  # stale-if-error when no field states one (seconds)
+    edge_browser_max_age: int = 60  # cap on `max-age=` (browsers, private caches)
+    edge_shared_max_age: int = 3600  # cap on `s-maxage=` (CDNs, shared caches)
+    segment_token_ttl_s: int = 3600  # lifetime of an X-Tailor-Segment token
+    persisted_queries_safelist: bool = False  # only registered operations run
+    apq_max_bytes: int = 8 * 1024 * 1024  # in-memory APQ registry (sum of query lengths)
+    cdn_purge_url: str | None = None  # POST {"tags": [...], "keys": [...]} here on purges
+    cdn_purge_token: str | None = None  # sent as `Authorization: Bearer ...` to that URL
+    profile_cache_ttl_s: float = 30.0
+    profile_cache_max_bytes: int = 16 * 1024 * 1024
+
+    # --- security and privacy (issue 9; see gateway/limits.py, ratelimit.py, csrf.py,
+    # apikeys.py and profiles/privacy.py). 0 disables a numeric limit. ---
+    limits_enabled: bool = True  # all operation limits below at once
+    max_depth: int = 15
+    max_aliases: int = 30
+    max_root_fields: int = 20
+    max_directives: int = 30
+    max_tokens: int = 2000
+    max_cost: int = 5000
+    max_duplicate_fields: int = 10
+    introspection: bool = True  # forced off in production
+    request_timeout_s: float = 10.0  # 504 after this
+    max_concurrency: int = 64  # requests in flight; 503 + Retry-After beyond
+    rate_limit_per_s: float = 50.0  # per client (token subject, API key or IP); 429 beyond
+    rate_limit_burst: int = 100
+    trust_forwarded_for: bool = False  # key IP limits on X-Forwarded-For (behind a proxy only)
+    auth_cookie: str | None = None  # cookie carrying the JWT; when set, CSRF checks apply
+    honor_gpc: bool = True  # Sec-GPC: 1 / DNT: 1 = no tracking for that request
+    pii_traits: tuple[str, ...] = ("email", "phone")  # stored only as salted hashes
+    pii_salt: str | None = None  # default: derived from jwt_secret
+    retention_days: int = 365  # `tailor retention` prunes older events
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return self.introspection and not self.production
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "tailor.db"
@@ -168,6 +222,12 @@ def _validate(s: Settings) -> None:
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"setting {name!r} must be positive, got {getattr(s, name)}")
+    non_negative = ("max_depth", "max_aliases", "max_root_fields", "max_directives", "max_tokens",
+                    "max_cost", "max_duplicate_fields", "request_timeout_s", "max_concurrency",
+                    "rate_limit_per_s", "rate_limit_burst", "retention_days")
+    for name in non_negative:
+        if getattr(s, name) < 0:
+            raise SettingsError(f"setting {name!r} must be >= 0 (0 disables), got {getattr(s, name)}")
     if s.trending_half_life_h <= 0:
         raise SettingsError("setting 'trending_half_life_h' must be positive")
     if s.production and s.insecure_secret:

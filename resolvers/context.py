@@ -9,8 +9,10 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
+from catalog.lookup import CatalogLookup
 from profiles.ingest import IngestionService
 from profiles.types import ProfileConfig
+from recommend.content import ContentService
 from recommend.trending import TrendingModel
 from storage.sqlite import SQLiteStore
 from storage.types import EventRecord, ItemRecord, UserRecord
@@ -69,7 +71,10 @@ class Services:
     ingest: IngestionService
     trending: TrendingModel
     profile_config: ProfileConfig
+    catalog: CatalogLookup
+    content: ContentService
     max_first: int = 100
+    search_personal_weight: float = 0.3
     clock: Callable[[], float] = time.time
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -65,4 +65,24 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     )
     """,
+    # 2: persisted (safelisted) GraphQL operations, registered by `tailor persisted-queries`
+    """
+    CREATE TABLE persisted_queries (
+        sha256 TEXT PRIMARY KEY,
+        query TEXT NOT NULL,
+        name TEXT,
+        registered_at REAL NOT NULL
+    )
+    """,
+    # 3: API keys for server-to-server callers (only a SHA-256 of the secret is stored)
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL DEFAULT '',
+        secret_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    )
+    """,
 ]

@@ -199,6 +199,13 @@ class SQLiteStore:
         for row in self._reader().execute(f"SELECT {self._ITEM_COLS} FROM items ORDER BY id"):
             yield self._item(row)
 
+    def items_updated_since(self, since: float) -> list[ItemRecord]:
+        """Items written after ``since`` (UTC epoch seconds), e.g. by an import in another process."""
+        rows = self._reader().execute(
+            f"SELECT {self._ITEM_COLS} FROM items WHERE updated_at > ? ORDER BY updated_at", (since,)
+        )
+        return [self._item(row) for row in rows]
+
     def count_items(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM items").fetchone()[0])
 
@@ -458,3 +465,31 @@ class SQLiteStore:
                 (key, value),
             )
         )
+
+    # ------------------------------------------------------------------ persisted queries
+    def put_persisted_queries(self, rows: Sequence[tuple[str, str, str | None]]) -> int:
+        """Register ``(sha256 hex, query, operation name)`` rows (re-registering is a no-op)."""
+        now = time.time()
+        data = [(h, q, n, now) for h, q, n in rows]
+
+        def write(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT INTO persisted_queries(sha256,query,name,registered_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(sha256) DO NOTHING",
+                data,
+            )
+            return conn.total_changes - before
+
+        return int(self._transaction(write))
+
+    def get_persisted_query(self, sha256: str) -> str | None:
+        row = (
+            self._reader()
+            .execute("SELECT query FROM persisted_queries WHERE sha256=?", (sha256,))
+            .fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def count_persisted_queries(self) -> int:
+        return int(self._reader().execute("SELECT count(*) FROM persisted_queries").fetchone()[0])

@@ -69,7 +69,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def gateway(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Gateway]:
-    app = create_app(data_dir=tmp_path / "var", jwt_secret=SECRET, clock=clock)
+    app = create_app(data_dir=tmp_path / "var", jwt_secret=SECRET, encoder="hashing", clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://tailor.test") as client:

@@ -13,7 +13,7 @@ from tests.conftest import SECRET
 
 
 async def test_demo_world_loads_and_serves(tmp_path: Path) -> None:
-    settings = load_settings(environ={}, data_dir=tmp_path / "var", jwt_secret=SECRET)
+    settings = load_settings(environ={}, data_dir=tmp_path / "var", jwt_secret=SECRET, encoder="hashing")
     info = load_demo_world(settings, seed=7, n_users=80, n_items=300)
     assert info["items"] == 300 and info["users"] == 80
     assert info["events"] > 1000

@@ -20,7 +20,7 @@ def seed_items(gw: Gateway, n: int = 6) -> None:
 
     items = [validate_item(r, NOW) for r in item_rows(n)]
     gw.services.store.upsert_items(items)
-    gw.services.extras["catalog"].update(items)
+    gw.services.catalog.update(items)
 
 
 def ev(mid: str, etype: str = "view", **kw: Any) -> dict[str, Any]:

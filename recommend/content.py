@@ -1,0 +1,216 @@
+"""Content retrieval: item embeddings in a FAISS index, similar items, semantic search, user vectors.
+
+The serving index is a versioned artifact (``IndexStore``) held in an ``IndexHolder``: a build
+writes a new version and swaps it in atomically; readers take a local reference, so a swap never
+fails a request. Items imported while the gateway runs are encoded and added to the live index
+(``add_items``) without a rebuild; a restart re-adds items newer than the loaded version.
+
+User vectors are computed from the profile's recent interaction history (item, weight, time) and
+the current index's item vectors: the behaviour-weighted, time-decayed mean
+(``embeddings.user_vector_from_events``). Deriving them on read keeps them consistent with the
+index in use (a rebuilt index with another model never meets stale user vectors) and they still
+change with every event, since the history does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from embeddings import (
+    DEFAULT_ITEM_TEMPLATE,
+    ArtifactError,
+    Encoder,
+    FaissIndex,
+    IndexHolder,
+    IndexStore,
+    ItemMeta,
+    SearchFilter,
+    render_item_text,
+    user_vector_from_events,
+)
+from storage.timeutil import parse_timestamp
+from storage.types import ItemRecord
+
+log = logging.getLogger("tailor.content")
+
+History = Sequence[tuple[float, str, str, str, float]]  # (ts, message id, item id, type, weight)
+
+
+def item_document(item: ItemRecord) -> dict[str, Any]:
+    return {
+        "id": item.id, "title": item.title, "description": item.description,
+        "categories": list(item.categories), "tags": list(item.tags),
+        "attributes": dict(item.attributes), "price": item.price,
+    }
+
+
+class ContentService:
+    """Builds, swaps and queries the item-embedding index. Thread-safe for readers and one writer."""
+
+    name = "content"
+
+    def __init__(
+        self,
+        encoder_factory: Callable[[], Encoder],
+        store: IndexStore,
+        *,
+        template: str | None = None,
+        hnsw_threshold: int = 20_000,
+        hnsw_m: int = 32,
+        ef_construction: int = 100,
+        ef_search: int = 96,
+        half_life_days: float = 14.0,
+    ) -> None:
+        self._encoder_factory = encoder_factory
+        self._encoder: Encoder | None = None
+        self._encoder_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self.store = store
+        self.template = template or DEFAULT_ITEM_TEMPLATE
+        self.index_params = {
+            "hnsw_threshold": hnsw_threshold, "hnsw_m": hnsw_m,
+            "ef_construction": ef_construction, "ef_search": ef_search,
+        }
+        self.half_life_days = half_life_days
+        self.holder: IndexHolder[FaissIndex] = IndexHolder()
+        self.loaded_at: float = 0.0  # build time (epoch s) of the loaded version
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder, loaded on first use (loading MiniLM takes a few seconds)."""
+        if self._encoder is None:
+            with self._encoder_lock:
+                if self._encoder is None:
+                    self._encoder = self._encoder_factory()
+        return self._encoder
+
+    @property
+    def ready(self) -> bool:
+        return self.holder.snapshot()[0] is not None
+
+    @property
+    def version(self) -> str | None:
+        return self.holder.version
+
+    def load_latest(self) -> bool:
+        """Swap in the newest stored version if it is not the one serving; True if swapped."""
+        latest = self.store.latest()
+        if latest is None or latest == self.holder.version:
+            return False
+        enc = self.encoder
+        index = self.store.load(latest, model_id=enc.model_id, dimension=enc.dimension)
+        self.holder.swap(index, latest)
+        self.loaded_at = parse_timestamp(self.store.manifest(latest).built_at)
+        log.info("serving index version %s (%d items)", latest, len(index))
+        return True
+
+    def build(
+        self, items: Iterable[ItemRecord], *, show_progress: bool = False
+    ) -> str:
+        """Encode every item into a new index version, write it and swap it in."""
+        items = list(items)
+        started = time.time()
+        enc = self.encoder
+        vectors = enc.encode(
+            [render_item_text(item_document(it), self.template) for it in items],
+            show_progress=show_progress,
+        )
+        index = FaissIndex(enc.dimension, **self.index_params)
+        if items:
+            index.add([it.id for it in items], vectors, [_meta(it) for it in items])
+        with self._write_lock:
+            version = self.store.write(index, enc.model_id)
+            self.holder.swap(index, version)
+            self.loaded_at = started
+        log.info("built index %s: %d items in %.1fs", version, len(items), time.time() - started)
+        return version
+
+    def add_items(self, items: Sequence[ItemRecord]) -> int:
+        """Encode and add (or replace) items in the live index; no rebuild."""
+        index = self.holder.snapshot()[0]
+        if index is None or not items:
+            return 0
+        vectors = self.encoder.encode([render_item_text(item_document(it), self.template) for it in items])
+        with self._write_lock:
+            index.add([it.id for it in items], vectors, [_meta(it) for it in items])
+        return len(items)
+
+    # ------------------------------------------------------------------ queries
+    def _index(self) -> FaissIndex:
+        index = self.holder.snapshot()[0]
+        if index is None:
+            raise ArtifactError("the item index is not built yet (run `tailor train index`)")
+        return index
+
+    def has_item(self, item_id: str) -> bool:
+        index = self.holder.snapshot()[0]
+        return index is not None and item_id in index
+
+    def item_vector(self, item_id: str) -> np.ndarray | None:
+        index = self.holder.snapshot()[0]
+        if index is None or item_id not in index:
+            return None
+        return np.asarray(index.vector(item_id), dtype=np.float32)
+
+    def similar(self, item_id: str, k: int, filt: SearchFilter) -> tuple[list[str], np.ndarray]:
+        index = self._index()
+        vec = index.vector(item_id)
+        flt = SearchFilter(filt.exclude_ids | {item_id}, filt.allowed_ids, filt.categories, filt.available_only)
+        return self._one(index, vec, k, flt)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return np.asarray(self.encoder.encode([text])[0], dtype=np.float32)
+
+    def search(
+        self,
+        text: str,
+        k: int,
+        filt: SearchFilter,
+        *,
+        user_vector: np.ndarray | None = None,
+        personal_weight: float = 0.0,
+    ) -> tuple[list[str], np.ndarray]:
+        """Semantic search; with a user vector the query leans towards the user's taste."""
+        query = self.encode_query(text)
+        if user_vector is not None and personal_weight > 0:
+            query = (1.0 - personal_weight) * query + personal_weight * user_vector
+            query = query / max(float(np.linalg.norm(query)), 1e-12)
+        return self._one(self._index(), query, k, filt)
+
+    def user_vector(self, history: History) -> np.ndarray | None:
+        index = self.holder.snapshot()[0]
+        if index is None:
+            return None
+        events = [
+            (index.vector(item), weight, ts)
+            for ts, _mid, item, _type, weight in history
+            if weight > 0 and item in index
+        ]
+        if not events:
+            return None
+        state = user_vector_from_events(events, dimension=index.dimension, half_life_days=self.half_life_days)
+        return state.vector()
+
+    def for_user(self, history: History, k: int, filt: SearchFilter) -> tuple[list[str], np.ndarray]:
+        """Items nearest the user's vector (empty when the user has no usable history)."""
+        vec = self.user_vector(history)
+        if vec is None:
+            return [], np.zeros(0, dtype=np.float32)
+        return self._one(self._index(), vec, k, filt)
+
+    @staticmethod
+    def _one(index: FaissIndex, vec: np.ndarray, k: int, filt: SearchFilter) -> tuple[list[str], np.ndarray]:
+        ids, scores = index.search(np.asarray(vec, dtype=np.float32).reshape(1, -1), k, filt)
+        row = ids[0]
+        return row, scores[0, : len(row)].astype(np.float32)
+
+
+def _meta(item: ItemRecord) -> ItemMeta:
+    return ItemMeta(categories=frozenset(item.categories), available=item.available)
