@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from math import log1p
+from math import isfinite, log1p
 from operator import itemgetter
 from typing import cast
 
@@ -129,7 +129,11 @@ class SegmentModel:
             return str(self._ids[self._assign_cores(z[None, :])[0]])
         if not self.segment_ids:
             return UNCLUSTERED_ID
-        return self.segment_ids[int(np.dot(x, self._m_fast).argmin())]
+        scores = np.dot(x, self._m_fast)
+        best = int(scores.argmin())
+        if not isfinite(scores[best]):  # argmin lands on the first NaN: never guess a segment
+            raise SegmentError("features must be finite numbers")
+        return self.segment_ids[best]
 
     def _assign_cores(self, x_log: FloatArray) -> IntArray:
         t = self.transform

@@ -3,9 +3,17 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from segments import SegmentingConfig, SegmentKind, SegmentModel, feature_matrix, train_segments
+from segments import (
+    SegmentError,
+    SegmentingConfig,
+    SegmentKind,
+    SegmentModel,
+    feature_matrix,
+    train_segments,
+)
 from segments.features import FeatureRow
 from segments.synthetic import PERSONAS
 
@@ -87,3 +95,10 @@ def test_pca_and_standard_scaler_config(personas: Personas) -> None:
     assigned = model.assign_many(x)
     assert list(assigned[:50]) == [model.assign(f) for _, f in rows[:50]]
     assert adjusted_rand_score(truth, list(assigned)) >= 0.9
+
+
+def test_non_finite_features_are_rejected(kmeans_model: SegmentModel) -> None:
+    with pytest.raises(SegmentError):
+        kmeans_model.assign({"sessions": float("nan")})
+    with pytest.raises(SegmentError):
+        feature_matrix([("u", {"monetary": float("inf")})], kmeans_model.config.features)

@@ -89,3 +89,15 @@ def test_dbscan_model_round_trips_core_points(tmp_path: Path, personas: Personas
 def test_empty_segments_file_keeps_the_model(kmeans_model: SegmentModel) -> None:
     same = kmeans_model.with_segments_file(SegmentsFile())
     assert same.segments == kmeans_model.segments and same.rules == []
+
+
+def test_concurrent_writers_get_distinct_versions(tmp_path: Path, personas: Personas) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows, _ = personas
+    model = train_segments(rows[:300], SegmentingConfig(k_min=2, k_max=2))
+    store = SegmentModelStore(tmp_path)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        versions = list(pool.map(lambda _: store.write(model), range(8)))
+    assert sorted(versions) == store.versions() == [f"v{i:06d}" for i in range(1, 9)]
+    assert all(store.load(v).segment_ids == model.segment_ids for v in versions)
