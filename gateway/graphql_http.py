@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import strawberry
@@ -39,6 +39,9 @@ from starlette.responses import HTMLResponse, Response
 
 from resolvers.context import Services, TailorContext
 from resolvers.errors import TailorGraphQLError
+
+if TYPE_CHECKING:
+    from gateway.edge import EdgeLayer
 
 log = logging.getLogger("tailor.graphql")
 
@@ -114,7 +117,10 @@ def params_from_mapping(data: Any) -> GraphQLParams:
     if extensions is not None and not isinstance(extensions, dict):
         raise HTTPProblem(400, "`extensions` must be an object", "BAD_REQUEST")
     if query is None or query == "":
-        raise HTTPProblem(400, "`query` is required", "BAD_REQUEST")
+        # An APQ request may carry only the hash; the edge layer resolves it to the text.
+        if not (isinstance(extensions, dict) and "persistedQuery" in extensions):
+            raise HTTPProblem(400, "`query` is required", "BAD_REQUEST")
+        query = ""
     if not isinstance(query, str):
         raise HTTPProblem(400, "`query` must be a string", "BAD_REQUEST")
     variables = data.get("variables")
@@ -174,6 +180,9 @@ def problem_response(p: HTTPProblem, media: str = JSON_TYPE) -> Response:
 class GraphQLEndpoint:
     """Parses (with a document cache), validates, executes, and encodes GraphQL requests."""
 
+    # Edge caching, APQ and HTTP cache headers (gateway/edge.py); set by the app's lifespan.
+    edge: EdgeLayer | None = None
+
     def __init__(
         self,
         schema: strawberry.Schema,
@@ -206,6 +215,14 @@ class GraphQLEndpoint:
             self._documents[query] = cached
         return cached
 
+    def operation_type(self, params: GraphQLParams) -> OperationType | None:
+        """The selected operation's type; ``None`` if the document is invalid or has no such op."""
+        document, errors = self._document(params.query)
+        if errors or document is None:
+            return None
+        operation = get_operation_ast(document, params.operation_name)
+        return None if operation is None else operation.operation
+
     async def handle(self, request: Request) -> Response:
         from gateway.auth import AuthError, viewer_from_headers
 
@@ -235,6 +252,8 @@ class GraphQLEndpoint:
             except AuthError as exc:
                 raise HTTPProblem(401, str(exc), "UNAUTHENTICATED",
                                   {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            if self.edge is not None:
+                return await self.edge.respond(self, request, params, viewer, media)
             status, body = await self.run(params, TailorContext(self.services, viewer, request),
                                           request.method, media)
         except HTTPProblem as p:
@@ -266,6 +285,8 @@ class GraphQLEndpoint:
             context_value=context,
             variable_values=params.variables,
             operation_name=params.operation_name,
+            # The edge layer's cache-hint recorder (resolvers/cache_control.py), if installed.
+            middleware=_cache_middleware(context),
         )
         if is_awaitable(result):
             result = await result  # type: ignore[misc]
@@ -303,6 +324,11 @@ class GraphQLEndpoint:
                 code = "GRAPHQL_PARSE_FAILED"
             formatted["extensions"] = {**(formatted.get("extensions") or {}), "code": code}
         return formatted
+
+
+def _cache_middleware(context: TailorContext) -> list[Any] | None:
+    recorder = getattr(context, "cache_control", None)
+    return None if recorder is None else [recorder]
 
 
 def _executed(result: ExecutionResult) -> bool:

@@ -8,6 +8,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from resolvers.cache_control import CacheControl, CacheControlScope
 from resolvers.context import TailorContext
 from resolvers.errors import BadUserInput, Forbidden, Unauthenticated, from_domain
 from resolvers.types import Item, Recommendation, User
@@ -82,7 +83,15 @@ class Query:
         recs = await info.context.items.load_many([_check_id(str(i), "ids") for i in ids])
         return [Item.from_record(r) if r else None for r in recs]
 
-    @strawberry.field(description="Items with the most time-decayed engagement right now.")
+    # Cache hints: Item/User/Profile carry theirs on the type (resolvers/types.py). Hook for
+    # SEGMENT: a segment-dependent field (segmentRecommendations) gets
+    # CacheControl(max_age=..., scope=CacheControlScope.SEGMENT) and reads the caller's segment
+    # with resolvers.cache_control.viewer_segment(info).
+    @strawberry.field(
+        description="Items with the most time-decayed engagement right now.",
+        directives=[CacheControl(max_age=30, scope=CacheControlScope.PUBLIC,
+                                 stale_while_revalidate=30, stale_if_error=600)],
+    )
     async def trending(
         self, info: Info[TailorContext, Any], first: int = 10, category: str | None = None
     ) -> list[Recommendation]:

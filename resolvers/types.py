@@ -10,12 +10,17 @@ from strawberry.types import Info
 
 from profiles.state import ProfileState
 from profiles.types import ProfileConfig
+from resolvers.cache_control import CacheControl, CacheControlScope, profile_state
 from resolvers.context import TailorContext
 from storage.timeutil import iso
 from storage.types import ItemRecord
 
 
-@strawberry.type(description="A catalog item.")
+@strawberry.type(
+    description="A catalog item.",
+    directives=[CacheControl(max_age=300, scope=CacheControlScope.PUBLIC,
+                             stale_while_revalidate=60, stale_if_error=3600)],
+)
 class Item:
     id: strawberry.ID
     title: str
@@ -46,7 +51,8 @@ class Item:
         )
 
 
-@strawberry.type(description="A ranked item with why it was chosen.")
+@strawberry.type(description="A ranked item with why it was chosen.",
+                 directives=[CacheControl(inherit_max_age=True)])
 class Recommendation:
     item: Item
     score: float
@@ -54,19 +60,25 @@ class Recommendation:
     source: str = strawberry.field(description="The candidate source: trending, cf, content, segment, context.")
 
 
-@strawberry.type(description="A named numeric profile feature.")
+@strawberry.type(description="A named numeric profile feature.",
+                 directives=[CacheControl(inherit_max_age=True)])
 class Feature:
     name: str
     value: float
 
 
-@strawberry.type
+@strawberry.type(directives=[CacheControl(inherit_max_age=True)])
 class CategoryAffinity:
     category: str
     score: float = strawberry.field(description="Time-decayed engagement with the category.")
 
 
-@strawberry.type(description="Behavioural profile built in real time from the user's events.")
+@strawberry.type(
+    description="Behavioural profile built in real time from the user's events.",
+    # Time-windowed features (recency, 7-day counts) age by themselves: a short max age;
+    # the user's events purge it at once.
+    directives=[CacheControl(max_age=30, scope=CacheControlScope.PRIVATE)],
+)
 class Profile:
     _state: strawberry.Private[ProfileState]
     _features: strawberry.Private[dict[str, float]]
@@ -147,7 +159,10 @@ def make_profile(state: ProfileState, now: float, config: ProfileConfig) -> Prof
     return Profile(_state=state, _features=state.features(now, config), _now=now, _config=config)
 
 
-@strawberry.type(description="A person: a signed-in user or an anonymous visitor.")
+@strawberry.type(
+    description="A person: a signed-in user or an anonymous visitor.",
+    directives=[CacheControl(max_age=60, scope=CacheControlScope.PRIVATE)],
+)
 class User:
     id: strawberry.ID
     anonymous: bool
@@ -161,9 +176,9 @@ class User:
         return dict(rec.traits) if rec else {}
 
     @strawberry.field(description="The behavioural profile; null when there are no events yet.")
-    def profile(self, info: Info[TailorContext, Any]) -> Profile | None:
+    async def profile(self, info: Info[TailorContext, Any]) -> Profile | None:
         services = info.context.services
-        state = services.ingest.profile(self._profile_key)
+        state = await profile_state(info, self._profile_key)
         if state is None:
             return None
         return make_profile(state, services.clock(), services.profile_config)

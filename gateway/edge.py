@@ -1,0 +1,399 @@
+"""The edge layer of ``/graphql``: persisted queries, the response cache and HTTP cache semantics.
+
+Per request (``EdgeLayer.respond``): resolve the operation (APQ / safelist) -> work out who is
+asking (``Audience``: private key, segment, whether the segment came from a valid token) ->
+queries go through ``cache.ResponseCache.get_or_compute`` keyed by (operation id + name,
+canonical variables, scope key, ``Accept``); mutations and invalid documents bypass it ->
+``gateway.edge_http.cache_headers`` turns the policy into ``Cache-Control``/``Vary``/``ETag``/
+tags, and ``If-None-Match`` answers 304.
+
+The scope of an operation's answer is only known after executing it, so the key is built for
+the scope its last answer had (a bounded memo; ``PUBLIC`` for a new operation). The cache never
+stores an answer under a key built for a wider scope than the answer's, so a wrong guess costs
+one uncached execution, never a leak.
+
+Invalidation: the ingestion writer thread calls ``on_events``; the purge runs on the event loop
+through ``call_soon_threadsafe``. That callback is queued *before* the writer sets the result
+the ingesting request awaits (listeners run first, and ``asyncio.wrap_future`` delivers the
+result through ``call_soon_threadsafe`` too), and the loop runs callbacks in FIFO order -- so
+the purge is done before the event's request is answered (read-your-writes), and the caches
+stay single-threaded as ``cache/`` requires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import orjson
+from cachetools import LRUCache
+from graphql import OperationType
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cache import (
+    CachedResponse,
+    CachePolicy,
+    CacheScope,
+    ObjectCache,
+    ResponseCache,
+    cache_key,
+    segment_scope,
+    user_scope,
+)
+from gateway.edge_apq import PersistedQueries
+from gateway.edge_http import Audience, EdgeHeaders, not_modified
+from gateway.edge_segment import SegmentTokens
+from gateway.graphql_http import GraphQLParams, HTTPProblem
+from gateway.settings import Settings
+from resolvers.cache_control import CacheControlRecorder, install
+from resolvers.context import Services, TailorContext, Viewer
+from storage.types import EventRecord
+
+if TYPE_CHECKING:
+    from gateway.graphql_http import GraphQLEndpoint
+
+log = logging.getLogger("tailor.edge")
+
+# Internal marker on an error entry: the HTTP status to answer with. Execution errors are
+# stored as status 500 entries so that ``ResponseCache`` applies stale-if-error to them, but on
+# the wire GraphQL-over-HTTP answers field errors with 200 and partial data.
+_STATUS = "x-tailor-status"
+_BYPASS = "BYPASS"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    """Knobs of the edge layer (seconds for ages and windows)."""
+
+    cache_enabled: bool = True
+    default_max_age: int = 0
+    default_swr: int = 0
+    default_sie: int = 0
+    browser_max_age: int = 60
+    shared_max_age: int = 3600
+
+
+class CdnPurger:
+    """Forwards purges to a CDN purge URL as ``POST {"tags": [...], "keys": [...]}``."""
+
+    def __init__(self, url: str, *, token: str | None = None, client: httpx.AsyncClient) -> None:
+        self.url = url
+        self.token = token
+        self.client = client
+
+    async def purge(self, tags: list[str], keys: list[str]) -> dict[str, Any]:
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            r = await self.client.post(
+                self.url, json={"tags": tags, "keys": keys}, headers=headers, timeout=10.0
+            )
+        except httpx.HTTPError as exc:
+            log.warning("CDN purge failed: %r", exc)
+            return {"forwarded": False, "error": str(exc) or type(exc).__name__}
+        return {"forwarded": r.is_success, "status": r.status_code}
+
+
+class EdgeLayer:
+    """Owns the response cache, the profile cache, APQ and segment tokens of one app."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        responses: ResponseCache,
+        profiles: ObjectCache[str, Any],
+        persisted: PersistedQueries,
+        tokens: SegmentTokens,
+        config: EdgeConfig,
+        purger: CdnPurger | None = None,
+    ) -> None:
+        self.services = services
+        self.responses = responses
+        self.profiles = profiles
+        self.persisted = persisted
+        self.tokens = tokens
+        self.config = config
+        self.headers = EdgeHeaders(
+            browser_max_age=config.browser_max_age, shared_max_age=config.shared_max_age
+        )
+        self.purger = purger
+        self._scopes: LRUCache[tuple[str, str], CacheScope] = LRUCache(16_384)
+        self._statics: dict[tuple[str, str], Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Bind to the running loop and subscribe to ingestion (call from the lifespan)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.services.extras["profile_cache"] = self.profiles
+        self.services.ingest.subscribe(self.on_events)
+
+    async def aclose(self) -> None:
+        await self.responses.aclose()
+        await self.profiles.aclose()
+        if self.purger is not None:
+            await self.purger.client.aclose()
+
+    # -- who is asking ---------------------------------------------------------------------
+
+    def audience(self, request: Request, viewer: Viewer) -> Audience:
+        token_segment = self.tokens.verify(request.headers.get("x-tailor-segment"))
+        key = viewer.profile_key
+        if key is None:
+            segment = token_segment
+        else:
+            # Credentials win over a token: the token may be stale, the profile is not.
+            segment = _segment_id(self.services.extras.get("segment_of"), key)
+        return Audience(profile_key=key, segment=segment, token_segment=token_segment)
+
+    # -- /graphql --------------------------------------------------------------------------
+
+    async def respond(
+        self,
+        endpoint: GraphQLEndpoint,
+        request: Request,
+        params: GraphQLParams,
+        viewer: Viewer,
+        media: str,
+    ) -> Response:
+        params, op_id = self.persisted.resolve(params)
+        op_type = endpoint.operation_type(params)
+        who = self.audience(request, viewer)
+        method = request.method
+
+        async def compute() -> CachedResponse:
+            return await self._execute(endpoint, params, viewer, request, media, who, method)
+
+        if op_type is not OperationType.QUERY or not self.config.cache_enabled:
+            entry = await compute()
+            if op_type is OperationType.MUTATION and entry.status < 400:
+                self.invalidate_tags(who.private_tags)  # read-your-writes of what it changed
+            return self._answer(request, entry, _BYPASS, who, media)
+        memo = (op_id, params.operation_name or "")
+        guess = self._scopes.get(memo, CacheScope.PUBLIC)
+        key = cache_key(
+            f"{op_id}/{params.operation_name or ''}",
+            params.variables,
+            self._scope_key(guess, who),
+            vary=(("accept", media),),
+        )
+        found, state = await self.responses.get_or_compute(key, compute, scope=guess)
+        assert found is not None  # compute never answers None
+        if found.policy.is_cacheable:
+            self._scopes[memo] = found.policy.scope
+        return self._answer(request, found, state.value, who, media, key=key)
+
+    @staticmethod
+    def _scope_key(scope: CacheScope, who: Audience) -> str:
+        if scope is CacheScope.PRIVATE:
+            return user_scope(who.profile_key or "~anonymous")
+        if scope is CacheScope.SEGMENT:
+            return segment_scope(who.segment or "~none")
+        return ""
+
+    async def _execute(
+        self,
+        endpoint: GraphQLEndpoint,
+        params: GraphQLParams,
+        viewer: Viewer,
+        request: Request,
+        media: str,
+        who: Audience,
+        method: str,
+    ) -> CachedResponse:
+        recorder = CacheControlRecorder(
+            segment=who.segment,
+            default_max_age=self.config.default_max_age,
+            statics=self._statics,
+        )
+        context = TailorContext(self.services, viewer, request)
+        install(context, recorder)
+        status, body = await endpoint.run(params, context, method, media)
+        # ``GraphQLEndpoint.encode`` writes "errors" first whenever there are any.
+        failed = status != 200 or body.startswith(b'{"errors"')
+        policy = (
+            CachePolicy.uncacheable()
+            if failed
+            else recorder.policy(
+                default_swr=self.config.default_swr, default_sie=self.config.default_sie
+            )
+        )
+        tags = set(recorder.tags)
+        if policy.scope is CacheScope.PRIVATE:
+            tags.update(who.private_tags)
+        elif policy.scope is CacheScope.SEGMENT and who.segment is not None:
+            tags.add(f"segment:{who.segment}")
+        headers = {"content-type": media}
+        if failed and status == 200:
+            headers[_STATUS] = "200"
+            status = 500
+        return self.responses.make_entry(
+            body, policy=policy, status=status, headers=headers, tags=tags
+        )
+
+    def _answer(
+        self,
+        request: Request,
+        entry: CachedResponse,
+        x_cache: str,
+        who: Audience,
+        media: str,
+        *,
+        key: str | None = None,
+    ) -> Response:
+        status = int(entry.headers.get(_STATUS, entry.status))
+        cacheable = entry.policy.is_cacheable and not entry.is_error and status == 200
+        headers = self.headers.build(
+            entry,
+            who,
+            cacheable=cacheable,
+            x_cache=x_cache,
+            age=self.responses.age(entry) if cacheable else 0,
+            key=key,
+        )
+        if who.segment is not None and not self.headers.shared(entry.policy, who, cacheable):
+            # Only on answers no shared cache keeps: a token is this caller's alone.
+            headers["X-Tailor-Segment"] = self.tokens.issue(who.segment)
+        if cacheable and not_modified(request.headers.get("if-none-match"), entry.etag):
+            return Response(status_code=304, headers=headers)
+        return Response(entry.body, status_code=status, media_type=media, headers=headers)
+
+    # -- invalidation ----------------------------------------------------------------------
+
+    def invalidate_tags(self, tags: Iterable[str]) -> int:
+        """Drop cached answers and profiles carrying any of ``tags`` (event loop only)."""
+        tag_list = list(tags)
+        self.profiles.invalidate_tags(tag_list)
+        return self.responses.purge_tags(tag_list)
+
+    def on_events(self, events: list[EventRecord]) -> None:
+        """Ingestion listener (writer thread): purge the private answers of those users."""
+        tags = set()
+        for ev in events:
+            tags.add(f"user:{ev.profile_key}")
+            if ev.user_id:
+                tags.add(f"user:{ev.user_id}")
+            if ev.anonymous_id:
+                tags.add(f"user:anon:{ev.anonymous_id}")
+        self._on_loop(self.invalidate_tags, tags)
+
+    def items_changed(self, item_ids: Iterable[str]) -> None:
+        """Call when items were written (any thread): drops every answer showing them."""
+        self._on_loop(self.invalidate_tags, {f"item:{i}" for i in item_ids})
+
+    def _on_loop(self, fn: Callable[[set[str]], Any], tags: set[str]) -> None:
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            fn(tags)
+            return
+        try:
+            loop.call_soon_threadsafe(fn, tags)
+        except RuntimeError:  # the loop is closed: the caches are gone with it
+            pass
+
+    # -- /admin/purge ----------------------------------------------------------------------
+
+    async def purge(
+        self, tags: list[str], keys: list[str], everything: bool = False
+    ) -> dict[str, Any]:
+        """Purge locally (tags, keys or everything) and forward to the CDN if configured."""
+        if everything:
+            purged = self.responses.purge_all()
+            self.profiles.clear()
+        else:
+            purged = self.invalidate_tags(tags) + self.responses.purge_keys(keys)
+        cdn = await self.purger.purge(tags, keys) if self.purger is not None else None
+        return {"purged": purged, "tags": tags, "keys": keys, "all": everything, "cdn": cdn}
+
+    async def handle_purge(self, request: Request, viewer: Viewer) -> Response:
+        """``POST /admin/purge`` with ``{"tags": [...], "keys": [...], "all": false}``."""
+        if "admin" not in viewer.scopes:
+            raise HTTPProblem(403, "purging needs a token with the admin scope", "FORBIDDEN")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise HTTPProblem(415, "use Content-Type application/json", "UNSUPPORTED_MEDIA_TYPE")
+        try:
+            data = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise HTTPProblem(400, f"the body is not valid JSON: {exc}", "BAD_REQUEST") from None
+        if not isinstance(data, dict):
+            raise HTTPProblem(400, 'the body must be {"tags": [...], "keys": [...]}', "BAD_REQUEST")
+        tags, keys = _strings(data, "tags"), _strings(data, "keys")
+        everything = data.get("all") is True
+        if not (tags or keys or everything):
+            raise HTTPProblem(400, "name `tags`, `keys` or `all: true`", "BAD_REQUEST")
+        result = await self.purge(tags, keys, everything)
+        return Response(
+            orjson.dumps(result), media_type="application/json", headers={"Cache-Control": "no-store"}
+        )
+
+
+def _segment_id(hook: Callable[[str], Any] | None, profile_key: str) -> str | None:
+    """The segment id from the ``services.extras["segment_of"]`` hook.
+
+    The hook answers ``None``, an id, or ``(id, name)``; it runs on every request, so it must
+    be a cheap in-memory lookup.
+    """
+    if hook is None:
+        return None
+    found = hook(profile_key)
+    if isinstance(found, tuple):
+        found = found[0] if found else None
+    return None if found is None else str(found)
+
+
+def _strings(data: dict[str, Any], name: str) -> list[str]:
+    value = data.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise HTTPProblem(400, f"`{name}` must be a list of non-empty strings", "BAD_REQUEST")
+    if len(value) > 1000:
+        raise HTTPProblem(400, f"at most 1000 `{name}` per purge", "BAD_REQUEST")
+    return list(dict.fromkeys(value))
+
+
+def build_edge(
+    settings: Settings,
+    services: Services,
+    *,
+    clock: Callable[[], float],
+    cdn_transport: httpx.AsyncBaseTransport | None = None,
+) -> EdgeLayer:
+    """The app's edge layer from its settings (caches on the app clock, so tests move time)."""
+    purger = None
+    if settings.cdn_purge_url:
+        purger = CdnPurger(
+            settings.cdn_purge_url,
+            token=settings.cdn_purge_token,
+            client=httpx.AsyncClient(transport=cdn_transport),
+        )
+    return EdgeLayer(
+        services,
+        responses=ResponseCache(settings.edge_cache_max_bytes, timer=clock),
+        profiles=ObjectCache(
+            settings.profile_cache_max_bytes, default_ttl=settings.profile_cache_ttl_s, timer=clock
+        ),
+        persisted=PersistedQueries(
+            services.store,
+            safelist=settings.persisted_queries_safelist,
+            max_bytes=settings.apq_max_bytes,
+        ),
+        tokens=SegmentTokens(settings.jwt_secret, ttl_s=settings.segment_token_ttl_s, clock=clock),
+        config=EdgeConfig(
+            cache_enabled=settings.edge_cache,
+            default_max_age=settings.edge_default_max_age,
+            default_swr=settings.edge_default_swr,
+            default_sie=settings.edge_default_sie,
+            browser_max_age=settings.edge_browser_max_age,
+            shared_max_age=settings.edge_shared_max_age,
+        ),
+        purger=purger,
+    )

@@ -1,0 +1,138 @@
+"""HTTP cache semantics of GraphQL answers: Cache-Control, Vary, ETag/304, purge-tag headers.
+
+================  ===============================================================  ==========================================
+answer            Cache-Control                                                    Vary
+================  ===============================================================  ==========================================
+PUBLIC            ``public, max-age=B, s-maxage=S[, stale-while-revalidate=W]``     ``Accept``
+                  ``[, stale-if-error=E]``
+SEGMENT, keyed    same as PUBLIC                                                   ``Accept, X-Tailor-Segment``
+by the request's
+segment token
+SEGMENT from      ``private, max-age=B[, ...]`` (+ a fresh ``X-Tailor-Segment``)    ``Accept, Authorization, X-Anonymous-Id,
+credentials                                                                        X-Tailor-Segment``
+PRIVATE           ``private, max-age=B[, ...]`` -- never ``public``/``s-maxage``     as above
+not cacheable     ``no-store`` (mutations, errors, APQ misses, 4xx/5xx)            --
+================  ===============================================================  ==========================================
+
+``B = min(max_age, browser cap)``, ``S = min(max_age, shared cap)``; windows in seconds.
+A SEGMENT answer is shared only when the request's valid token names the very segment the
+answer was computed for (no token and no segment counts as "the generic answer"): a shared
+cache keys it by that header. Otherwise the segment came from the caller's credentials, which
+a shared cache does not key by, so the answer stays private.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cache import CachedResponse, CachePolicy, CacheScope
+
+_PRIVATE_VARY = "Accept, Authorization, X-Anonymous-Id, X-Tailor-Segment"
+# Header size budget for Surrogate-Key / Cache-Tag (CDNs cap these around 16 KiB).
+_MAX_TAG_CHARS = 8000
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who a request is answered for.
+
+    ``profile_key``: the viewer's profile key (user id or ``anon:<id>``), ``None`` without
+    credentials. ``segment``: the segment the answer is computed for (``None``: generic).
+    ``token_segment``: the segment of the request's valid ``X-Tailor-Segment`` token, if any.
+    """
+
+    profile_key: str | None = None
+    segment: str | None = None
+    token_segment: str | None = None
+
+    @property
+    def private_tags(self) -> tuple[str, ...]:
+        return (f"user:{self.profile_key}",) if self.profile_key else ()
+
+
+def shared_cacheable(policy: CachePolicy, who: Audience) -> bool:
+    """Whether a shared cache may store this answer (given it is cacheable at all)."""
+    if policy.scope is CacheScope.PUBLIC:
+        return True
+    return policy.scope is CacheScope.SEGMENT and who.token_segment == who.segment
+
+
+def tag_header_values(tags: frozenset[str]) -> tuple[str, str]:
+    """``(Surrogate-Key, Cache-Tag)`` values: type tags first, cut to the size budget."""
+    ordered = sorted(tags, key=lambda t: (not t.startswith("type:"), t))
+    kept: list[str] = []
+    size = 0
+    for tag in ordered:
+        size += len(tag) + 1
+        if size > _MAX_TAG_CHARS:
+            break
+        kept.append(tag)
+    return " ".join(kept), ",".join(kept)
+
+
+def not_modified(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 §13.1.2 weak comparison of ``If-None-Match`` against our strong ETag."""
+    if not if_none_match or not etag:
+        return False
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*":
+            return True
+        if candidate.startswith("W/"):
+            candidate = candidate[2:]
+        if candidate == etag:
+            return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeHeaders:
+    """Builds response headers. Caps in seconds: ``max-age`` (browsers), ``s-maxage`` (CDNs)."""
+
+    browser_max_age: int = 60
+    shared_max_age: int = 3600
+
+    def shared(self, policy: CachePolicy, who: Audience, cacheable: bool) -> bool:
+        return cacheable and shared_cacheable(policy, who)
+
+    def cache_control(self, policy: CachePolicy, who: Audience) -> tuple[str, str]:
+        """``(Cache-Control, Vary)`` for a cacheable answer."""
+        parts = [f"max-age={min(policy.max_age, self.browser_max_age)}"]
+        if shared_cacheable(policy, who):
+            parts.insert(0, "public")
+            parts.append(f"s-maxage={min(policy.max_age, self.shared_max_age)}")
+            vary = "Accept" if policy.scope is CacheScope.PUBLIC else "Accept, X-Tailor-Segment"
+        else:
+            parts.insert(0, "private")
+            vary = _PRIVATE_VARY
+        if policy.stale_while_revalidate:
+            parts.append(f"stale-while-revalidate={policy.stale_while_revalidate}")
+        if policy.stale_if_error:
+            parts.append(f"stale-if-error={policy.stale_if_error}")
+        return ", ".join(parts), vary
+
+    def build(
+        self,
+        entry: CachedResponse,
+        who: Audience,
+        *,
+        cacheable: bool,
+        x_cache: str,
+        age: int = 0,
+        key: str | None = None,
+    ) -> dict[str, str]:
+        if not cacheable:
+            return {"Cache-Control": "no-store", "X-Cache": x_cache}
+        cache_control, vary = self.cache_control(entry.policy, who)
+        headers = {
+            "Cache-Control": cache_control,
+            "Vary": vary,
+            "ETag": entry.etag,
+            "Age": str(age),
+            "X-Cache": x_cache,
+        }
+        if entry.tags:
+            headers["Surrogate-Key"], headers["Cache-Tag"] = tag_header_values(entry.tags)
+        if key is not None:
+            headers["X-Cache-Key"] = key
+        return headers

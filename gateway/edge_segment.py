@@ -1,0 +1,69 @@
+"""Signed, expiring segment tokens (``X-Tailor-Segment``).
+
+An edge worker forwards this token instead of the user's credentials, so a shared cache can key
+SEGMENT-scoped answers by it (``Vary: X-Tailor-Segment``). Format::
+
+    v1.<segment id, base64url>.<expiry, unix seconds>.<HMAC-SHA256, base64url>
+
+The HMAC key is derived from the gateway secret with a fixed label, so a segment token can
+never be replayed as a JWT or the other way round. A token that is malformed, forged or
+expired verifies to ``None`` (the caller gets the generic answer); it is never an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+
+HEADER = "X-Tailor-Segment"
+_VERSION = "v1"
+_LABEL = b"tailor segment token v1"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SegmentTokens:
+    """Issues and verifies segment tokens. ``ttl_s``: lifetime in seconds; ``clock``: unix s."""
+
+    def __init__(
+        self, secret: str, *, ttl_s: int = 3600, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._key = hmac.new(secret.encode("utf-8"), _LABEL, hashlib.sha256).digest()
+        self.ttl_s = ttl_s
+        self._clock = clock
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._key, payload.encode("ascii"), hashlib.sha256).digest())
+
+    def issue(self, segment: str) -> str:
+        expires = int(self._clock()) + self.ttl_s
+        payload = f"{_VERSION}.{_b64(segment.encode('utf-8'))}.{expires}"
+        return f"{payload}.{self._sign(payload)}"
+
+    def verify(self, token: str | None) -> str | None:
+        """The segment id of a valid, unexpired token; ``None`` otherwise."""
+        if not token or len(token) > 512:
+            return None
+        parts = token.strip().split(".")
+        if len(parts) != 4 or parts[0] != _VERSION or not parts[2].isdigit():
+            return None
+        payload = ".".join(parts[:3])
+        if not hmac.compare_digest(self._sign(payload), parts[3]):
+            return None
+        if int(parts[2]) <= self._clock():
+            return None
+        try:
+            segment = _unb64(parts[1]).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return None
+        return segment or None
