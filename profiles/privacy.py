@@ -1,0 +1,241 @@
+"""Privacy: consent checks, erasure across every store, PII hashing and retention pruning.
+
+- Consent per user: ``personalization`` (may answers be personalized) and ``tracking`` (may
+  events be stored). Both default to granted (as the users table does); a CRM import or
+  ``Mutation.setConsent`` changes them. A request can also opt out of tracking on its own
+  (``Sec-GPC: 1`` / ``DNT: 1``): the gateway wraps it in :func:`request_opt_out`.
+- Erasure removes a user from the store (user row, events of the user and of every anonymous id
+  linked to them, identity links, profiles), from in-memory state, and from every registered
+  :class:`Eraser` (caches, user vectors, segment membership: whoever holds per-user data
+  registers one), and returns a receipt with counts per store.
+- PII: configured traits (e-mail, phone, ...) are stored only as salted HMAC-SHA256 digests
+  (``"hmac-sha256:<hex>"``); equal inputs (after trimming and lower-casing) map to equal digests,
+  so joins on them still work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cachetools import TTLCache
+
+from storage.privacy import erase_subject, prune_events_before
+from storage.sqlite import SQLiteStore
+from storage.types import EventRecord, UserRecord
+
+log = logging.getLogger("tailor.privacy")
+
+PII_PREFIX = "hmac-sha256:"
+
+_opt_out: contextvars.ContextVar[bool] = contextvars.ContextVar("tailor_opt_out", default=False)
+
+
+@contextlib.contextmanager
+def request_opt_out() -> Iterator[None]:
+    """Within this block (one request), events are not tracked whatever the stored consent."""
+    token = _opt_out.set(True)
+    try:
+        yield
+    finally:
+        _opt_out.reset(token)
+
+
+class Eraser(Protocol):
+    """Something that holds per-user data outside the store (a cache tier, user vectors, ...)."""
+
+    name: str
+
+    def erase(self, user_id: str, profile_keys: Sequence[str]) -> int:
+        """Remove everything about ``user_id`` (and its ``profile_keys``: ``user_id`` plus
+        ``"anon:<id>"`` of each linked anonymous id); returns the number of entries removed."""
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionEraser:
+    """An :class:`Eraser` from a function (``fn(user_id, profile_keys) -> removed``)."""
+
+    name: str
+    fn: Callable[[str, Sequence[str]], int]
+
+    def erase(self, user_id: str, profile_keys: Sequence[str]) -> int:
+        return self.fn(user_id, profile_keys)
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    personalization: bool = True
+    tracking: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReceipt:
+    """What an erasure removed: ``counts`` maps ``"store.<table>"`` / eraser names to counts."""
+
+    user_id: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+    erased_at: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class PrivacyService:
+    """Consent, erasure, PII hashing and retention over one store (and the ingestion state)."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        *,
+        pii_traits: Sequence[str] = ("email", "phone"),
+        salt: str,
+        clock: Callable[[], float] = time.time,
+        state_lock: Any = None,
+        forget_state: Callable[[Sequence[str]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.pii_traits = frozenset(t.lower() for t in pii_traits)
+        self._salt = salt.encode()
+        self.clock = clock
+        # The ingestion writer's lock: erasure must not interleave with a write group that
+        # could re-create the profile it is deleting.
+        self._state_lock = state_lock or contextlib.nullcontext()
+        self._forget_state = forget_state
+        self.erasers: list[Eraser] = []
+        # Consent is read once per tracked event; a short TTL bounds how long a consent change
+        # made by another process (a CLI import) takes to apply. Changes made here apply at once.
+        self._consent: TTLCache[str, Consent] = TTLCache(maxsize=50_000, ttl=5.0)
+
+    # ------------------------------------------------------------------ consent
+    def consent(self, user_id: str) -> Consent:
+        hit = self._consent.get(user_id)
+        if hit is None:
+            rec = self.store.get_user(user_id)
+            hit = Consent(rec.consent_personalization, rec.consent_tracking) if rec else Consent()
+            self._consent[user_id] = hit
+        return hit
+
+    def set_consent(
+        self, user_id: str, *, personalization: bool | None = None, tracking: bool | None = None
+    ) -> Consent:
+        """Change one or both flags (None keeps the current value); returns the new consent."""
+        rec = self.store.get_user(user_id)
+        current = Consent(rec.consent_personalization, rec.consent_tracking) if rec else Consent()
+        new = Consent(
+            current.personalization if personalization is None else personalization,
+            current.tracking if tracking is None else tracking,
+        )
+        self.store.upsert_users(
+            [
+                UserRecord(
+                    user_id,
+                    dict(rec.traits) if rec else {},
+                    new.personalization,
+                    new.tracking,
+                    self.clock(),
+                )
+            ]
+        )
+        self._consent[user_id] = new
+        return new
+
+    def personalization_allowed(self, user_id: str | None) -> bool:
+        """Whether answers for ``user_id`` may be personalized (anonymous: unless opted out)."""
+        if _opt_out.get():
+            return False
+        return True if user_id is None else self.consent(user_id).personalization
+
+    def tracking_allowed(self, event: EventRecord) -> bool:
+        """The ingestion hook: False drops the event (acknowledged as ``dropped``, not stored)."""
+        if _opt_out.get():
+            return False
+        user = event.user_id
+        if user is None and event.anonymous_id is not None:
+            user = self.store.resolve_identity(event.anonymous_id)
+        return True if user is None else self.consent(user).tracking
+
+    # ------------------------------------------------------------------ PII
+    def hash_value(self, value: Any) -> str:
+        if isinstance(value, str) and value.startswith(PII_PREFIX):
+            return value  # already hashed (re-imports, merges)
+        norm = str(value).strip().lower().encode()
+        return PII_PREFIX + hmac.new(self._salt, norm, hashlib.sha256).hexdigest()
+
+    def hash_traits(self, traits: Mapping[str, Any]) -> dict[str, Any]:
+        """``traits`` with every configured PII trait (case-insensitive name) hashed."""
+        return {
+            k: (self.hash_value(v) if k.lower() in self.pii_traits and v is not None else v)
+            for k, v in traits.items()
+        }
+
+    def hashing_upsert(
+        self, upsert: Callable[[Sequence[UserRecord]], int]
+    ) -> Callable[[Sequence[UserRecord]], int]:
+        """Wrap a store's ``upsert_users`` so no configured PII trait reaches the disk in clear."""
+
+        def wrapped(users: Sequence[UserRecord]) -> int:
+            return upsert(
+                [
+                    UserRecord(
+                        u.id,
+                        self.hash_traits(u.traits),
+                        u.consent_personalization,
+                        u.consent_tracking,
+                        u.updated_at,
+                    )
+                    for u in users
+                ]
+            )
+
+        return wrapped
+
+    # ------------------------------------------------------------------ erasure
+    def add_eraser(self, eraser: Eraser) -> None:
+        self.erasers.append(eraser)
+
+    def erase(self, user_id: str) -> ErasureReceipt:
+        """Remove everything about ``user_id``; the receipt counts what each store removed."""
+        anon = [a for a, u in self._identities(user_id)]
+        keys = [user_id, *(f"anon:{a}" for a in anon)]
+        with self._state_lock:
+            counts = {f"store.{t}": n for t, n in erase_subject(self.store, user_id).items()}
+            if self._forget_state is not None:
+                self._forget_state(keys)
+        self._consent.pop(user_id, None)
+        for eraser in self.erasers:
+            try:
+                counts[eraser.name] = int(eraser.erase(user_id, keys))
+            except Exception:
+                # The store is already clean; a failing tier is logged loudly and retried by
+                # running the erasure again (it is idempotent).
+                log.exception("eraser %s failed for an erasure request", eraser.name)
+                counts[eraser.name] = -1
+        receipt = ErasureReceipt(user_id, counts, self.clock())
+        log.info("erased a user: %s", dict(counts))
+        return receipt
+
+    def _identities(self, user_id: str) -> list[tuple[str, str]]:
+        rows = self.store._reader().execute(
+            "SELECT anonymous_id, user_id FROM identities WHERE user_id=?", (user_id,)
+        )
+        return [(str(a), str(u)) for a, u in rows]
+
+    # ------------------------------------------------------------------ retention
+    def prune(self, retention_days: float) -> dict[str, int]:
+        """Delete events older than ``retention_days`` (and profiles left with no events)."""
+        if retention_days <= 0:
+            return {"events": 0, "profiles": 0}
+        cutoff = self.clock() - retention_days * 86_400.0
+        # Profiles that lose every event are deleted; the ingestion state cache checks stored
+        # versions before using a cached state, so it cannot resurrect them. Profiles that keep
+        # events keep their aggregates (``tailor profiles rebuild`` recomputes them from the log).
+        with self._state_lock:
+            return prune_events_before(self.store, cutoff)
