@@ -22,11 +22,13 @@ from starlette.routing import Route
 from catalog.lookup import CatalogLookup
 from gateway.auth import AuthError, viewer_from_headers
 from gateway.edge import build_edge
-from gateway.graphql_http import HTTPProblem, GraphQLEndpoint, problem_response, read_body
-from gateway.models import build_content, ensure_index, poll_models
+from gateway.graphql_http import GraphQLEndpoint, HTTPProblem, problem_response, read_body
+from gateway.models import build_content, poll_models, refresh_models
+from gateway.security import operation_limits, security_middleware, wire_security
 from gateway.settings import Settings, load_settings
 from profiles.ingest import IngestionService
 from profiles.types import BatchTooLarge, IngestConfig, IngestUnavailable, ProfileConfig
+from recommend.engine import ModelSlot, Recommender
 from recommend.trending import TrendingModel
 from resolvers.context import Services
 from resolvers.schema import build_schema
@@ -62,17 +64,27 @@ def build_services(settings: Settings, *, clock: Callable[[], float] = time.time
         cache_s=settings.trending_cache_s,
     )
     ingest.subscribe(trending.add_events)
+    content = build_content(settings)
+    recommender = Recommender(
+        content=content,
+        trending=trending,
+        cf=ModelSlot(),
+        item_of=catalog.item,
+        all_items=catalog.all_items,
+    )
     services = Services(
         store=store,
         ingest=ingest,
         trending=trending,
         profile_config=profile_config,
         catalog=catalog,
-        content=build_content(settings),
+        content=content,
+        recommender=recommender,
         max_first=settings.max_first,
         search_personal_weight=settings.search_personal_weight,
         clock=clock,
     )
+    wire_security(settings, services)  # consent hook, PII hashing, erasure, API keys
     return services
 
 
@@ -103,8 +115,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = build_services(settings, clock=clock)
         bootstrap_models(services, settings)
-        await asyncio.to_thread(ensure_index, services)
-        poller = asyncio.create_task(poll_models(services, settings.model_poll_s))
+        await asyncio.to_thread(refresh_models, services, settings)
+        poller = asyncio.create_task(poll_models(services, settings))
         services.ingest.start()
         state["services"] = services
         state["graphql"] = GraphQLEndpoint(
@@ -118,6 +130,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             audience=settings.jwt_audience,
         )
         app.state.services = services
+        state["graphql"].configure_limits(operation_limits(settings),
+                                          introspection=settings.introspection_enabled)
         if segment_of is not None:
             services.extras["segment_of"] = segment_of
         edge = build_edge(settings, services, clock=clock, cdn_transport=cdn_transport)
@@ -210,7 +224,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    def api_keys() -> Any:
+        services = state.get("services")
+        return services.extras.get("apikeys") if services is not None else None
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=security_middleware(settings, api_keys))
     app.state.settings = settings
     return app
 

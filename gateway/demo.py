@@ -17,6 +17,7 @@ from typing import Any
 from catalog.importer import import_items
 from demo.world import generate_world
 from gateway.app import build_services
+from gateway.models import ensure_index, train_cf
 from gateway.settings import Settings
 from profiles.imports import import_events, import_users
 
@@ -59,6 +60,12 @@ def load_demo_world(
             if summary.rejected:
                 raise RuntimeError(f"demo events rejected: {summary.rejected[:3]}")
             store.set_meta("demo_world", params)
+        if services.content.store.latest() is None:
+            with progress("build item index", None):
+                ensure_index(services, show_progress=False)
+        if not (settings.data_dir / "models" / "cf").is_dir():
+            with progress("train collaborative filtering", None):
+                train_cf(services, settings)
         personas = json.loads((world_dir / "personas.json").read_text())
         sample = next((u for u, p in sorted(personas.items()) if p == "high_value_loyalist"), None)
         return {

@@ -4,19 +4,31 @@ for new artifact versions and newly imported items while the gateway runs."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from embeddings import (
     CachedEncoder,
     EmbeddingCache,
-    Encoder,
     EmbeddingError,
+    Encoder,
     HashingEncoder,
     IndexStore,
     SentenceTransformerEncoder,
 )
 from gateway.settings import Settings, SettingsError
+from profiles.state import ProfileState
+from recommend.cf import choose_cf_model
 from recommend.content import ContentService
+from recommend.interactions import InteractionMatrix
+from recommend.model import load_model
+from recommend.types import CFConfig, RecommendError
 from resolvers.context import Services
 
 log = logging.getLogger("tailor.models")
@@ -77,11 +89,67 @@ def catch_up_items(services: Services) -> int:
     return added
 
 
-async def poll_models(services: Services, interval_s: float) -> None:
-    """Background task: swap in new index versions and add new items, every ``interval_s``."""
+async def poll_models(services: Services, settings: Settings) -> None:
+    """Background task: swap in new model versions and add new items, every ``model_poll_s``."""
     while True:
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(settings.model_poll_s)
         try:
-            await asyncio.to_thread(ensure_index, services)
+            await asyncio.to_thread(refresh_models, services, settings)
         except Exception:  # keep polling; the serving model stays as it is
             log.exception("model poll failed")
+
+
+# ---------------------------------------------------------------------- collaborative filtering
+def _versions(root: Path) -> list[str]:
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file())
+
+
+def train_cf(services: Services, settings: Settings, *, kind: str = "auto") -> tuple[str, dict[str, Any]]:
+    """Fit a CF model on the interaction log, write it as a new version and swap it in."""
+    started = time.time()
+    weights = services.profile_config
+    rows = (
+        (ev.profile_key, ev.item_id, ProfileState.event_weight(ev, weights), ev.ts)
+        for ev in services.store.iter_events()
+        if ev.item_id and ev.type != "identify"
+    )
+    matrix = InteractionMatrix.from_rows(rows)
+    if matrix.n_items == 0:
+        raise RecommendError("no interactions to train on: import events first")
+    model = choose_cf_model(matrix.n_items, CFConfig(kind=kind))  # type: ignore[arg-type]
+    model.fit(matrix)
+    root = settings.data_dir / "models" / "cf"
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    tmp = root / f".tmp-{version}"
+    model.save(tmp)
+    (tmp / "trained.json").write_text(json.dumps({
+        "version": version, "kind": model.kind, "users": matrix.n_users, "items": matrix.n_items,
+        "interactions": int(matrix.matrix.nnz), "trained_at": datetime.now(UTC).isoformat(),
+        "seconds": round(time.time() - started, 2),
+    }, indent=2))
+    os.replace(tmp, root / version)
+    for old in _versions(root)[:-3]:
+        shutil.rmtree(root / old, ignore_errors=True)
+    services.recommender.cf.swap(model, version)
+    info = json.loads((root / version / "trained.json").read_text())
+    log.info("trained %s CF model %s on %d interactions in %.1fs", model.kind, version,
+             info["interactions"], info["seconds"])
+    return version, info
+
+
+def load_cf_latest(services: Services, settings: Settings) -> bool:
+    root = settings.data_dir / "models" / "cf"
+    versions = _versions(root)
+    if not versions or versions[-1] == services.recommender.cf.version:
+        return False
+    services.recommender.cf.swap(load_model(root / versions[-1]), versions[-1])
+    log.info("serving CF model %s", versions[-1])
+    return True
+
+
+def refresh_models(services: Services, settings: Settings) -> None:
+    """Everything the poller does once: index versions, new items, CF versions."""
+    ensure_index(services)
+    load_cf_latest(services, settings)

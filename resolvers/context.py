@@ -13,6 +13,7 @@ from catalog.lookup import CatalogLookup
 from profiles.ingest import IngestionService
 from profiles.types import ProfileConfig
 from recommend.content import ContentService
+from recommend.engine import Recommender
 from recommend.trending import TrendingModel
 from storage.sqlite import SQLiteStore
 from storage.types import EventRecord, ItemRecord, UserRecord
@@ -73,10 +74,21 @@ class Services:
     profile_config: ProfileConfig
     catalog: CatalogLookup
     content: ContentService
+    recommender: Recommender
     max_first: int = 100
     search_personal_weight: float = 0.3
     clock: Callable[[], float] = time.time
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def segment_of(self, profile_key: str, state: Any = None) -> tuple[str | None, str | None]:
+        """(segment id, segment name) of a profile, or (None, None) when no segment applies."""
+        hook = self.extras.get("segment_of")
+        if hook is None:
+            return None, None
+        found = hook(profile_key)
+        if isinstance(found, tuple):
+            return found
+        return found, None
 
     def merge_traits(self, user_id: str, traits: dict[str, Any]) -> None:
         """Merge CRM-style traits into a user's record (creating the user if needed)."""

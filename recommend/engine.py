@@ -1,0 +1,213 @@
+"""The recommendation engine: candidate sources -> business filters -> blend -> diversity -> reasons.
+
+Sources return ``(ids, scores)``; every source is asked through an over-fetching loop (or a
+filter-aware search) so ``k`` results come back whenever ``k`` eligible items exist. Strategies:
+
+- ``cf``: collaborative filtering folded in from the user's *current* history (no retrain needed
+  for new events);
+- ``content``: the user vector against the item index;
+- ``segment``: recently popular among users of the same segment;
+- ``trending``: time-decayed popularity;
+- ``hybrid``: the blend of all available sources with weights from settings (or tuned ones), plus
+  ``context`` (items similar to the one being viewed) when a context item is given.
+
+Cold start: with no usable history, hybrid answers from segment-popular when a segment applies,
+trending otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embeddings import SearchFilter
+from recommend.blend import blend
+from recommend.content import ContentService, History
+from recommend.diversity import mmr
+from recommend.filters import ItemFilter
+from recommend.model import ItemModel
+from recommend.trending import TrendingModel
+from recommend.types import Recommendation
+from storage.types import ItemRecord
+
+STRATEGIES = ("hybrid", "cf", "content", "segment", "trending")
+DEFAULT_WEIGHTS: Mapping[str, float] = {
+    "cf": 1.0, "content": 0.5, "segment": 0.3, "trending": 0.2, "context": 0.8,
+}
+_VERBS = {"view": "viewed", "click": "viewed", "add_to_cart": "added", "purchase": "bought", "rate": "rated"}
+
+SegmentPopular = Callable[[str, int, Callable[[str], bool]], tuple[list[str], np.ndarray]]
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendRequest:
+    history: History = ()
+    k: int = 10
+    strategy: str = "hybrid"
+    filter: ItemFilter = field(default_factory=ItemFilter)
+    diversity: float = 0.0
+    max_per_category: int | None = None
+    context_item: str | None = None
+    segment_id: str | None = None
+    segment_name: str | None = None
+
+
+class ModelSlot:
+    """Holds the serving CF model; ``swap`` is atomic for readers (they take a reference)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.model: ItemModel | None = None
+        self.version: str | None = None
+
+    def swap(self, model: ItemModel, version: str) -> None:
+        with self._lock:
+            self.model, self.version = model, version
+
+
+class Recommender:
+    def __init__(
+        self,
+        *,
+        content: ContentService,
+        trending: TrendingModel,
+        cf: ModelSlot,
+        item_of: Callable[[str], ItemRecord | None],
+        all_items: Callable[[], Iterable[ItemRecord]],
+        weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+        exclude_types: Sequence[str] = ("purchase",),
+        segment_popular: SegmentPopular | None = None,
+    ) -> None:
+        self.content = content
+        self.trending = trending
+        self.cf = cf
+        self.item_of = item_of
+        self.all_items = all_items
+        self.weights = dict(weights)
+        self.exclude_types = frozenset(exclude_types)
+        self.segment_popular = segment_popular
+
+    # ------------------------------------------------------------------ sources
+    def _accept(self, filt: ItemFilter) -> Callable[[str], bool]:
+        return lambda item_id: filt.accepts(self.item_of(item_id))
+
+    @staticmethod
+    def _overfetch(
+        fetch: Callable[[int], tuple[list[str], np.ndarray]], k: int, accept: Callable[[str], bool]
+    ) -> tuple[list[str], np.ndarray]:
+        n = max(k * 3, 30)
+        while True:
+            ids, scores = fetch(n)
+            keep = [j for j, i in enumerate(ids) if accept(i)]
+            if len(keep) >= k or len(ids) < n:
+                return [ids[j] for j in keep[:k]], np.asarray(scores, dtype=np.float32)[keep[:k]]
+            n *= 4
+
+    def _cf(self, history: History, k: int, filt: ItemFilter) -> tuple[list[str], np.ndarray] | None:
+        model = self.cf.model
+        if model is None:
+            return None
+        weights: dict[str, float] = {}
+        for _ts, _mid, item, _type, w in history:
+            weights[item] = weights.get(item, 0.0) + w
+        if not weights:
+            return None
+        return self._overfetch(
+            lambda n: model.recommend(weights, n, filt.exclude_ids), k, self._accept(filt)
+        )
+
+    def sources(self, req: RecommendRequest, filt: ItemFilter, k: int) -> dict[str, tuple[list[str], np.ndarray]]:
+        out: dict[str, tuple[list[str], np.ndarray]] = {}
+        wanted = {req.strategy} if req.strategy != "hybrid" else {"cf", "content", "segment", "trending"}
+        search_filter = None
+        if "content" in wanted or req.context_item:
+            search_filter = filt.search_filter(self.all_items)
+        if "cf" in wanted and (got := self._cf(req.history, k, filt)) is not None and got[0]:
+            out["cf"] = got
+        if "content" in wanted and self.content.ready and req.history:
+            assert search_filter is not None
+            # Like CF, content never re-suggests what the user already interacted with.
+            seen = SearchFilter(
+                search_filter.exclude_ids | {item for _t, _m, item, _e, _w in req.history},
+                search_filter.allowed_ids, search_filter.categories, search_filter.available_only,
+            )
+            ids, scores = self.content.for_user(req.history, k, seen)
+            if ids:
+                out["content"] = (ids, scores)
+        if "segment" in wanted and req.segment_id and self.segment_popular is not None:
+            ids, scores = self.segment_popular(req.segment_id, k, self._accept(filt))
+            if ids:
+                out["segment"] = (ids, scores)
+        if req.context_item and self.content.has_item(req.context_item) and req.strategy == "hybrid":
+            assert search_filter is not None
+            out["context"] = self.content.similar(req.context_item, k, search_filter)
+        cold = req.strategy == "hybrid" and not req.history and "segment" in out
+        if "trending" in wanted and not cold:
+            out["trending"] = self.trending.top(k, exclude=filt.exclude_ids, accept=self._accept(filt))
+        return out
+
+    # ------------------------------------------------------------------ main entry
+    def recommend(self, req: RecommendRequest) -> list[Recommendation]:
+        if req.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {req.strategy!r}")
+        purchased = {item for _ts, _m, item, etype, _w in req.history if etype in self.exclude_types}
+        filt = req.filter.with_excluded(purchased)
+        pool = max(req.k * 3, 30) if (req.diversity > 0 or req.max_per_category) else req.k
+        lists = self.sources(req, filt, pool)
+        if not lists:
+            return []
+        if len(lists) == 1:  # one source: keep its own scores
+            (name, (ids, scores)), = lists.items()
+            recs = [Recommendation(i, float(s), name, "") for i, s in zip(ids[:pool], scores, strict=False)]
+        else:
+            weights = {name: self.weights.get(name, 0.0) for name in lists}
+            recs = blend(lists, weights, k=pool)
+        recs = [Recommendation(r.item_id, r.score, r.source, self._reason(r.item_id, r.source, req)) for r in recs]
+        if req.diversity > 0 or req.max_per_category:
+            recs = mmr(
+                recs, req.k, vector_of=self.content.item_vector, diversity=req.diversity,
+                category_of=self._first_category, max_per_category=req.max_per_category,
+            )
+        return recs[: req.k]
+
+    def _first_category(self, item_id: str) -> str | None:
+        item = self.item_of(item_id)
+        return item.categories[-1] if item and item.categories else None
+
+    def _reason(self, item_id: str, source: str, req: RecommendRequest) -> str:
+        if source == "trending":
+            cat = self._first_category(item_id)
+            return f"Trending in {cat}" if cat else "Trending now"
+        if source == "segment":
+            return f"Popular with {req.segment_name or 'people like you'}"
+        if source == "context" and req.context_item:
+            ctx = self.item_of(req.context_item)
+            return f"Similar to {ctx.title}" if ctx else "Similar to what you are looking at"
+        anchor = self._anchor(item_id, req.history)
+        if anchor is None:
+            return "Picked for you"
+        item, etype = anchor
+        return f"Because you {_VERBS.get(etype, 'viewed')} {item.title}"
+
+    def _anchor(self, item_id: str, history: History) -> tuple[ItemRecord, str] | None:
+        """The history item most similar to the recommended one (recent items first on ties)."""
+        recent: dict[str, str] = {}
+        for _ts, _m, item, etype, w in reversed(history):
+            if w > 0 and item not in recent:
+                recent[item] = etype
+            if len(recent) >= 20:
+                break
+        if not recent:
+            return None
+        target = self.content.item_vector(item_id)
+        best, best_sim = next(iter(recent)), -2.0
+        if target is not None:
+            for item in recent:
+                vec = self.content.item_vector(item)
+                if vec is not None and (sim := float(vec @ target)) > best_sim:
+                    best, best_sim = item, sim
+        rec = self.item_of(best)
+        return (rec, recent[best]) if rec else None

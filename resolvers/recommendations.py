@@ -1,0 +1,177 @@
+"""GraphQL for retrieval and recommendations: similarItems, search, User.recommendations.
+
+CPU work (query encoding, CF scoring, FAISS search) runs in a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from embeddings import EmbeddingError
+from recommend.engine import RecommendRequest
+from recommend.filters import ItemFilter
+from recommend.types import Recommendation as Rec
+from resolvers.context import TailorContext
+from resolvers.errors import BadUserInput, ServiceUnavailable
+from resolvers.types import Item, Recommendation
+from storage.fields import FieldError, ident
+
+
+@strawberry.enum(description="Which candidate sources answer.")
+class Strategy(Enum):
+    HYBRID = "hybrid"
+    CF = "cf"
+    CONTENT = "content"
+    SEGMENT = "segment"
+    TRENDING = "trending"
+
+
+@strawberry.input(description="Business filters; results still number `first` whenever enough items qualify.")
+class ItemFilterInput:
+    exclude_ids: list[strawberry.ID] | None = None
+    categories: list[str] | None = strawberry.field(default=None, description="Only these categories.")
+    exclude_categories: list[str] | None = None
+    price_min: float | None = None
+    price_max: float | None = None
+    available_only: bool = True
+    attributes: JSON | None = strawberry.field(default=None, description='Equality, e.g. {"color": "red"}.')
+
+
+@strawberry.input(description="What the user is looking at right now.")
+class RecommendationContext:
+    item_id: strawberry.ID
+
+
+def to_filter(f: ItemFilterInput | None, max_ids: int = 1000) -> ItemFilter:
+    if f is None:
+        return ItemFilter()
+    if f.exclude_ids and len(f.exclude_ids) > max_ids:
+        raise BadUserInput(f"at most {max_ids} excludeIds")
+    if f.attributes is not None and not isinstance(f.attributes, dict):
+        raise BadUserInput("`filter.attributes` must be an object")
+    if f.price_min is not None and f.price_max is not None and f.price_min > f.price_max:
+        raise BadUserInput("`filter.priceMin` is greater than `filter.priceMax`")
+    return ItemFilter(
+        exclude_ids=frozenset(str(i) for i in f.exclude_ids or ()),
+        categories=frozenset(f.categories) if f.categories else None,
+        exclude_categories=frozenset(f.exclude_categories or ()),
+        price_min=f.price_min,
+        price_max=f.price_max,
+        available_only=f.available_only,
+        attributes=dict(f.attributes or {}),
+    )
+
+
+def _first(info: Info[TailorContext, Any], first: int) -> int:
+    if first < 0:
+        raise BadUserInput("`first` must be >= 0")
+    return min(first, info.context.services.max_first)
+
+
+def _item_id(value: str, name: str) -> str:
+    try:
+        out = ident({name: value}, name)
+    except FieldError as exc:
+        raise BadUserInput(f"`{name}` {exc.reason}") from None
+    assert out is not None
+    return out
+
+
+async def _materialize(info: Info[TailorContext, Any], recs: list[Rec]) -> list[Recommendation]:
+    items = await info.context.items.load_many([r.item_id for r in recs])
+    return [
+        Recommendation(item=Item.from_record(it), score=round(float(r.score), 6), reason=r.reason, source=r.source)
+        for r, it in zip(recs, items, strict=True)
+        if it is not None
+    ]
+
+
+async def similar_items(
+    info: Info[TailorContext, Any], item_id: strawberry.ID, first: int = 10, filter: ItemFilterInput | None = None
+) -> list[Recommendation]:
+    services = info.context.services
+    iid = _item_id(str(item_id), "itemId")
+    n = _first(info, first)
+    source = services.catalog.item(iid)
+    if source is None:
+        raise BadUserInput(f"unknown item {iid!r}")
+    content = services.content
+    if not content.has_item(iid):
+        raise ServiceUnavailable("the item index is not built yet (run `tailor train index`)")
+    sf = to_filter(filter).search_filter(services.catalog.all_items)
+    ids, scores = await asyncio.to_thread(content.similar, iid, n, sf)
+    reason = f"Similar to {source.title}"
+    return await _materialize(info, [Rec(i, float(s), "content", reason) for i, s in zip(ids, scores, strict=True)])
+
+
+async def search(
+    info: Info[TailorContext, Any],
+    text: str,
+    first: int = 10,
+    personalized: bool = True,
+    filter: ItemFilterInput | None = None,
+) -> list[Recommendation]:
+    services = info.context.services
+    if not text.strip():
+        raise BadUserInput("`text` must not be empty")
+    if len(text) > 500:
+        raise BadUserInput("`text` is longer than 500 characters")
+    n = _first(info, first)
+    content = services.content
+    if not content.ready:
+        raise ServiceUnavailable("the item index is not built yet (run `tailor train index`)")
+    sf = to_filter(filter).search_filter(services.catalog.all_items)
+    user_vec = None
+    key = info.context.viewer.profile_key
+    if personalized and key:
+        state = services.ingest.profile(key)
+        if state is not None:
+            user_vec = content.user_vector(state.recent_history(200))
+    try:
+        ids, scores = await asyncio.to_thread(
+            content.search, text, n, sf, user_vector=user_vec, personal_weight=services.search_personal_weight
+        )
+    except EmbeddingError as exc:
+        raise ServiceUnavailable(f"search is unavailable: {exc}") from exc
+    reason = f"Matches “{text.strip()[:60]}”" + (", tuned to your taste" if user_vec is not None else "")
+    return await _materialize(info, [Rec(i, float(s), "search", reason) for i, s in zip(ids, scores, strict=True)])
+
+
+async def user_recommendations(
+    info: Info[TailorContext, Any],
+    profile_key: str,
+    first: int = 10,
+    strategy: Strategy = Strategy.HYBRID,
+    filter: ItemFilterInput | None = None,
+    diversity: float = 0.0,
+    max_per_category: int | None = None,
+    context: RecommendationContext | None = None,
+) -> list[Recommendation]:
+    services = info.context.services
+    n = _first(info, first)
+    if not 0.0 <= diversity <= 1.0:
+        raise BadUserInput("`diversity` must be between 0 and 1")
+    if max_per_category is not None and max_per_category < 1:
+        raise BadUserInput("`maxPerCategory` must be >= 1")
+    state = services.ingest.profile(profile_key)
+    history = state.recent_history(200) if state is not None else []
+    segment_id, segment_name = services.segment_of(profile_key, state)
+    req = RecommendRequest(
+        history=history,
+        k=n,
+        strategy=strategy.value,
+        filter=to_filter(filter),
+        diversity=diversity,
+        max_per_category=max_per_category,
+        context_item=_item_id(str(context.item_id), "context.itemId") if context else None,
+        segment_id=segment_id,
+        segment_name=segment_name,
+    )
+    recs = await asyncio.to_thread(services.recommender.recommend, req)
+    return await _materialize(info, recs)
