@@ -22,6 +22,7 @@ from starlette.routing import Route
 from catalog.lookup import CatalogLookup
 from gateway.auth import AuthError, viewer_from_headers
 from gateway.edge import build_edge
+from gateway.edge import build_edge
 from gateway.graphql_http import GraphQLEndpoint, HTTPProblem, problem_response, read_body
 from gateway.models import build_content, poll_models, refresh_models
 from gateway.security import operation_limits, security_middleware, wire_security
@@ -102,6 +103,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     segment_of = overrides.pop("segment_of", None)
     cdn_transport = overrides.pop("cdn_transport", None)
     schema_override = overrides.pop("schema", None)
+    # Seams of the edge layer (issue 7): the user -> segment hook, the CDN purge transport
+    # (httpx), and a schema other than the built-in one (tests add hinted fields).
+    segment_of = overrides.pop("segment_of", None)
+    cdn_transport = overrides.pop("cdn_transport", None)
+    schema_override = overrides.pop("schema", None)
     if settings is None:
         settings = load_settings(**overrides)
     elif overrides:
@@ -130,6 +136,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             audience=settings.jwt_audience,
         )
         app.state.services = services
+        if segment_of is not None:
+            services.extras["segment_of"] = segment_of
+        edge = build_edge(settings, services, clock=clock, cdn_transport=cdn_transport)
+        edge.attach()
+        state["graphql"].edge = state["edge"] = app.state.edge = edge
         state["graphql"].configure_limits(operation_limits(settings),
                                           introspection=settings.introspection_enabled)
         if segment_of is not None:
@@ -216,8 +227,32 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
         return Response(b'{"pong":true}', media_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
+    async def admin_purge(request: Request) -> Response:
+        try:
+            if not request.headers.get("authorization"):
+                raise HTTPProblem(401, "purging needs an admin token", "UNAUTHENTICATED",
+                                  {"WWW-Authenticate": "Bearer"})
+            try:
+                viewer = viewer_from_headers(
+                    request.headers.get("authorization"), None, secret=settings.jwt_secret,
+                    issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                )
+            except AuthError as exc:
+                raise HTTPProblem(401, str(exc), "UNAUTHENTICATED",
+                                  {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            return await state["edge"].handle_purge(request, viewer)
+        except HTTPProblem as p:
+            return problem_response(p)
+
+    async def ping(request: Request) -> Response:
+        # A raw JSON route: the baseline that benchmarks/edge_cache.py compares cached GETs to.
+        return Response(b'{"pong":true}', media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
     routes = [
         Route("/graphql", graphql, methods=ALL_METHODS),
+        Route("/admin/purge", admin_purge, methods=["POST"]),
+        Route("/v1/ping", ping, methods=["GET"]),
         Route("/admin/purge", admin_purge, methods=["POST"]),
         Route("/v1/ping", ping, methods=["GET"]),
         Route("/v1/events", events, methods=ALL_METHODS),

@@ -191,6 +191,27 @@ def cmd_persisted_queries(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_persisted_queries(args: argparse.Namespace) -> int:
+    from gateway.edge_apq import parse_manifest
+    from storage import open_store
+
+    settings = _settings(args)
+    try:
+        rows = parse_manifest(json.loads(Path(args.file).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:  # JSON and manifest errors are ValueErrors
+        console.print(f"[red]{args.file}: {exc}[/red]")
+        return 2
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.db_path)
+    try:
+        added = store.put_persisted_queries(rows)
+        console.print(f"registered {added} new of {len(rows)} operations "
+                      f"({store.count_persisted_queries()} in the safelist)")
+    finally:
+        store.close()
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -46,7 +46,15 @@ class SegmentTokens:
         return _b64(hmac.new(self._key, payload.encode("ascii"), hashlib.sha256).digest())
 
     def issue(self, segment: str) -> str:
-        expires = int(self._clock()) + self.ttl_s
+        """A token for ``segment``, valid for between 3/4 of ``ttl_s`` and ``ttl_s``.
+
+        The expiry is rounded down to a quarter of the lifetime, so every token issued for a
+        segment within one quarter is the same string: a CDN keeping a variant per header value
+        (``Vary: X-Tailor-Segment``) then holds a handful of variants per segment, not one per
+        second of issuance.
+        """
+        step = max(1, self.ttl_s // 4)
+        expires = int(self._clock()) // step * step + self.ttl_s
         payload = f"{_VERSION}.{_b64(segment.encode('utf-8'))}.{expires}"
         return f"{payload}.{self._sign(payload)}"
 

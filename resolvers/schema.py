@@ -9,6 +9,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from resolvers.cache_control import CacheControl, CacheControlScope
+from resolvers.cache_control import CacheControl, CacheControlScope
 from resolvers.context import TailorContext
 from resolvers.errors import BadUserInput, Forbidden, Unauthenticated, from_domain
 from resolvers.types import Item, Recommendation, User

@@ -11,6 +11,7 @@ from strawberry.types import Info
 from profiles.state import ProfileState
 from profiles.types import ProfileConfig
 from resolvers.cache_control import CacheControl, CacheControlScope, profile_state
+from resolvers.cache_control import CacheControl, CacheControlScope, profile_state
 from resolvers.context import TailorContext
 from storage.timeutil import iso
 from storage.types import ItemRecord
