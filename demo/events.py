@@ -108,51 +108,64 @@ class EventSimulator:
         gender_fit = np.where(self.gender[members] == user.gender, 1.0, 0.3)
         return members, np.cumsum(self.trend_strength[members] * gender_fit)
 
-    def _views(
+    def _user_views(
         self,
-        start_s: int,
-        n: int,
+        starts: np.ndarray,
+        counts: np.ndarray,
         pools: list[tuple[np.ndarray, np.ndarray]],
         trend_pool: tuple[np.ndarray, np.ndarray],
-    ) -> np.ndarray:
+    ) -> list[list[int]]:
+        """Viewed items of each session (``counts[k]`` of them), drawn for all at once.
+
+        Each session has a focus category (most views) and explores the user's other
+        categories and the whole catalog a little; late sessions swap some views for
+        trending items.
+        """
         rng = self.rng
-        focus = pools[int(rng.integers(len(pools)))]
-        other = pools[int(rng.integers(len(pools)))]
+        n_sessions = len(counts)
         # Draw twice as many as needed and keep first occurrences: people do revisit an
         # item within a session, but not five times because it is the category's top seller.
-        m = 2 * n
-        source = rng.random(m)
-        u = rng.random(m)
+        session_of = np.repeat(np.arange(n_sessions), 2 * counts)
+        total = len(session_of)
+        focus = rng.integers(len(pools), size=n_sessions)[session_of]
+        other = rng.integers(len(pools), size=n_sessions)[session_of]
+        source = rng.random(total)
+        u = rng.random(total)
+        by_pool = np.stack([_draw(members, cdf, u) for members, cdf in pools])
+        column = np.arange(total)
         views = np.where(
             source < FOCUS_SHARE,
-            _draw(*focus, u),
+            by_pool[focus, column],
             np.where(
                 source < FOCUS_SHARE + OTHER_TASTE_SHARE,
-                _draw(*other, u),
+                by_pool[other, column],
                 _draw(*self.global_pool, u),
             ),
         )
-        _, first = np.unique(views, return_index=True)
-        unique = views[np.sort(first)]
-        views = (
-            unique[:n] if len(unique) >= n else np.concatenate([unique, views[: n - len(unique)]])
-        )
-        if start_s > self.trend_start_s:
-            ramp = (start_s - self.trend_start_s) / (self.end_s - self.trend_start_s)
-            hot = rng.random(n) < TREND_MAX_SHARE * ramp**1.5
-            if hot.any():
-                views[hot] = _draw(*trend_pool, rng.random(int(hot.sum())))
-        return views
+        span = self.end_s - self.trend_start_s
+        ramp = np.clip((starts - self.trend_start_s) / span, 0.0, 1.0)[session_of]
+        hot = rng.random(total) < TREND_MAX_SHARE * ramp**1.5
+        if hot.any():
+            views[hot] = _draw(*trend_pool, rng.random(int(hot.sum())))
+        out: list[list[int]] = []
+        flat = views.tolist()
+        offset = 0
+        for n in counts.tolist():
+            candidates = flat[offset : offset + 2 * n]
+            offset += 2 * n
+            unique = list(dict.fromkeys(candidates))
+            out.append(unique[:n] if len(unique) >= n else unique + candidates[: n - len(unique)])
+        return out
 
     # -- one session --------------------------------------------------------------------
 
-    def _session(self, b: PersonaBehaviour, views: np.ndarray, converting: bool) -> list[_Draft]:
+    def _session(self, b: PersonaBehaviour, views: list[int], converting: bool) -> list[_Draft]:
         rng = self.rng
         n = len(views)
         drafts: list[_Draft] = []
         t = 0
         if rng.random() < b.p_search:
-            drafts.append((0, "search", int(views[0]), None))  # query filled at placement
+            drafts.append((0, "search", views[0], None))  # query filled at placement
             t = int(rng.integers(5, 25))
         gaps = (rng.lognormal(np.log(b.gap_s), 0.6, n).astype(np.int64) + 2).tolist()
         clicks = (rng.random(n) < b.p_click).tolist()
@@ -160,7 +173,7 @@ class EventSimulator:
         delays = rng.integers(3, 25, size=(n, 2)).tolist()
         cart: list[tuple[int, int]] = []  # (item, quantity)
         cart_times: list[int] = []
-        for k, item in enumerate(views.tolist()):
+        for k, item in enumerate(views):
             if k:
                 t += gaps[k]
             drafts.append((t, "view", item, None))
@@ -175,7 +188,7 @@ class EventSimulator:
                 cart.append((item, qty))
                 cart_times.append(at)
         if converting and not cart:
-            buyable = [i for i in views.tolist() if self.available[i]]
+            buyable = [i for i in views if self.available[i]]
             if buyable:
                 item = buyable[-1]
                 t += int(rng.integers(10, 40))
@@ -243,11 +256,9 @@ class EventSimulator:
             converting[rng.choice(idle, size=min(missing, len(idle)), replace=False)] = True
         # Users of one persona still differ in how deep they browse.
         views_extra = b.views_extra * float(rng.lognormal(0.0, ENGAGEMENT_SIGMA))
-        drafts = []
-        for k in range(n):
-            n_views = b.views_base + int(rng.poisson(views_extra))
-            views = self._views(int(starts[k]), n_views, pools, trend_pool)
-            drafts.append(self._session(b, views, bool(converting[k])))
+        counts = b.views_base + rng.poisson(views_extra, size=n)
+        views = self._user_views(starts, counts, pools, trend_pool)
+        drafts = [self._session(b, views[k], bool(converting[k])) for k in range(n)]
         # Sessions never overlap; if pushing them apart runs past the window, slide back.
         placed: list[int] = []
         previous_end = -(10**12)
