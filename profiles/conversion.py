@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -213,7 +213,7 @@ def build_dataset(
 
 
 # ---------------------------------------------------------------------------------- trees
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare with np.array_equal, not ==
 class TreeEnsemble:
     """Fitted boosting trees as padded arrays, each [n_trees, max_nodes].
 
@@ -231,8 +231,22 @@ class TreeEnsemble:
     value: np.ndarray  # float64
     baseline: float
     depth: int
+    # Derived in __post_init__ (see there), not stored.
+    _roots: np.ndarray = field(init=False, repr=False)
+    _feature: np.ndarray = field(init=False, repr=False)
+    _threshold: np.ndarray = field(init=False, repr=False)
+    _missing_left: np.ndarray = field(init=False, repr=False)
+    _child: np.ndarray = field(init=False, repr=False)
+    _value: np.ndarray = field(init=False, repr=False)
 
-    ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "value")
+    ARRAYS: ClassVar[tuple[str, ...]] = (
+        "feature",
+        "threshold",
+        "missing_left",
+        "left",
+        "right",
+        "value",
+    )
 
     @classmethod
     def from_estimator(cls, clf: HistGradientBoostingClassifier) -> TreeEnsemble:
@@ -263,29 +277,54 @@ class TreeEnsemble:
         baseline = float(np.asarray(clf._baseline_prediction).ravel()[0])
         return cls(feature, threshold, missing_left, left, right, value, baseline, depth)
 
+    def __post_init__(self) -> None:
+        # Flat views for the walk: node ids are global (tree * max_nodes + local), and both
+        # children of node g sit at child[2g] (left) and child[2g + 1] (right), so one level
+        # is a handful of 1-D takes whatever the number of trees.
+        n_trees, n_nodes = self.feature.shape
+        roots = np.arange(n_trees, dtype=np.intp) * n_nodes
+        child = np.stack([self.left + roots[:, None], self.right + roots[:, None]], axis=-1)
+        object.__setattr__(self, "_roots", roots)
+        object.__setattr__(self, "_feature", self.feature.ravel().astype(np.intp))
+        object.__setattr__(self, "_threshold", self.threshold.ravel())
+        object.__setattr__(self, "_missing_left", self.missing_left.ravel())
+        object.__setattr__(self, "_child", child.ravel().astype(np.intp))
+        object.__setattr__(self, "_value", self.value.ravel())
+
     def raw(self, X: np.ndarray) -> np.ndarray:
         """Log-odds for ``X`` [rows, features] -> [rows]."""
-        n_trees, n_nodes = self.feature.shape
-        offsets = np.arange(n_trees, dtype=np.intp) * n_nodes
-        node = np.broadcast_to(offsets, (len(X), n_trees)).copy()
-        feature, threshold = self.feature.ravel(), self.threshold.ravel()
-        missing_left, left, right = self.missing_left.ravel(), self.left.ravel(), self.right.ravel()
-        rows = np.arange(len(X))[:, None]
+        n_rows, n_cols = X.shape
+        flat = np.ascontiguousarray(X).ravel()
+        node = np.tile(self._roots, (n_rows, 1))
+        row_start = (np.arange(n_rows, dtype=np.intp) * n_cols)[:, None]
+        has_nan = bool(np.isnan(flat).any())
         for _ in range(self.depth):
-            x = X[rows, feature[node]]
-            go_left = np.where(np.isnan(x), missing_left[node], x <= threshold[node])
-            node = offsets + np.where(go_left, left[node], right[node])
-        return self.baseline + self.value.ravel()[node].sum(axis=1)
+            x = flat[row_start + self._feature[node]]
+            # NaN compares False, i.e. goes right, unless the split sends missing values left.
+            go_right = ~(x <= self._threshold[node])
+            if has_nan:
+                go_right &= ~(np.isnan(x) & self._missing_left[node])
+            node = self._child[2 * node + go_right]
+        return self.baseline + self._value[node].sum(axis=1)
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        out = {name: getattr(self, name) for name in self.ARRAYS}
+    def arrays(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.ARRAYS}
         out["baseline_depth"] = np.asarray([self.baseline, float(self.depth)])
         return out
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> TreeEnsemble:
         baseline, depth = arrays["baseline_depth"]
-        return cls(*(arrays[name] for name in cls.ARRAYS), float(baseline), int(depth))
+        return cls(
+            feature=arrays["feature"],
+            threshold=arrays["threshold"],
+            missing_left=arrays["missing_left"],
+            left=arrays["left"],
+            right=arrays["right"],
+            value=arrays["value"],
+            baseline=float(baseline),
+            depth=int(depth),
+        )
 
 
 # ---------------------------------------------------------------------------------- model

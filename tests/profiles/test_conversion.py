@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 
 from profiles.conversion import (
     ConversionModel,
@@ -99,6 +100,7 @@ def trained(log: list[EventRecord]) -> tuple[ConversionModel, dict[str, float]]:
 
 
 def test_holdout_ranks_converters_and_beats_base_rate(
+    log: list[EventRecord],
     trained: tuple[ConversionModel, dict[str, float]],
 ) -> None:
     model, metrics = trained
@@ -106,7 +108,9 @@ def test_holdout_ranks_converters_and_beats_base_rate(
     assert metrics["brier"] < metrics["brier_base_rate"]
     assert metrics["pr_auc"] > metrics["base_rate"]
     assert 0.0 < metrics["base_rate"] < 1.0
-    assert metrics["n_train"] == 5 * metrics["n_holdout"] or metrics["n_train"] > 0
+    # One row per profile with an event before each cutoff; the last cutoff is the holdout.
+    rows = [len({e.profile_key for e in log if e.ts < t}) for t in conversion_cutoffs(NOW, 7, 6)]
+    assert (metrics["n_train"], metrics["n_holdout"]) == (sum(rows[:-1]), rows[-1])
     assert metrics["holdout_cutoff"] == NOW - 7 * DAY
     assert model.metrics == metrics
 
@@ -118,7 +122,9 @@ def test_open_cart_scores_higher_than_browsing(
     browse, cart = ProfileState(), ProfileState()
     for n, (state, last) in enumerate(((browse, "view"), (cart, "add_to_cart"))):
         for k, etype in enumerate(["view", "view", last]):
-            state.apply(_event(n * 10 + k, etype, "u", NOW - 3600 + k, "s", "i1"), CONFIG, categories)
+            state.apply(
+                _event(n * 10 + k, etype, "u", NOW - 3600 + k, "s", "i1"), CONFIG, categories
+            )
     p_browse, p_cart = model.predict(browse, NOW), model.predict(cart, NOW)
     assert 0.0 <= p_browse < p_cart <= 1.0
     assert p_cart > 0.3
@@ -172,18 +178,27 @@ def test_labels_are_purchases_within_the_horizon() -> None:
 
 
 def test_unordered_events_are_refused() -> None:
-    events = [_event(1, "view", "a", NOW - DAY, "s", "i1"), _event(2, "view", "a", NOW - 2 * DAY, "s", "i1")]
+    events = [
+        _event(1, "view", "a", NOW - DAY, "s", "i1"),
+        _event(2, "view", "a", NOW - 2 * DAY, "s", "i1"),
+    ]
     with pytest.raises(ValueError, match="timestamp order"):
-        build_dataset(events, cutoffs=[NOW - 3 * DAY], horizon_days=7, config=CONFIG, categories=categories)
+        build_dataset(
+            events, cutoffs=[NOW - 3 * DAY], horizon_days=7, config=CONFIG, categories=categories
+        )
 
 
 def test_too_short_log_is_insufficient() -> None:
     log = synthetic_log(1, n_users=30, days=5)
     with pytest.raises(InsufficientTrainingData):
-        train_conversion(log, horizon_days=7, config=CONFIG, categories=categories, now=NOW, n_cutoffs=3, seed=0)
+        train_conversion(
+            log, horizon_days=7, config=CONFIG, categories=categories, now=NOW, n_cutoffs=3, seed=0
+        )
 
 
-def test_deterministic_for_a_seed(log: list[EventRecord], trained: tuple[ConversionModel, dict[str, float]]) -> None:
+def test_deterministic_for_a_seed(
+    log: list[EventRecord], trained: tuple[ConversionModel, dict[str, float]]
+) -> None:
     again, metrics = train_conversion(
         log, horizon_days=7, config=CONFIG, categories=categories, now=NOW, n_cutoffs=6, seed=3
     )
@@ -199,13 +214,17 @@ def test_exported_trees_match_sklearn() -> None:
     X = rng.normal(size=(2000, 6))
     X[rng.random(X.shape) < 0.15] = np.nan
     y = ((np.nan_to_num(X[:, 0]) + np.isnan(X[:, 1]) + rng.normal(size=2000)) > 0.8).astype(int)
-    clf = HistGradientBoostingClassifier(max_iter=60, random_state=0).fit(X, y)
+    with threadpool_limits(limits=1, user_api="openmp"):  # a busy shared machine: no contention
+        clf = HistGradientBoostingClassifier(max_iter=60, random_state=0).fit(X, y)
+        expected = clf.predict_proba(X)[:, 1]
     trees = TreeEnsemble.from_estimator(clf)
     mine = 1.0 / (1.0 + np.exp(-trees.raw(X)))
-    assert np.allclose(mine, clf.predict_proba(X)[:, 1], rtol=0, atol=1e-9)
+    assert np.allclose(mine, expected, rtol=0, atol=1e-9)
 
 
-def test_save_load_round_trip(tmp_path: Path, log: list[EventRecord], trained: tuple[ConversionModel, dict[str, float]]) -> None:
+def test_save_load_round_trip(
+    tmp_path: Path, log: list[EventRecord], trained: tuple[ConversionModel, dict[str, float]]
+) -> None:
     model, metrics = trained
     model.save(tmp_path / "m")
     loaded = ConversionModel.load(tmp_path / "m")
@@ -215,14 +234,13 @@ def test_save_load_round_trip(tmp_path: Path, log: list[EventRecord], trained: t
     assert datetime.fromisoformat(manifest["trained_at"]).utcoffset() is not None
     assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".tmp")]
 
-    data = build_dataset(
-        log, cutoffs=[NOW - 2 * DAY, NOW], horizon_days=7, config=CONFIG, categories=categories
-    )
-    assert np.array_equal(loaded.predict_proba(data.X), model.predict_proba(data.X))
+    recent = [e for e in log if e.ts >= NOW - 10 * DAY]
     states: dict[str, ProfileState] = {}
-    for e in log:
+    for e in recent:
         states.setdefault(e.profile_key, ProfileState()).apply(e, CONFIG, categories)
-    some = [states[k] for k in sorted(states)[:50]]
+    some = [states[k] for k in sorted(states)]
+    X = np.vstack([[conversion_features(s, NOW, CONFIG)[n] for n in feature_names()] for s in some])
+    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
     assert loaded.predict_many(some, NOW).tolist() == [model.predict(s, NOW) for s in some]
     assert loaded.config == CONFIG and loaded.horizon_days == 7
 
@@ -239,7 +257,10 @@ def test_store_versions(tmp_path: Path, trained: tuple[ConversionModel, dict[str
     assert store.versions() == [first, second]
     assert store.latest().horizon_days == 14.0 and store.latest().version == second
     assert store.load(first).version == first
-    assert json.loads((tmp_path / "conversion" / first / "manifest.json").read_text())["version"] == first
+    assert (
+        json.loads((tmp_path / "conversion" / first / "manifest.json").read_text())["version"]
+        == first
+    )
     with pytest.raises(ConversionModelNotFound):
         store.load("v000009")
     with pytest.raises(ConversionModelNotFound):
@@ -261,7 +282,7 @@ def test_demo_world(tmp_path: Path) -> None:
         raw = json.loads(line)
         events.append(validate_event(raw, received_at=end.timestamp()))
     events.sort(key=lambda e: e.ts)
-    model, metrics = train_conversion(
+    _, metrics = train_conversion(
         events,
         horizon_days=7,
         config=CONFIG,
