@@ -203,8 +203,7 @@ def test_deterministic_for_a_seed(
         log, horizon_days=7, config=CONFIG, categories=categories, now=NOW, n_cutoffs=6, seed=3
     )
     model, first = trained
-    keep = {k: v for k, v in first.items()}
-    assert metrics == keep
+    assert metrics == first
     for name in TreeEnsemble.ARRAYS:
         assert np.array_equal(getattr(again.trees, name), getattr(model.trees, name))
 
@@ -250,7 +249,7 @@ def test_store_versions(tmp_path: Path, trained: tuple[ConversionModel, dict[str
     with pytest.raises(ConversionModelNotFound):
         store.latest()
     model, _ = trained
-    first = store.write(model)
+    first = store.write(replace(model))  # a copy: write() sets .version on its argument
     older = replace(model, horizon_days=14.0, version=None)
     second = store.write(older)
     assert (first, second) == ("v000001", "v000002")
