@@ -142,6 +142,31 @@ def cmd_profiles(args: argparse.Namespace) -> int:
         services.store.close()
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from gateway.app import build_services
+    from gateway.models import train_cf
+
+    settings = _settings(args)
+    services = build_services(settings)
+    try:
+        started = time.perf_counter()
+        if args.what == "index":
+            items = services.catalog.all_items()
+            if not items:
+                console.print("[red]the catalog is empty: import items first[/red]")
+                return 1
+            version = services.content.build(items, show_progress=console.is_terminal)
+            console.print(f"index {version}: {len(items)} items in {time.perf_counter() - started:.1f}s "
+                          f"(a running gateway swaps to it within {settings.model_poll_s:g}s)")
+        elif args.what == "cf":
+            version, info = train_cf(services, settings, kind=args.kind)
+            console.print(f"CF model {version}: {info['kind']}, {info['users']} users, {info['items']} items, "
+                          f"{info['interactions']} interactions in {info['seconds']}s")
+        return 0
+    finally:
+        services.store.close()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.auth import issue_token
     from gateway.demo import load_demo_world
@@ -191,24 +216,69 @@ def cmd_persisted_queries(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_persisted_queries(args: argparse.Namespace) -> int:
-    from gateway.edge_apq import parse_manifest
+def cmd_apikey(args: argparse.Namespace) -> int:
+    from gateway.apikeys import ApiKeyError, ApiKeyRegistry
     from storage import open_store
 
     settings = _settings(args)
-    try:
-        rows = parse_manifest(json.loads(Path(args.file).read_text(encoding="utf-8")))
-    except (OSError, ValueError) as exc:  # JSON and manifest errors are ValueErrors
-        console.print(f"[red]{args.file}: {exc}[/red]")
-        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.db_path)
     try:
-        added = store.put_persisted_queries(rows)
-        console.print(f"registered {added} new of {len(rows)} operations "
-                      f"({store.count_persisted_queries()} in the safelist)")
+        registry = ApiKeyRegistry(store)
+        if args.action == "create":
+            try:
+                key, plaintext = registry.create(args.name, args.scope or [])
+            except ApiKeyError as exc:
+                console.print(f"[red]{exc}[/red]")
+                return 2
+            console.print(f"created API key {key.id} ({key.name}, scopes: "
+                          f"{' '.join(key.scopes) or '-'}); it is shown only once:")
+            print(plaintext, flush=True)  # plain print: one line to copy
+            return 0
+        if args.action == "revoke":
+            if registry.revoke(args.id):
+                console.print(f"revoked API key {args.id}")
+                return 0
+            console.print(f"[red]no active API key {args.id}[/red]")
+            return 1
+        rows = [{"id": k.id, "name": k.name, "scopes": list(k.scopes), "created_at": k.created_at,
+                 "revoked_at": k.revoked_at} for k in registry.list()]
+        print(_json(rows))
+        return 0
     finally:
         store.close()
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from gateway.app import build_services
+    from storage.fields import FieldError, ident
+
+    try:
+        ident({"user": args.user}, "user")
+    except FieldError as exc:
+        console.print(f"[red]USER {exc.reason}[/red]")
+        return 2
+    services = build_services(_settings(args))
+    try:
+        receipt = services.extras["privacy"].erase(args.user)
+    finally:
+        services.store.close()
+    print(_json({"userId": receipt.user_id, "total": receipt.total, "counts": dict(receipt.counts)}))
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from gateway.app import build_services
+
+    settings = _settings(args)
+    days = settings.retention_days if args.days is None else args.days
+    services = build_services(settings)
+    try:
+        counts = services.extras["privacy"].prune(days)
+    finally:
+        services.store.close()
+    console.print(f"retention {days} days: deleted {counts['events']} events and "
+                  f"{counts['profiles']} profiles left without events")
     return 0
 
 
@@ -265,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=int, default=3600, help="seconds until expiry (default 3600)")
     p.set_defaults(func=cmd_token)
 
+    p = sub.add_parser("train", help="build model artifacts (a running gateway swaps to them)",
+                       description="Build a new version of a model artifact under the data dir. "
+                       "A running gateway picks it up atomically, without a restart.")
+    p.add_argument("what", choices=["index", "cf"], help="index: item embeddings + FAISS; cf: collaborative filtering")
+    p.add_argument("--kind", choices=["auto", "ease", "knn", "als"], default="auto", help="cf: the model (auto: by catalog size)")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("profiles", help="profile maintenance")
     psub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     r = psub.add_parser("rebuild", help="recompute every profile from the event log")
@@ -279,6 +357,31 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("file")
     common(r)
     r.set_defaults(func=cmd_persisted_queries)
+
+    p = sub.add_parser("apikey", help="create, revoke or list API keys (server-to-server callers)")
+    ksub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    r = ksub.add_parser("create", help="create a key; prints it once")
+    r.add_argument("--name", required=True, help="who uses it, e.g. edge-worker")
+    r.add_argument("--scope", action="append", choices=["admin", "service", "read"], help="repeatable")
+    common(r)
+    r.set_defaults(func=cmd_apikey)
+    r = ksub.add_parser("revoke", help="revoke a key by id")
+    r.add_argument("id")
+    common(r)
+    r.set_defaults(func=cmd_apikey)
+    r = ksub.add_parser("list", help="list keys (ids, names, scopes; never secrets)")
+    common(r)
+    r.set_defaults(func=cmd_apikey)
+
+    p = sub.add_parser("forget", help="erase everything about a user and print the receipt")
+    p.add_argument("user")
+    common(p)
+    p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("retention", help="delete events older than the retention period")
+    p.add_argument("--days", type=float, help="default: TAILOR_RETENTION_DAYS (365)")
+    common(p)
+    p.set_defaults(func=cmd_retention)
     return parser
 
 

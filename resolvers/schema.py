@@ -9,7 +9,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from resolvers.cache_control import CacheControl, CacheControlScope
-from resolvers.cache_control import CacheControl, CacheControlScope
+from resolvers import recommendations
 from resolvers.context import TailorContext
 from resolvers.errors import BadUserInput, Forbidden, Unauthenticated, from_domain
 from resolvers.types import Item, Recommendation, User
@@ -97,6 +97,16 @@ class Query:
         self, info: Info[TailorContext, Any], first: int = 10, category: str | None = None
     ) -> list[Recommendation]:
         return await _trending(info, first, category)
+
+
+    similar_items: list[Recommendation] = strawberry.field(
+        resolver=recommendations.similar_items,
+        description="Items most similar in content to `itemId` (embeddings + FAISS).",
+    )
+    search: list[Recommendation] = strawberry.field(
+        resolver=recommendations.search,
+        description="Semantic search over the catalog; `personalized` blends in the caller's taste.",
+    )
 
 
 @strawberry.input(description="One behavioural event (see the README for the rules per type).")
@@ -209,4 +219,11 @@ class Mutation:
 
 
 def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(query=Query, mutation=Mutation)
+    # Privacy fields (consent, erasure) live in resolvers/privacy.py and are merged in here.
+    from strawberry.tools import merge_types
+
+    from resolvers.privacy import PrivacyMutation, PrivacyQuery
+
+    query = merge_types("Query", (Query, PrivacyQuery))
+    mutation = merge_types("Mutation", (Mutation, PrivacyMutation))
+    return strawberry.Schema(query=query, mutation=mutation)

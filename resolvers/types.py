@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -11,10 +11,12 @@ from strawberry.types import Info
 from profiles.state import ProfileState
 from profiles.types import ProfileConfig
 from resolvers.cache_control import CacheControl, CacheControlScope, profile_state
-from resolvers.cache_control import CacheControl, CacheControlScope, profile_state
 from resolvers.context import TailorContext
 from storage.timeutil import iso
 from storage.types import ItemRecord
+
+if TYPE_CHECKING:
+    from resolvers.recommendations import ItemFilterInput, RecommendationContext, Strategy
 
 
 @strawberry.type(
@@ -175,6 +177,24 @@ class User:
             return None
         rec = info.context.services.store.get_user(str(self.id))
         return dict(rec.traits) if rec else {}
+
+    @strawberry.field(description="Personalized recommendations with a reason and source for each.")
+    async def recommendations(
+        self,
+        info: Info[TailorContext, Any],
+        first: int = 10,
+        strategy: Annotated["Strategy", strawberry.lazy("resolvers.recommendations")] | None = None,
+        filter: Annotated["ItemFilterInput", strawberry.lazy("resolvers.recommendations")] | None = None,
+        diversity: float = 0.0,
+        max_per_category: int | None = None,
+        context: Annotated["RecommendationContext", strawberry.lazy("resolvers.recommendations")] | None = None,
+    ) -> list[Recommendation]:
+        from resolvers.recommendations import Strategy as S
+        from resolvers.recommendations import user_recommendations
+
+        return await user_recommendations(
+            info, self._profile_key, first, strategy or S.HYBRID, filter, diversity, max_per_category, context
+        )
 
     @strawberry.field(description="The behavioural profile; null when there are no events yet.")
     async def profile(self, info: Info[TailorContext, Any]) -> Profile | None:

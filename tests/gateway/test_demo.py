@@ -37,5 +37,6 @@ async def test_demo_world_loads_and_serves(tmp_path: Path) -> None:
             headers={"authorization": f"Bearer {token}"},
         )
         profile = me.json()["data"]["me"]
-        assert profile["traits"]["email"].endswith("example.com")
+        assert profile["traits"]["country"]
+        assert profile["traits"]["email"].startswith("hmac-sha256:")  # PII is stored hashed
         assert profile["profile"]["events"] > 0
