@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from graphql import (
     OperationType,
     execute,
     get_operation_ast,
-    parse,
+    specified_rules,
     validate,
 )
 from graphql.execution.values import get_variable_values
@@ -37,6 +38,13 @@ from graphql.pyutils import is_awaitable
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from gateway.limits import (
+    NoIntrospectionRule,
+    OperationLimits,
+    is_limit_error,
+    measure,
+    parse_limited,
+)
 from resolvers.context import Services, TailorContext
 from resolvers.errors import TailorGraphQLError
 
@@ -47,6 +55,7 @@ if TYPE_CHECKING:
     from gateway.edge import EdgeLayer
 
 log = logging.getLogger("tailor.graphql")
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON_TYPE = "application/json"
@@ -209,15 +218,36 @@ class GraphQLEndpoint:
         self.auth = (secret, issuer, audience)
         self._documents: LRUCache[str, tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(2048)
 
+    # Operation limits (gateway/limits.py); None = off. Set by the app via configure_limits.
+    limits: OperationLimits | None = None
+    introspection: bool = True
+    _rules: list[Any] | None = None
+
+    def configure_limits(self, limits: OperationLimits | None, *, introspection: bool) -> None:
+        self.limits = limits
+        self.introspection = introspection
+        rules = list(specified_rules)
+        if not introspection:
+            rules.append(NoIntrospectionRule)
+        self._rules = rules
+        self._documents.clear()
+
     def _document(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
         cached = self._documents.get(query)
         if cached is None:
             try:
-                doc = parse(query)
+                doc = parse_limited(query, self.limits)
             except GraphQLError as exc:
                 cached = (None, [exc])
             else:
-                cached = (doc, list(validate(self.schema, doc)))
+                # Limits first: the standard rules are far costlier on abusive documents.
+                errors: list[GraphQLError] = []
+                if self.limits is not None:
+                    errors.extend(measure(self.schema, doc, self.limits))
+                if not errors:
+                    errors = list(validate(self.schema, doc, self._rules,
+                                           hide_suggestions=self.production))
+                cached = (doc, errors)
             self._documents[query] = cached
         return cached
 
@@ -283,7 +313,9 @@ class GraphQLEndpoint:
         strict = media == GRAPHQL_RESPONSE
         document, errors = self._document(params.query)
         if errors or document is None:
-            return (400 if strict else 200), self.encode(ExecutionResult(None, errors))
+            # A refused limit is a request rejection, 400 whatever the media type.
+            rejected = strict or any(is_limit_error(e) for e in errors)
+            return (400 if rejected else 200), self.encode(ExecutionResult(None, errors))
         operation = get_operation_ast(document, params.operation_name)
         if operation is None:
             msg = (f"unknown operation named {params.operation_name!r}" if params.operation_name
@@ -332,11 +364,12 @@ class GraphQLEndpoint:
             formatted.setdefault("extensions", {})["code"] = "INTERNAL_SERVER_ERROR"
             return dict(formatted)
         formatted = dict(error.formatted)
+        if self.production and "Did you mean" in formatted["message"]:
+            # Suggestions reveal schema names that introspection-off is meant to hide.
+            formatted["message"] = _SUGGESTION.sub("", formatted["message"])
         if "extensions" not in formatted or "code" not in (formatted.get("extensions") or {}):
             code = "GRAPHQL_VALIDATION_FAILED" if error.path is None else "INTERNAL_SERVER_ERROR"
-            if error.path is None and error.nodes is None and "Syntax Error" in error.message:
-                code = "GRAPHQL_PARSE_FAILED"
-            elif error.path is None and "Syntax Error" in error.message:
+            if error.path is None and "Syntax Error" in error.message:
                 code = "GRAPHQL_PARSE_FAILED"
             formatted["extensions"] = {**(formatted.get("extensions") or {}), "code": code}
         return formatted
