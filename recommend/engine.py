@@ -12,7 +12,13 @@ filter-aware search) so ``k`` results come back whenever ``k`` eligible items ex
   ``context`` (items similar to the one being viewed) when a context item is given.
 
 Cold start: with no usable history, hybrid answers from segment-popular when a segment applies,
-trending otherwise.
+trending otherwise. :meth:`Recommender.for_segment` answers the same list for everyone in a
+segment (segment-popular only), so an edge cache can share it per segment.
+
+Blend weights: the serving CF version's tuned weights (``tailor evaluate --tune`` writes them next
+to the model) when it has any, else the configured ones.
+
+``segment_popular`` may be set after construction (the gateway wires segments separately).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
 }
 _VERBS = {"view": "viewed", "click": "viewed", "add_to_cart": "added", "purchase": "bought", "rate": "rated"}
 
+#: ``(segment_id, k, accept) -> (ids, scores)``: up to ``k`` items popular in the segment for which
+#: ``accept(item_id)`` is true, best first (scores: any non-increasing float32 array).
 SegmentPopular = Callable[[str, int, Callable[[str], bool]], tuple[list[str], np.ndarray]]
 
 
@@ -56,16 +64,40 @@ class RecommendRequest:
 
 
 class ModelSlot:
-    """Holds the serving CF model; ``swap`` is atomic for readers (they take a reference)."""
+    """Holds the serving CF model, its version and the blend weights tuned for it (if any).
+
+    ``swap`` replaces all three; readers take one reference to ``state`` so they never see a
+    model of one version with the weights of another.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.model: ItemModel | None = None
-        self.version: str | None = None
+        self.state: tuple[ItemModel | None, str | None, Mapping[str, float] | None] = (None, None, None)
 
-    def swap(self, model: ItemModel, version: str) -> None:
+    @property
+    def model(self) -> ItemModel | None:
+        return self.state[0]
+
+    @property
+    def version(self) -> str | None:
+        return self.state[1]
+
+    @property
+    def weights(self) -> Mapping[str, float] | None:
+        return self.state[2]
+
+    def swap(self, model: ItemModel, version: str, weights: Mapping[str, float] | None = None) -> None:
         with self._lock:
-            self.model, self.version = model, version
+            self.state = (model, version, dict(weights) if weights else None)
+
+    def set_weights(self, version: str, weights: Mapping[str, float]) -> bool:
+        """Attach tuned weights to the serving model if it is still ``version``; True if so."""
+        with self._lock:
+            model, current, _ = self.state
+            if current != version:
+                return False
+            self.state = (model, current, dict(weights))
+            return True
 
 
 class Recommender:
@@ -89,6 +121,10 @@ class Recommender:
         self.weights = dict(weights)
         self.exclude_types = frozenset(exclude_types)
         self.segment_popular = segment_popular
+
+    def blend_weights(self) -> Mapping[str, float]:
+        """Tuned weights of the serving CF version when it has some, else the configured ones."""
+        return self.cf.weights or self.weights
 
     # ------------------------------------------------------------------ sources
     def _accept(self, filt: ItemFilter) -> Callable[[str], bool]:
@@ -137,8 +173,9 @@ class Recommender:
             ids, scores = self.content.for_user(req.history, k, seen)
             if ids:
                 out["content"] = (ids, scores)
-        if "segment" in wanted and req.segment_id and self.segment_popular is not None:
-            ids, scores = self.segment_popular(req.segment_id, k, self._accept(filt))
+        segment_popular = self.segment_popular
+        if "segment" in wanted and req.segment_id and segment_popular is not None:
+            ids, scores = segment_popular(req.segment_id, k, self._accept(filt))
             if ids:
                 out["segment"] = (ids, scores)
         if req.context_item and self.content.has_item(req.context_item) and req.strategy == "hybrid":
@@ -163,21 +200,44 @@ class Recommender:
             (name, (ids, scores)), = lists.items()
             recs = [Recommendation(i, float(s), name, "") for i, s in zip(ids[:pool], scores, strict=False)]
         else:
-            weights = {name: self.weights.get(name, 0.0) for name in lists}
+            configured = self.blend_weights()
+            weights = {name: configured.get(name, 0.0) for name in lists}
             recs = blend(lists, weights, k=pool)
-        recs = [Recommendation(r.item_id, r.score, r.source, self._reason(r.item_id, r.source, req)) for r in recs]
         if req.diversity > 0 or req.max_per_category:
             recs = mmr(
                 recs, req.k, vector_of=self.content.item_vector, diversity=req.diversity,
                 category_of=self._first_category, max_per_category=req.max_per_category,
             )
-        return recs[: req.k]
+        # Explain only what is served: the anchor search costs a dot product per history item.
+        anchors = _Anchors(req.history, self.content.item_vector)
+        return [
+            Recommendation(r.item_id, r.score, r.source, self._reason(r.item_id, r.source, req, anchors))
+            for r in recs[: req.k]
+        ]
+
+    def for_segment(
+        self,
+        segment_id: str,
+        k: int,
+        filt: ItemFilter | None = None,
+        segment_name: str | None = None,
+    ) -> list[Recommendation]:
+        """Segment-popular items for everyone in ``segment_id`` (empty without the hook)."""
+        source = self.segment_popular
+        if source is None or k <= 0:
+            return []
+        ids, scores = source(segment_id, k, self._accept(filt or ItemFilter()))
+        reason = f"Popular with {segment_name or 'people like you'}"
+        return [
+            Recommendation(i, float(s), "segment", reason)
+            for i, s in zip(ids[:k], np.asarray(scores, dtype=np.float32)[:k], strict=True)
+        ]
 
     def _first_category(self, item_id: str) -> str | None:
         item = self.item_of(item_id)
         return item.categories[-1] if item and item.categories else None
 
-    def _reason(self, item_id: str, source: str, req: RecommendRequest) -> str:
+    def _reason(self, item_id: str, source: str, req: RecommendRequest, anchors: _Anchors) -> str:
         if source == "trending":
             cat = self._first_category(item_id)
             return f"Trending in {cat}" if cat else "Trending now"
@@ -186,28 +246,37 @@ class Recommender:
         if source == "context" and req.context_item:
             ctx = self.item_of(req.context_item)
             return f"Similar to {ctx.title}" if ctx else "Similar to what you are looking at"
-        anchor = self._anchor(item_id, req.history)
-        if anchor is None:
+        anchor = anchors.best(item_id)
+        rec = self.item_of(anchor[0]) if anchor else None
+        if anchor is None or rec is None:
             return "Picked for you"
-        item, etype = anchor
-        return f"Because you {_VERBS.get(etype, 'viewed')} {item.title}"
+        return f"Because you {_VERBS.get(anchor[1], 'viewed')} {rec.title}"
 
-    def _anchor(self, item_id: str, history: History) -> tuple[ItemRecord, str] | None:
-        """The history item most similar to the recommended one (recent items first on ties)."""
+
+class _Anchors:
+    """The user's 20 most recent distinct positive items and their vectors, gathered once per
+    request; ``best`` names the one most similar to a recommended item (the newest on ties, and
+    the newest of all when the item has no vector)."""
+
+    def __init__(self, history: History, vector_of: Callable[[str], np.ndarray | None]) -> None:
+        self.vector_of = vector_of
         recent: dict[str, str] = {}
         for _ts, _m, item, etype, w in reversed(history):
             if w > 0 and item not in recent:
                 recent[item] = etype
-            if len(recent) >= 20:
-                break
-        if not recent:
+                if len(recent) >= 20:
+                    break
+        self.items = list(recent.items())
+        vectors = [vector_of(item) for item, _ in self.items]
+        known = [j for j, v in enumerate(vectors) if v is not None]
+        self.known = known
+        self.matrix = np.vstack([vectors[j] for j in known]) if known else None
+
+    def best(self, item_id: str) -> tuple[str, str] | None:
+        if not self.items:
             return None
-        target = self.content.item_vector(item_id)
-        best, best_sim = next(iter(recent)), -2.0
-        if target is not None:
-            for item in recent:
-                vec = self.content.item_vector(item)
-                if vec is not None and (sim := float(vec @ target)) > best_sim:
-                    best, best_sim = item, sim
-        rec = self.item_of(best)
-        return (rec, recent[best]) if rec else None
+        target = self.vector_of(item_id) if self.matrix is not None else None
+        if target is None or self.matrix is None:
+            return self.items[0]
+        sims = self.matrix @ target
+        return self.items[self.known[int(np.argmax(sims))]]
