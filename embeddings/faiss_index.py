@@ -107,8 +107,8 @@ class FaissIndex:
         *,
         hnsw_threshold: int = 20_000,
         hnsw_m: int = 32,
-        ef_construction: int = 100,
-        ef_search: int = 96,
+        ef_construction: int = 80,
+        ef_search: int = 160,
         tombstone_fraction: float = 0.25,
     ) -> None:
         if dimension < 1:
