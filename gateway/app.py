@@ -22,11 +22,13 @@ from starlette.routing import Route
 from catalog.lookup import CatalogLookup
 from gateway.auth import AuthError, viewer_from_headers
 from gateway.edge import build_edge
-from gateway.edge import build_edge
 from gateway.graphql_http import GraphQLEndpoint, HTTPProblem, problem_response, read_body
-from gateway.models import build_content, poll_models, refresh_models
+from gateway.models import blend_weights, build_content, poll_models, refresh_models
 from gateway.security import operation_limits, security_middleware, wire_security
+from gateway.segmentation import SegmentService, segmenting_config
 from gateway.settings import Settings, load_settings
+from gateway.upstream import start_upstreams
+from gateway.upstream_client import upstream_deadline
 from profiles.ingest import IngestionService
 from profiles.types import BatchTooLarge, IngestConfig, IngestUnavailable, ProfileConfig
 from recommend.engine import ModelSlot, Recommender
@@ -72,7 +74,21 @@ def build_services(settings: Settings, *, clock: Callable[[], float] = time.time
         cf=ModelSlot(),
         item_of=catalog.item,
         all_items=catalog.all_items,
+        weights=blend_weights(settings),
+        exclude_types=settings.recommend_exclude_types,
     )
+    segments = SegmentService(
+        store,
+        settings.data_dir / "models" / "segments",
+        profile_config=profile_config,
+        clock=clock,
+        segments_file=settings.segments_file,
+        categories=catalog.categories,
+        config=segmenting_config(settings),
+    )
+    ingest.subscribe_profiles(segments.on_profiles)
+    ingest.subscribe(segments.on_events)
+    recommender.segment_popular = segments.popular
     services = Services(
         store=store,
         ingest=ingest,
@@ -81,11 +97,15 @@ def build_services(settings: Settings, *, clock: Callable[[], float] = time.time
         catalog=catalog,
         content=content,
         recommender=recommender,
+        segments=segments,
         max_first=settings.max_first,
         search_personal_weight=settings.search_personal_weight,
         clock=clock,
     )
     wire_security(settings, services)  # consent hook, PII hashing, erasure, API keys
+    services.extras["segment_of"] = segments.segment_and_name
+    services.extras["segment_popular"] = segments.popular
+    services.extras["segment_name"] = segments.name_of
     return services
 
 
@@ -103,11 +123,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     segment_of = overrides.pop("segment_of", None)
     cdn_transport = overrides.pop("cdn_transport", None)
     schema_override = overrides.pop("schema", None)
-    # Seams of the edge layer (issue 7): the user -> segment hook, the CDN purge transport
-    # (httpx), and a schema other than the built-in one (tests add hinted fields).
-    segment_of = overrides.pop("segment_of", None)
-    cdn_transport = overrides.pop("cdn_transport", None)
-    schema_override = overrides.pop("schema", None)
+    upstream_transport = overrides.pop("upstream_transport", None)  # httpx seam (issue 8)
     if settings is None:
         settings = load_settings(**overrides)
     elif overrides:
@@ -136,11 +152,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             audience=settings.jwt_audience,
         )
         app.state.services = services
-        if segment_of is not None:
-            services.extras["segment_of"] = segment_of
-        edge = build_edge(settings, services, clock=clock, cdn_transport=cdn_transport)
-        edge.attach()
-        state["graphql"].edge = state["edge"] = app.state.edge = edge
         state["graphql"].configure_limits(operation_limits(settings),
                                           introspection=settings.introspection_enabled)
         if segment_of is not None:
@@ -148,6 +159,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
         edge = build_edge(settings, services, clock=clock, cdn_transport=cdn_transport)
         edge.attach()
         state["graphql"].edge = state["edge"] = app.state.edge = edge
+        upstreams = start_upstreams(settings, services, edge, transport=upstream_transport,
+                                    clock=clock)
+        state["upstreams"] = app.state.upstreams = upstreams
         log.info("tailor ready: %d items, %d events", services.store.count_items(),
                  services.store.count_events())
         try:
@@ -156,10 +170,15 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             poller.cancel()
             services.ingest.stop()
             await edge.aclose()
+            if upstreams is not None:
+                await upstreams.aclose()
             services.store.close()
 
     async def graphql(request: Request) -> Response:
-        return await state["graphql"].handle(request)
+        # The request's time budget reaches its upstream calls (gateway/upstream_client.py),
+        # less 10% kept to answer with partial data before the guard's 504.
+        with upstream_deadline(settings.request_timeout_s * 0.9):
+            return await state["graphql"].handle(request)
 
     async def events(request: Request) -> Response:
         services: Services = state["services"]
@@ -201,30 +220,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             "ingest_writer": bool(services and services.ingest._thread is not None),
         }
         ok = all(checks.values())
-        return Response(orjson.dumps({"status": "ready" if ok else "not ready", "checks": checks}),
+        report: dict[str, Any] = {"status": "ready" if ok else "not ready", "checks": checks}
+        if state.get("upstreams") is not None:
+            # Informational: an open circuit degrades fields (stale or UPSTREAM_UNAVAILABLE),
+            # it does not make this instance unfit for traffic.
+            report["upstreams"] = state["upstreams"].snapshot()
+        return Response(orjson.dumps(report),
                         status_code=200 if ok else 503, media_type="application/json",
-                        headers={"Cache-Control": "no-store"})
-
-    async def admin_purge(request: Request) -> Response:
-        try:
-            if not request.headers.get("authorization"):
-                raise HTTPProblem(401, "purging needs an admin token", "UNAUTHENTICATED",
-                                  {"WWW-Authenticate": "Bearer"})
-            try:
-                viewer = viewer_from_headers(
-                    request.headers.get("authorization"), None, secret=settings.jwt_secret,
-                    issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-                )
-            except AuthError as exc:
-                raise HTTPProblem(401, str(exc), "UNAUTHENTICATED",
-                                  {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-            return await state["edge"].handle_purge(request, viewer)
-        except HTTPProblem as p:
-            return problem_response(p)
-
-    async def ping(request: Request) -> Response:
-        # A raw JSON route: the baseline that benchmarks/edge_cache.py compares cached GETs to.
-        return Response(b'{"pong":true}', media_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
     async def admin_purge(request: Request) -> Response:
@@ -251,8 +253,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
 
     routes = [
         Route("/graphql", graphql, methods=ALL_METHODS),
-        Route("/admin/purge", admin_purge, methods=["POST"]),
-        Route("/v1/ping", ping, methods=["GET"]),
         Route("/admin/purge", admin_purge, methods=["POST"]),
         Route("/v1/ping", ping, methods=["GET"]),
         Route("/v1/events", events, methods=ALL_METHODS),

@@ -158,10 +158,62 @@ def cmd_train(args: argparse.Namespace) -> int:
             version = services.content.build(items, show_progress=console.is_terminal)
             console.print(f"index {version}: {len(items)} items in {time.perf_counter() - started:.1f}s "
                           f"(a running gateway swaps to it within {settings.model_poll_s:g}s)")
+        elif args.what == "segments":
+            model = services.segments.train()
+            console.print(f"segments {services.segments.version}: {model.k} clusters "
+                          f"({settings.segment_algorithm}) in {time.perf_counter() - started:.1f}s")
+            for seg in services.segments.all_segments():
+                console.print(f"  {seg.id:>12}  {seg.size:>7}  {seg.name}")
         elif args.what == "cf":
             version, info = train_cf(services, settings, kind=args.kind)
             console.print(f"CF model {version}: {info['kind']}, {info['users']} users, {info['items']} items, "
                           f"{info['interactions']} interactions in {info['seconds']}s")
+        elif args.what == "conversion":
+            from gateway.models import train_conversion_model
+            from profiles.types import InsufficientTrainingData
+
+            try:
+                version, m = train_conversion_model(services, settings, seed=args.seed)
+            except InsufficientTrainingData as exc:
+                console.print(f"[red]{exc}[/red]")
+                return 1
+            console.print(
+                f"conversion model {version}: horizon {settings.conversion_horizon_days:g} days, "
+                f"{m['n_train']:.0f} train / {m['n_holdout']:.0f} holdout profiles, "
+                f"{m['n_trees']:.0f} trees in {time.perf_counter() - started:.1f}s"
+            )
+            # Plain print: the holdout figures are the command's result (scripts parse them).
+            print(f"holdout: ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f} "
+                  f"(base rate {m['base_rate']:.4f})  Brier {m['brier']:.4f} "
+                  f"(base-rate Brier {m['brier_base_rate']:.4f})", flush=True)
+        return 0
+    finally:
+        services.store.close()
+
+
+def cmd_segments_report(args: argparse.Namespace) -> int:
+    from gateway.app import build_services
+    from gateway.segmentation import segment_inputs
+    from profiles.state import ProfileState
+    from segments.report import render_report
+
+    settings = _settings(args)
+    services = build_services(settings)
+    try:
+        seg = services.segments
+        if not seg.load_latest():
+            console.print("[red]no segment model yet: run `tailor train segments`[/red]")
+            return 1
+        now = services.clock()
+        rows = [
+            (key, segment_inputs(ProfileState.from_json(services.store.get_profile_state(key)), now,
+                                 services.profile_config)[0])
+            for key in services.store.iter_profile_keys()
+        ]
+        out = Path(args.out)
+        json_out = Path(args.json_out) if args.json_out else out.with_suffix(".json")
+        render_report(seg.model, rows, out, json_out)
+        console.print(f"wrote {out} and {json_out} ({len(rows)} profiles, model {seg.version})")
         return 0
     finally:
         services.store.close()
@@ -282,6 +334,29 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gateway.evaluate import columns, evaluate, summary_lines, write_json
+    from recommend.evaluate import render_table
+    from recommend.types import RecommendError
+
+    settings = _settings(args)
+    started = time.perf_counter()
+    try:
+        report = evaluate(settings, data=args.data, split=args.split, k=args.k, seed=args.seed,
+                          last_n=args.last_n, tune=args.tune, max_users=args.max_users)
+    except RecommendError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 1
+    console.print(f"{args.data}: {report.users} users, {report.items} items, {report.interactions} "
+                  f"interactions; split {args.split} (seed {args.seed}); top-{args.k} "
+                  f"in {time.perf_counter() - started:.1f}s")
+    print(render_table(report.rows, columns(report.rows)))
+    print("\n".join(summary_lines(report)), flush=True)
+    if args.json:
+        write_json(report, Path(args.json))
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -337,11 +412,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="build model artifacts (a running gateway swaps to them)",
                        description="Build a new version of a model artifact under the data dir. "
-                       "A running gateway picks it up atomically, without a restart.")
-    p.add_argument("what", choices=["index", "cf"], help="index: item embeddings + FAISS; cf: collaborative filtering")
-    p.add_argument("--kind", choices=["auto", "ease", "knn", "als"], default="auto", help="cf: the model (auto: by catalog size)")
+                       "A running gateway picks it up atomically, without a restart. "
+                       "conversion: purchase propensity within TAILOR_CONVERSION_HORIZON_DAYS "
+                       "(prints holdout ROC-AUC, PR-AUC and Brier score).")
+    p.add_argument("what", choices=["index", "cf", "conversion", "segments"],
+                   help="index: item embeddings + FAISS; cf: collaborative filtering; segments: clustering")
+    p.add_argument("--kind", choices=["auto", "ease", "knn", "als"],
+                   help="cf: the model (default: TAILOR_CF_KIND, auto = by catalog size)")
+    p.add_argument("--seed", type=int, default=0, help="conversion: training seed")
     common(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("segments", help="segment reports")
+    ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    r = ssub.add_parser("report", help="a self-contained HTML page (and JSON) about the segment model")
+    r.add_argument("--out", default="segments.html", help="HTML file to write (default segments.html)")
+    r.add_argument("--json", dest="json_out", help="JSON file (default: next to --out)")
+    common(r)
+    r.set_defaults(func=cmd_segments_report)
+
+    p = sub.add_parser("evaluate", help="compare recommendation strategies offline",
+                       description="Every strategy (popularity, EASE, kNN, ALS, trending, content, "
+                       "hybrid) on one split, side by side: precision, recall, NDCG, hit rate, MAP "
+                       "at k, coverage and novelty. Deterministic for a seed.")
+    p.add_argument("--data", choices=["movielens", "store"], default="movielens",
+                   help="movielens: ml-latest-small from TAILOR_DATA_DIR; store: the event log")
+    p.add_argument("--split", choices=["random", "temporal", "leave-last-n"], default="random",
+                   help="random: per user 75/25; temporal: newest 20%% held out; leave-last-n: per user")
+    p.add_argument("--last-n", type=int, default=1, help="leave-last-n: entries held out per user")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-users", type=int, help="evaluate a random subset of users (quicker)")
+    p.add_argument("--json", help="also write the table and context as JSON here")
+    p.add_argument("--tune", action="store_true",
+                   help="tune blend weights on a validation split; store data: save them next to "
+                   "the newest CF model version (the gateway then serves them)")
+    common(p)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("profiles", help="profile maintenance")
     psub = p.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -63,6 +63,9 @@ def load_demo_world(
         if services.content.store.latest() is None:
             with progress("build item index", None):
                 ensure_index(services, show_progress=False)
+        if not services.segments.models.versions():
+            with progress("train segments", None):
+                services.segments.train()
         if not (settings.data_dir / "models" / "cf").is_dir():
             with progress("train collaborative filtering", None):
                 train_cf(services, settings)

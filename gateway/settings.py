@@ -81,6 +81,13 @@ class Settings:
     search_personal_weight: float = 0.3  # share of the user vector in a personalized query
     model_poll_s: float = 10.0  # how often a running gateway looks for new models and items
 
+    # --- segmentation (issue 5) ---
+    segments_file: Path | None = None  # TOML/JSON: names/descriptions per segment id, [[rule]] segments
+    segment_algorithm: str = "kmeans"  # kmeans | minibatch | dbscan | ward
+    segment_k_min: int = 2
+    segment_k_max: int = 8
+    segment_scaler: str = "standard"  # standard | robust (robust breaks on sparse counts: IQR 0)
+
     # --- edge caching (issue 7): gateway response cache, HTTP cache headers, APQ, purge ---
     edge_cache: bool = True  # the gateway's own response cache (headers are sent either way)
     edge_cache_max_bytes: int = 64 * 1024 * 1024
@@ -118,6 +125,41 @@ class Settings:
     pii_traits: tuple[str, ...] = ("email", "phone")  # stored only as salted hashes
     pii_salt: str | None = None  # default: derived from jwt_secret
     retention_days: int = 365  # `tailor retention` prunes older events
+
+    # --- upstream services (issue 8; gateway/upstream*.py, REST contract in the README).
+    # No URL set: items and traits come from the local store only. Times are seconds. ---
+    upstream_catalog_url: str | None = None  # e.g. http://catalog.internal/v1 (GET /items)
+    upstream_crm_url: str | None = None  # e.g. http://crm.internal/v1 (GET /users)
+    upstream_token: str | None = None  # sent as `Authorization: Bearer ...` to both
+    upstream_catalog_map: tuple[str, ...] = ()  # field renames UPSTREAM=TAILOR, e.g. sku=id,name=title
+    upstream_crm_map: tuple[str, ...] = ()  # same for CRM rows, e.g. customer_id=id
+    upstream_connect_timeout_s: float = 1.0
+    upstream_read_timeout_s: float = 2.0
+    upstream_total_timeout_s: float = 3.0  # one call, retries and backoff included
+    upstream_max_connections: int = 32  # per upstream (one shared httpx.AsyncClient each)
+    upstream_max_keepalive: int = 16
+    upstream_retries: int = 2  # extra attempts for idempotent calls (backoff with jitter)
+    upstream_backoff_s: float = 0.05  # first backoff; doubles per attempt
+    upstream_backoff_max_s: float = 1.0
+    upstream_breaker_failures: int = 5  # consecutive failures that open the circuit
+    upstream_breaker_reset_s: float = 10.0  # open -> half-open (one probe) after this
+    upstream_cache_ttl_s: float = 60.0  # upstream answers are fresh this long
+    upstream_stale_if_error_s: float = 3600.0  # then served this long more while it fails
+    upstream_cache_max_bytes: int = 16 * 1024 * 1024  # per upstream
+    upstream_batch_max: int = 100  # ids per upstream request
+    upstream_sync_interval_s: float = 0.0  # `tailor serve` runs sync items+users this often (0: off)
+    upstream_sync_page_size: int = 500
+
+    # --- recommendations and conversion (issue 6; see recommend/engine.py, gateway/models.py).
+    # Blend weights per source, merged over the defaults (cf 1, content 0.5, segment 0.3,
+    # trending 0.2, context 0.8); weights that `tailor evaluate --tune` saved next to the
+    # serving CF version win over these. ---
+    recommend_weights: Mapping[str, float] = field(default_factory=dict)
+    recommend_exclude_types: tuple[str, ...] = ("purchase",)  # never recommend items with these
+    cf_kind: str = "auto"  # auto (EASE up to cf_ease_max_items items, ALS above), ease, knn, als
+    cf_ease_max_items: int = 20_000  # EASE holds a dense items x items matrix (4 n^2 bytes)
+    conversion_horizon_days: float = 7.0  # conversionScore: P(purchase within this many days)
+    conversion_cutoffs: int = 6  # training snapshots one horizon apart (the last is the holdout)
 
     @property
     def introspection_enabled(self) -> bool:

@@ -43,6 +43,7 @@ from storage.types import JSON, EventRecord
 log = logging.getLogger("tailor.ingest")
 
 Listener = Callable[[list[EventRecord]], None]
+ProfileListener = Callable[[dict[str, ProfileState]], None]
 ConsentCheck = Callable[[EventRecord], bool]
 Authorize = Callable[[EventRecord], "tuple[str, str] | None"]
 
@@ -74,6 +75,7 @@ class IngestionService:
         self.clock = clock
         self.tracking_allowed = tracking_allowed
         self._listeners: list[Listener] = []
+        self._profile_listeners: list[ProfileListener] = []
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # serialises writes (writer thread and direct callers)
@@ -85,6 +87,13 @@ class IngestionService:
     # ------------------------------------------------------------------ lifecycle
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def subscribe_profiles(self, listener: ProfileListener) -> None:
+        """Called after each commit with the profiles it changed (key -> new state).
+
+        The states are the writer's own objects: listeners must read, never mutate them.
+        """
+        self._profile_listeners.append(listener)
 
     def start(self) -> None:
         if self._thread is None:
@@ -241,7 +250,12 @@ class IngestionService:
         except BaseException:
             self._remember_states(False)
             raise
-        self._remember_states(True)
+        changed = self._remember_states(True)
+        for profile_listener in self._profile_listeners:
+            try:
+                profile_listener(changed)
+            except Exception:  # a listener must never fail an acknowledged write
+                log.exception("profile listener %r failed", profile_listener)
         if accepted_events:
             for listener in self._listeners:
                 try:
@@ -284,8 +298,10 @@ class IngestionService:
         self._pending = states
         return {k: v.to_json() for k, v in states.items()}
 
-    def _remember_states(self, ok: bool) -> None:
-        """After the transaction: cache what was committed, or forget what a rollback undid."""
+    def _remember_states(self, ok: bool) -> dict[str, ProfileState]:
+        """After the transaction: cache what was committed, or forget what a rollback undid.
+
+        Returns the committed states (empty after a rollback)."""
         if ok:
             version = self.store.last_profile_version
             for key in self._touched:
@@ -297,7 +313,9 @@ class IngestionService:
         else:
             for key in self._touched:
                 self._state_cache.pop(key, None)
+        committed = self._pending if ok else {}
         self._touched, self._pending = set(), {}
+        return committed
 
     # ------------------------------------------------------------------ rebuild
     def rebuild_profiles(self, progress: Callable[[int], None] | None = None) -> int:

@@ -26,6 +26,10 @@ DAY = 86_400.0
 _BUCKET_DAYS = 31
 _NEVER_DAYS = 365.0
 WINDOW_TYPES = ("view", "click", "add_to_cart", "purchase", "search", "rate")
+_WINDOW_NAMES = {
+    "view": "views", "click": "clicks", "add_to_cart": "add_to_cart", "purchase": "purchases",
+    "search": "searches", "rate": "ratings",
+}
 
 CategoryLookup = Callable[[str], Iterable[str]]
 
@@ -203,7 +207,7 @@ class ProfileState:
             "category_diversity": float(len(self.affinity)),
         }
         for etype in WINDOW_TYPES:
-            name = {"add_to_cart": "add_to_cart", "purchase": "purchases"}.get(etype, etype + "s")
+            name = _WINDOW_NAMES[etype]
             out[f"{name}_7d"] = float(self.window(etype, 7, now))
             out[f"{name}_30d"] = float(self.window(etype, 30, now))
             out[f"{name}_total"] = float(self.counts.get(etype, 0))

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from strawberry.dataloader import DataLoader
 
 from catalog.lookup import CatalogLookup
+from profiles.conversion import ConversionModel
 from profiles.ingest import IngestionService
 from profiles.types import ProfileConfig
 from recommend.content import ContentService
 from recommend.engine import Recommender
 from recommend.trending import TrendingModel
+from resolvers.errors import TailorGraphQLError
 from storage.sqlite import SQLiteStore
 from storage.types import EventRecord, ItemRecord, UserRecord
 
 ADMIN_SCOPES = frozenset({"admin", "service"})
+T_co = TypeVar("T_co", covariant=True)
+log = logging.getLogger("tailor.resolvers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +80,13 @@ class Services:
     catalog: CatalogLookup
     content: ContentService
     recommender: Recommender
+    segments: Any = None  # gateway.segmentation.SegmentService (resolvers read it duck-typed)
     max_first: int = 100
     search_personal_weight: float = 0.3
     clock: Callable[[], float] = time.time
     extras: dict[str, Any] = field(default_factory=dict)
+    # The serving conversion-propensity model (None until one is trained); swapped by assignment.
+    conversion: ConversionModel | None = None
 
     def segment_of(self, profile_key: str, state: Any = None) -> tuple[str | None, str | None]:
         """(segment id, segment name) of a profile, or (None, None) when no segment applies."""
@@ -107,18 +115,71 @@ class Services:
         )
 
 
+class RecordSource(Protocol[T_co]):
+    """An upstream service answering records by id (``gateway/upstream.py`` builds them).
+
+    ``await fetch(ids)`` -> one entry per id, in order: the record; ``None`` when the upstream
+    does not know the id (the local store answers instead); or an exception when it cannot
+    answer now and has no usable cached answer (that field gets ``UPSTREAM_UNAVAILABLE``).
+    Found in ``services.extras``: ``"item_source"`` (ItemRecord), ``"traits_source"`` (dict).
+    """
+
+    async def fetch(self, ids: list[str]) -> Sequence[T_co | None | BaseException]: ...
+
+
+class UpstreamUnavailable(TailorGraphQLError):
+    """A field whose upstream service failed (and had no answer within stale-if-error)."""
+
+    code = "UPSTREAM_UNAVAILABLE"
+
+
+def _field_errors(values: Sequence[Any]) -> list[Any]:
+    # The DataLoader fails exactly the keys whose value is an exception: only those fields
+    # are null; the client sees the code, the log has the upstream's own message.
+    out = []
+    for v in values:
+        if isinstance(v, BaseException):
+            log.warning("upstream field unavailable: %s", v)
+            v = UpstreamUnavailable("an upstream service is unavailable; try again later")
+        out.append(v)
+    return out
+
+
 @dataclass
 class TailorContext:
     services: Services
     viewer: Viewer
     request: Any = None
     items: DataLoader[str, ItemRecord | None] = field(init=False)
+    traits: DataLoader[str, dict[str, Any] | None] = field(init=False)
 
     def __post_init__(self) -> None:
         store = self.services.store
+        item_source: RecordSource[ItemRecord] | None = self.services.extras.get("item_source")
+        traits_source: RecordSource[dict[str, Any]] | None = self.services.extras.get(
+            "traits_source"
+        )
 
-        async def load_items(ids: list[str]) -> list[ItemRecord | None]:
-            found = store.get_items(ids)
-            return [found.get(i) for i in ids]
+        async def load_items(ids: list[str]) -> list[Any]:
+            if item_source is None:
+                found = store.get_items(ids)
+                return [found.get(i) for i in ids]
+            got = list(await item_source.fetch(ids))
+            unknown = [i for i, v in zip(ids, got, strict=True) if v is None]
+            local = store.get_items(unknown) if unknown else {}
+            return _field_errors([local.get(i) if v is None else v for i, v in zip(ids, got, strict=True)])
+
+        async def load_traits(ids: list[str]) -> list[Any]:
+            got: list[Any] = [None] * len(ids)
+            if traits_source is not None:
+                got = list(await traits_source.fetch(ids))
+            out: list[Any] = []
+            for i, v in zip(ids, got, strict=True):
+                if v is None:  # not configured, or unknown upstream: the local record
+                    rec = store.get_user(i)
+                    v = dict(rec.traits) if rec else None
+                out.append(v)
+            return _field_errors(out)
 
         self.items = DataLoader(load_fn=load_items)
+        self.traits = DataLoader(load_fn=load_traits)

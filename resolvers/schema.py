@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from resolvers.cache_control import CacheControl, CacheControlScope
 from resolvers import recommendations
+from resolvers import segments as segments_gql
 from resolvers.context import TailorContext
 from resolvers.errors import BadUserInput, Forbidden, Unauthenticated, from_domain
 from resolvers.types import Item, Recommendation, User
@@ -99,6 +100,13 @@ class Query:
         return await _trending(info, first, category)
 
 
+    segments: list[segments_gql.Segment] = strawberry.field(
+        resolver=segments_gql.all_segments,
+        description="Every segment (clusters first, then rule segments) with live sizes.",
+    )
+    segment: segments_gql.Segment | None = strawberry.field(
+        resolver=segments_gql.segment, description="One segment by id; null when unknown."
+    )
     similar_items: list[Recommendation] = strawberry.field(
         resolver=recommendations.similar_items,
         description="Items most similar in content to `itemId` (embeddings + FAISS).",
@@ -106,6 +114,12 @@ class Query:
     search: list[Recommendation] = strawberry.field(
         resolver=recommendations.search,
         description="Semantic search over the catalog; `personalized` blends in the caller's taste.",
+    )
+    segment_recommendations: list[Recommendation] = strawberry.field(
+        resolver=recommendations.segment_recommendations,
+        description="Popular now in a segment (default: the caller's): the same for everyone in it.",
+        directives=[CacheControl(max_age=300, scope=CacheControlScope.SEGMENT,
+                                 stale_while_revalidate=60, stale_if_error=3600)],
     )
 
 

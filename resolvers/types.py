@@ -17,6 +17,7 @@ from storage.types import ItemRecord
 
 if TYPE_CHECKING:
     from resolvers.recommendations import ItemFilterInput, RecommendationContext, Strategy
+    from resolvers.segments import Segment
 
 
 @strawberry.type(
@@ -171,12 +172,28 @@ class User:
     anonymous: bool
     _profile_key: strawberry.Private[str]
 
-    @strawberry.field(description="CRM traits (null for anonymous visitors).")
-    def traits(self, info: Info[TailorContext, Any]) -> JSON | None:
+    @strawberry.field(
+        description="CRM traits (null for anonymous visitors). With a CRM upstream configured "
+        "they come from it (the local record as fallback); when it fails with no cached answer, "
+        "this field alone is null with extensions.code UPSTREAM_UNAVAILABLE."
+    )
+    async def traits(self, info: Info[TailorContext, Any]) -> JSON | None:
         if self.anonymous:
             return None
-        rec = info.context.services.store.get_user(str(self.id))
-        return dict(rec.traits) if rec else {}
+        found = await info.context.traits.load(str(self.id))
+        return found if found is not None else {}
+
+    @strawberry.field(description="The user's behavioural cluster segment (null before segments are trained).")
+    def segment(self, info: Info[TailorContext, Any]) -> Annotated["Segment", strawberry.lazy("resolvers.segments")] | None:
+        from resolvers.segments import user_segment
+
+        return user_segment(info, self._profile_key)
+
+    @strawberry.field(description="Every segment the user is in: the cluster, then matching rule segments.")
+    def segments(self, info: Info[TailorContext, Any]) -> list[Annotated["Segment", strawberry.lazy("resolvers.segments")]]:
+        from resolvers.segments import user_segments
+
+        return user_segments(info, self._profile_key)
 
     @strawberry.field(description="Personalized recommendations with a reason and source for each.")
     async def recommendations(
@@ -195,6 +212,20 @@ class User:
         return await user_recommendations(
             info, self._profile_key, first, strategy or S.HYBRID, filter, diversity, max_per_category, context
         )
+
+    @strawberry.field(
+        description="Probability (0-1) that this user purchases within the conversion horizon "
+        "(TAILOR_CONVERSION_HORIZON_DAYS, 7 by default); null without a trained model or a profile."
+    )
+    async def conversion_score(self, info: Info[TailorContext, Any]) -> float | None:
+        services = info.context.services
+        model = services.conversion  # one reference: a poller swap cannot split this read
+        if model is None:
+            return None
+        state = await profile_state(info, self._profile_key)
+        if state is None:
+            return None
+        return round(model.predict(state, services.clock()), 6)
 
     @strawberry.field(description="The behavioural profile; null when there are no events yet.")
     async def profile(self, info: Info[TailorContext, Any]) -> Profile | None:
