@@ -26,6 +26,7 @@ from typing import Any
 from graphql import (
     DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     GraphQLList,
@@ -252,9 +253,7 @@ def measure(
 ) -> list[LimitExceeded]:
     """Check every operation of ``document``; returns the limit violations (empty when fine)."""
     fragments = {
-        d.name.value: d
-        for d in document.definitions
-        if d.kind == "fragment_definition"  # type: ignore[attr-defined]
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
     out: list[LimitExceeded] = []
     for op in document.definitions:

@@ -53,15 +53,18 @@ def guard_config(settings: Settings) -> GuardConfig:
 def security_middleware(
     settings: Settings, registry: Callable[[], ApiKeyRegistry | None]
 ) -> list[Middleware]:
-    jwt_args = {
-        "secret": settings.jwt_secret,
-        "issuer": settings.jwt_issuer,
-        "audience": settings.jwt_audience,
-    }
     out: list[Middleware] = []
     if settings.auth_cookie:
         out.append(Middleware(CookieAuthMiddleware, cookie_name=settings.auth_cookie))
-    out.append(Middleware(ApiKeyMiddleware, registry=registry, **jwt_args))
+    out.append(
+        Middleware(
+            ApiKeyMiddleware,
+            registry=registry,
+            secret=settings.jwt_secret,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+    )
     client_key = ClientKey(
         settings.jwt_secret,
         settings.jwt_issuer,
@@ -103,7 +106,7 @@ def wire_security(settings: Settings, services: Services) -> PrivacyService:
     ingest.tracking_allowed = privacy.tracking_allowed
     # Every writer of user rows (GraphQL identify traits, CRM imports) goes through the store,
     # so hashing there means no configured PII trait reaches the disk in clear.
-    store.upsert_users = privacy.hashing_upsert(store.upsert_users)  # type: ignore[method-assign]
+    store.upsert_users = privacy.hashing_upsert(store.upsert_users)  # type: ignore[method-assign,assignment]
     services.extras["privacy"] = privacy
     services.extras["apikeys"] = ApiKeyRegistry(store, clock=services.clock)
     return privacy
