@@ -38,7 +38,9 @@ from storage.types import EventRecord
 log = logging.getLogger("tailor.segments")
 
 
-def segment_inputs(state: ProfileState, now: float, config: ProfileConfig) -> tuple[dict[str, float], list[str]]:
+def segment_inputs(
+    state: ProfileState, now: float, config: ProfileConfig
+) -> tuple[dict[str, float], list[str]]:
     """(features, top categories) of a profile, as the segment model reads them."""
     return state.features(now, config), [c for c, _ in state.affinities(now, config)[:5]]
 
@@ -98,12 +100,21 @@ class SegmentService:
                 previous = self.models.latest()
             except ModelNotFound:
                 previous = None
-        file = load_segments_file(self.segments_file) if self.segments_file and self.segments_file.exists() else None
+        file = (
+            load_segments_file(self.segments_file)
+            if self.segments_file and self.segments_file.exists()
+            else None
+        )
         started = time.time()
         model = train_segments(rows, config or self.config, previous, segments_file=file)
         version = self.models.write(model)
-        log.info("trained segments %s: k=%d on %d profiles in %.1fs", version, model.k, len(rows),
-                 time.time() - started)
+        log.info(
+            "trained segments %s: k=%d on %d profiles in %.1fs",
+            version,
+            model.k,
+            len(rows),
+            time.time() - started,
+        )
         self._install(model, version)
         return model
 
@@ -124,7 +135,9 @@ class SegmentService:
             self._popular = popular
         log.info("serving segments %s (%d profiles assigned)", version, len(assignments))
 
-    def _bootstrap_popular(self, assignments: Mapping[str, str], now: float) -> dict[str, TrendingModel]:
+    def _bootstrap_popular(
+        self, assignments: Mapping[str, str], now: float
+    ) -> dict[str, TrendingModel]:
         popular: dict[str, TrendingModel] = {}
         for ev in self.store.iter_events(since=now - 30 * 86400.0):
             seg = assignments.get(ev.profile_key)
@@ -135,8 +148,9 @@ class SegmentService:
     def _model_for(self, popular: dict[str, TrendingModel], seg: str) -> TrendingModel:
         model = popular.get(seg)
         if model is None:
-            model = popular[seg] = TrendingModel(half_life_s=self._half_life, clock=self.clock,
-                                                 categories=self._categories)
+            model = popular[seg] = TrendingModel(
+                half_life_s=self._half_life, clock=self.clock, categories=self._categories
+            )
         return model
 
     # ------------------------------------------------------------------ live updates
@@ -201,7 +215,9 @@ class SegmentService:
         seg = self.segment(segment_id)
         return seg.name if seg else None
 
-    def popular(self, segment_id: str, k: int, accept: Callable[[str], bool]) -> tuple[list[str], np.ndarray]:
+    def popular(
+        self, segment_id: str, k: int, accept: Callable[[str], bool]
+    ) -> tuple[list[str], np.ndarray]:
         model = self._popular.get(segment_id)
         if model is None:
             return [], np.zeros(0, dtype=np.float32)

@@ -21,7 +21,9 @@ class SegmentKind(Enum):
 class SegmentTrait:
     name: str
     value: float = strawberry.field(description="The centroid's value (raw feature units).")
-    z_score: float = strawberry.field(description="How far it stands from the population, in std units.")
+    z_score: float = strawberry.field(
+        description="How far it stands from the population, in std units."
+    )
 
 
 @strawberry.type(description="A micro-segment: a behavioural cluster or a marketer's rule.")
@@ -41,8 +43,12 @@ def to_graphql(seg: Any) -> Segment:
         description=seg.description,
         kind=SegmentKind(seg.kind.value),
         size=int(seg.size),
-        traits=[SegmentTrait(name=t.name, value=round(float(t.value), 6), z_score=round(float(t.z_score), 4))
-                for t in seg.traits],
+        traits=[
+            SegmentTrait(
+                name=t.name, value=round(float(t.value), 6), z_score=round(float(t.z_score), 4)
+            )
+            for t in seg.traits
+        ],
     )
 
 
