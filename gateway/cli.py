@@ -243,8 +243,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     if args.no_serve:
         return 0
+    if args.upstream:
+        # Issue 8: the bundled catalog/CRM service serves the same world; items and traits
+        # then resolve through it (see /readyz for its circuit state).
+        from gateway.settings import replace
+        from gateway.upstream_demo import upstream_process
+
+        with upstream_process(info["world_dir"], args.upstream_port or settings.port + 1) as url:
+            print(f"upstream:     {url} (catalog GET /items, CRM GET /users)", flush=True)
+            serve(replace(settings, upstream_catalog_url=url, upstream_crm_url=url))
+        return 0
     serve(settings)
     return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from gateway.upstream_sync import run_sync
+
+    settings = _settings(args)
+    try:
+        with progress_bar(f"sync {args.kind}") as advance:
+            summary = run_sync(settings, args.kind, full=args.full, progress=advance)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    console.print(summary.summary())
+    for rid, reason in summary.rejected[:10]:
+        console.print(f"  rejected {rid}: {reason}")
+    return 0 if summary.ok else 1
 
 
 def cmd_persisted_queries(args: argparse.Namespace) -> int:
@@ -387,7 +413,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--items", type=int, default=5000)
     p.add_argument("--no-serve", action="store_true", help="load only, do not start the server")
+    p.add_argument("--upstream", action="store_true",
+                   help="also run the bundled catalog/CRM upstream service and resolve through it")
+    p.add_argument("--upstream-port", type=int, help="its port (default: --port + 1)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sync", help="pull items or users from the configured upstream",
+                       description="Incremental pull from TAILOR_UPSTREAM_CATALOG_URL (items) or "
+                       "TAILOR_UPSTREAM_CRM_URL (users). The cursor is saved after every page: "
+                       "an interrupted sync resumes where it stopped.")
+    p.add_argument("kind", choices=["items", "users"])
+    p.add_argument("--full", action="store_true", help="ignore the saved cursor, pull everything")
+    common(p)
+    p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("import", help="import items, users, events or transactions from a file",
                        description="Import a JSONL/NDJSON, CSV or Parquet file. Invalid rows are "

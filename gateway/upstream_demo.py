@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -178,6 +182,28 @@ def app_from_dir(world: Path, rename: dict[str, str] | None = None) -> Starlette
     for row in items:
         row.setdefault("updated_at", now)
     return create_upstream_app(items, read_jsonl(world / "users.jsonl"), rename=rename)
+
+
+@contextlib.contextmanager
+def upstream_process(world: Path, port: int, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run this service in a child process serving ``world``; yields its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.upstream_demo", "--dir", str(world),
+                             "--host", host, "--port", str(port)])
+    url = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/_stats", timeout=1)
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the upstream demo service did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def main(argv: list[str] | None = None) -> None:

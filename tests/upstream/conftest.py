@@ -102,7 +102,11 @@ def upstream_process(upstream_world: Path) -> Iterator[UpstreamProcess]:
         yield UpstreamProcess(url, proc)
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture
