@@ -44,9 +44,13 @@ History = Sequence[tuple[float, str, str, str, float]]  # (ts, message id, item 
 
 def item_document(item: ItemRecord) -> dict[str, Any]:
     return {
-        "id": item.id, "title": item.title, "description": item.description,
-        "categories": list(item.categories), "tags": list(item.tags),
-        "attributes": dict(item.attributes), "price": item.price,
+        "id": item.id,
+        "title": item.title,
+        "description": item.description,
+        "categories": list(item.categories),
+        "tags": list(item.tags),
+        "attributes": dict(item.attributes),
+        "price": item.price,
     }
 
 
@@ -74,12 +78,15 @@ class ContentService:
         self.store = store
         self.template = template or DEFAULT_ITEM_TEMPLATE
         self.index_params = {
-            "hnsw_threshold": hnsw_threshold, "hnsw_m": hnsw_m,
-            "ef_construction": ef_construction, "ef_search": ef_search,
+            "hnsw_threshold": hnsw_threshold,
+            "hnsw_m": hnsw_m,
+            "ef_construction": ef_construction,
+            "ef_search": ef_search,
         }
         self.half_life_days = half_life_days
         self.holder: IndexHolder[FaissIndex] = IndexHolder()
-        self.loaded_at: float = 0.0  # build time (epoch s) of the loaded version
+        # Items updated after this (UTC epoch s) are not in the serving index yet.
+        self.loaded_at: float = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -111,9 +118,7 @@ class ContentService:
         log.info("serving index version %s (%d items)", latest, len(index))
         return True
 
-    def build(
-        self, items: Iterable[ItemRecord], *, show_progress: bool = False
-    ) -> str:
+    def build(self, items: Iterable[ItemRecord], *, show_progress: bool = False) -> str:
         """Encode every item into a new index version, write it and swap it in."""
         items = list(items)
         started = time.time()
@@ -128,7 +133,8 @@ class ContentService:
         with self._write_lock:
             version = self.store.write(index, enc.model_id)
             self.holder.swap(index, version)
-            self.loaded_at = started
+            # The watermark for catching up on later imports comes from the data, not a clock.
+            self.loaded_at = max((it.updated_at for it in items), default=0.0)
         log.info("built index %s: %d items in %.1fs", version, len(items), time.time() - started)
         return version
 
@@ -137,7 +143,9 @@ class ContentService:
         index = self.holder.snapshot()[0]
         if index is None or not items:
             return 0
-        vectors = self.encoder.encode([render_item_text(item_document(it), self.template) for it in items])
+        vectors = self.encoder.encode(
+            [render_item_text(item_document(it), self.template) for it in items]
+        )
         with self._write_lock:
             index.add([it.id for it in items], vectors, [_meta(it) for it in items])
         return len(items)
@@ -162,7 +170,9 @@ class ContentService:
     def similar(self, item_id: str, k: int, filt: SearchFilter) -> tuple[list[str], np.ndarray]:
         index = self._index()
         vec = index.vector(item_id)
-        flt = SearchFilter(filt.exclude_ids | {item_id}, filt.allowed_ids, filt.categories, filt.available_only)
+        flt = SearchFilter(
+            filt.exclude_ids | {item_id}, filt.allowed_ids, filt.categories, filt.available_only
+        )
         return self._one(index, vec, k, flt)
 
     def encode_query(self, text: str) -> np.ndarray:
@@ -195,10 +205,14 @@ class ContentService:
         ]
         if not events:
             return None
-        state = user_vector_from_events(events, dimension=index.dimension, half_life_days=self.half_life_days)
+        state = user_vector_from_events(
+            events, dimension=index.dimension, half_life_days=self.half_life_days
+        )
         return state.vector()
 
-    def for_user(self, history: History, k: int, filt: SearchFilter) -> tuple[list[str], np.ndarray]:
+    def for_user(
+        self, history: History, k: int, filt: SearchFilter
+    ) -> tuple[list[str], np.ndarray]:
         """Items nearest the user's vector (empty when the user has no usable history)."""
         vec = self.user_vector(history)
         if vec is None:
@@ -206,7 +220,9 @@ class ContentService:
         return self._one(self._index(), vec, k, filt)
 
     @staticmethod
-    def _one(index: FaissIndex, vec: np.ndarray, k: int, filt: SearchFilter) -> tuple[list[str], np.ndarray]:
+    def _one(
+        index: FaissIndex, vec: np.ndarray, k: int, filt: SearchFilter
+    ) -> tuple[list[str], np.ndarray]:
         ids, scores = index.search(np.asarray(vec, dtype=np.float32).reshape(1, -1), k, filt)
         row = ids[0]
         return row, scores[0, : len(row)].astype(np.float32)
