@@ -52,7 +52,7 @@ async def test_similar_items_filters_and_reasons(gateway: Gateway) -> None:
         gateway, '{ similarItems(itemId: "d1", first: 2) { item { id } score reason source } }'
     )
     rows = data["similarItems"]
-    assert [r["item"]["id"] for r in rows][0] == "d2"
+    assert rows[0]["item"]["id"] == "d2"
     assert all(
         r["source"] == "content" and r["reason"] == "Similar to Red floral summer dress"
         for r in rows
