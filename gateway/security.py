@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from starlette.middleware import Middleware
 
@@ -21,7 +22,7 @@ from gateway.csrf import CookieAuthMiddleware, PrivacySignalMiddleware
 from gateway.limits import OperationLimits
 from gateway.ratelimit import ClientKey, GuardConfig, RequestGuard
 from gateway.settings import Settings
-from profiles.privacy import PrivacyService
+from profiles.privacy import FunctionEraser, PrivacyService
 from resolvers.context import Services
 
 
@@ -110,3 +111,19 @@ def wire_security(settings: Settings, services: Services) -> PrivacyService:
     services.extras["privacy"] = privacy
     services.extras["apikeys"] = ApiKeyRegistry(store, clock=services.clock)
     return privacy
+
+
+def register_edge_eraser(services: Services, edge: Any) -> None:
+    """Erasure also drops every cached answer and profile tagged with the person's keys.
+
+    The edge layer tags private answers and cached profiles ``user:<profile key>``; its
+    ``invalidate_tags`` runs on the event loop, which is where erasers are called from.
+    """
+    privacy: PrivacyService | None = services.extras.get("privacy")
+    if privacy is None:
+        return
+
+    def erase(_user_id: str, profile_keys: Sequence[str]) -> int:
+        return int(edge.invalidate_tags([f"user:{k}" for k in profile_keys]))
+
+    privacy.add_eraser(FunctionEraser("edge.cache", erase))

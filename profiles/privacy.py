@@ -203,13 +203,27 @@ class PrivacyService:
 
     def erase(self, user_id: str) -> ErasureReceipt:
         """Remove everything about ``user_id``; the receipt counts what each store removed."""
-        anon = [a for a, u in self._identities(user_id)]
+        counts, keys = self.erase_stores(user_id)
+        return self.run_erasers(user_id, keys, counts)
+
+    def erase_stores(self, user_id: str) -> tuple[dict[str, int], list[str]]:
+        """The durable part (blocking I/O: callers on an event loop run it in a thread).
+
+        Returns the counts per table and the profile keys the person had.
+        """
+        anon = [a for a, _u in self._identities(user_id)]
         keys = [user_id, *(f"anon:{a}" for a in anon)]
         with self._state_lock:
             counts = {f"store.{t}": n for t, n in erase_subject(self.store, user_id).items()}
             if self._forget_state is not None:
                 self._forget_state(keys)
         self._consent.pop(user_id, None)
+        return counts, keys
+
+    def run_erasers(
+        self, user_id: str, keys: Sequence[str], counts: dict[str, int]
+    ) -> ErasureReceipt:
+        """The registered tiers (caches live on the event loop: call this from it)."""
         for eraser in self.erasers:
             try:
                 counts[eraser.name] = int(eraser.erase(user_id, keys))
