@@ -24,7 +24,12 @@ from gateway.auth import AuthError, viewer_from_headers
 from gateway.edge import build_edge
 from gateway.graphql_http import GraphQLEndpoint, HTTPProblem, problem_response, read_body
 from gateway.models import blend_weights, build_content, poll_models, refresh_models
-from gateway.security import operation_limits, security_middleware, wire_security
+from gateway.security import (
+    operation_limits,
+    register_edge_eraser,
+    security_middleware,
+    wire_security,
+)
 from gateway.segmentation import SegmentService, segmenting_config
 from gateway.settings import Settings, load_settings
 from gateway.upstream import start_upstreams
@@ -159,6 +164,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
         edge = build_edge(settings, services, clock=clock, cdn_transport=cdn_transport)
         edge.attach()
         state["graphql"].edge = state["edge"] = app.state.edge = edge
+        register_edge_eraser(services, edge)  # erasure drops the person's cached answers
         upstreams = start_upstreams(settings, services, edge, transport=upstream_transport,
                                     clock=clock)
         state["upstreams"] = app.state.upstreams = upstreams
