@@ -48,13 +48,17 @@ def upstream_configs(settings: Settings) -> dict[str, UpstreamConfig]:
     out: dict[str, UpstreamConfig] = {}
     if settings.upstream_catalog_url:
         out["catalog"] = UpstreamConfig(
-            "catalog", settings.upstream_catalog_url.rstrip("/"),
-            field_map=parse_field_map(settings.upstream_catalog_map), **common,
+            "catalog",
+            settings.upstream_catalog_url.rstrip("/"),
+            field_map=parse_field_map(settings.upstream_catalog_map),
+            **common,
         )
     if settings.upstream_crm_url:
         out["crm"] = UpstreamConfig(
-            "crm", settings.upstream_crm_url.rstrip("/"),
-            field_map=parse_field_map(settings.upstream_crm_map), **common,
+            "crm",
+            settings.upstream_crm_url.rstrip("/"),
+            field_map=parse_field_map(settings.upstream_crm_map),
+            **common,
         )
     return out
 
@@ -74,8 +78,8 @@ class TraitsView:
         self.source = source
         self._hash = hash_traits
 
-    async def fetch(self, ids: Sequence[str]) -> list[dict[str, Any] | None | BaseException]:
-        out: list[dict[str, Any] | None | BaseException] = []
+    async def fetch(self, ids: Sequence[str]) -> list[dict[str, Any] | BaseException | None]:
+        out: list[dict[str, Any] | BaseException | None] = []
         for got in await self.source.fetch(ids):
             if isinstance(got, UserRecord):
                 traits = dict(got.traits)
@@ -159,9 +163,17 @@ def build_upstreams(
     if "crm" in clients:
         ups.crm = crm_source(clients["crm"], clock=clock)
     for name, cfg in configs.items():
-        log.info("upstream %s: %s (timeouts %.1f/%.1f/%.1fs, %d retries, cache %gs + stale %gs)",
-                 name, cfg.base_url, cfg.connect_timeout_s, cfg.read_timeout_s,
-                 cfg.total_timeout_s, cfg.retries, cfg.cache_ttl_s, cfg.stale_if_error_s)
+        log.info(
+            "upstream %s: %s (timeouts %.1f/%.1f/%.1fs, %d retries, cache %gs + stale %gs)",
+            name,
+            cfg.base_url,
+            cfg.connect_timeout_s,
+            cfg.read_timeout_s,
+            cfg.total_timeout_s,
+            cfg.retries,
+            cfg.cache_ttl_s,
+            cfg.stale_if_error_s,
+        )
     return ups
 
 
@@ -191,7 +203,12 @@ def start_upstreams(
                 edge.items_changed([r.id for r in records])
 
         ups.sync_task = asyncio.create_task(
-            sync_forever(ups.sources(), services.store, settings.upstream_sync_interval_s,
-                         page_size=settings.upstream_sync_page_size, on_written=written)
+            sync_forever(
+                ups.sources(),
+                services.store,
+                settings.upstream_sync_interval_s,
+                page_size=settings.upstream_sync_page_size,
+                on_written=written,
+            )
         )
     return ups

@@ -68,9 +68,9 @@ class CircuitBreaker:
     def record_failure(self) -> None:
         self._failures += 1
         was_probe, self._probing = self._probing, False
-        if self._state is BreakerState.HALF_OPEN and was_probe:
-            self._open()
-        elif self._state is BreakerState.CLOSED and self._failures >= self.threshold:
+        if (self._state is BreakerState.HALF_OPEN and was_probe) or (
+            self._state is BreakerState.CLOSED and self._failures >= self.threshold
+        ):
             self._open()
 
     def release(self) -> None:
@@ -93,7 +93,13 @@ class CircuitBreaker:
         old, self._state = self._state, new
         self.transitions += 1
         if new is BreakerState.OPEN:
-            log.warning("upstream %s: circuit %s -> open after %d consecutive failures "
-                        "(next probe in %.1fs)", self.name, old.value, self._failures, self.reset_s)
+            log.warning(
+                "upstream %s: circuit %s -> open after %d consecutive failures "
+                "(next probe in %.1fs)",
+                self.name,
+                old.value,
+                self._failures,
+                self.reset_s,
+            )
         else:
             log.info("upstream %s: circuit %s -> %s", self.name, old.value, new.value)

@@ -44,6 +44,10 @@ from gateway.upstream_types import (
 )
 
 log = logging.getLogger("tailor.upstream")
+# httpx logs every request at INFO: one line per upstream batch on the request path. Keep it
+# quiet unless the operator configured that logger themselves (our own log lines say more).
+if logging.getLogger("httpx").level == logging.NOTSET:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
@@ -123,7 +127,9 @@ class UpstreamClient:
             ),
         )
         self.breaker = CircuitBreaker(
-            config.name, failures=config.breaker_failures, reset_s=config.breaker_reset_s,
+            config.name,
+            failures=config.breaker_failures,
+            reset_s=config.breaker_reset_s,
             clock=clock,
         )
         self.stats = ClientStats()
@@ -166,13 +172,26 @@ class UpstreamClient:
                     or time.monotonic() + delay >= end
                 ):
                     self.stats.failures += 1
-                    log.warning("%s %s %s failed after %d attempt(s): %s",
-                                self.name, method, path, attempt + 1, exc)
+                    log.warning(
+                        "%s %s %s failed after %d attempt(s): %s",
+                        self.name,
+                        method,
+                        path,
+                        attempt + 1,
+                        exc,
+                    )
                     raise
                 attempt += 1
                 self.stats.retries += 1
-                log.info("%s %s %s: %s; retry %d in %.0f ms", self.name, method, path, exc,
-                         attempt, delay * 1000)
+                log.info(
+                    "%s %s %s: %s; retry %d in %.0f ms",
+                    self.name,
+                    method,
+                    path,
+                    exc,
+                    attempt,
+                    delay * 1000,
+                )
                 await self._sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
@@ -194,16 +213,19 @@ class UpstreamClient:
                 async with asyncio.timeout(left):
                     response = await self.http.request(method, path, params=params, json=body)
             except TimeoutError:
-                raise UpstreamTimeout(self.name, f"{method} {path}: no full answer within "
-                                      f"{left:.3f}s") from None
+                raise UpstreamTimeout(
+                    self.name, f"{method} {path}: no full answer within {left:.3f}s"
+                ) from None
             except httpx.TimeoutException as exc:
                 raise UpstreamTimeout(self.name, f"{method} {path}: {type(exc).__name__}") from None
             except httpx.TransportError as exc:
                 raise UpstreamTransportError(
-                    self.name, f"{method} {path}: {type(exc).__name__}: {exc}") from None
+                    self.name, f"{method} {path}: {type(exc).__name__}: {exc}"
+                ) from None
             if response.status_code >= 400:
-                err = UpstreamStatusError(self.name, response.status_code,
-                                          f"{method} {path}: HTTP {response.status_code}")
+                err = UpstreamStatusError(
+                    self.name, response.status_code, f"{method} {path}: HTTP {response.status_code}"
+                )
                 if not err.retryable:
                     # A 4xx is about our request, not the upstream's health: no breaker verdict.
                     verdict = True
@@ -212,8 +234,14 @@ class UpstreamClient:
             try:
                 data = orjson.loads(response.content)
             except orjson.JSONDecodeError as exc:
-                log.error("upstream %s: malformed JSON from %s %s (%d bytes): %s",
-                          self.name, method, path, len(response.content), exc)
+                log.error(
+                    "upstream %s: malformed JSON from %s %s (%d bytes): %s",
+                    self.name,
+                    method,
+                    path,
+                    len(response.content),
+                    exc,
+                )
                 raise UpstreamPayloadError(self.name, f"{method} {path}: malformed JSON") from None
         except UpstreamError:
             if not verdict:
@@ -229,9 +257,13 @@ class UpstreamClient:
 
     def snapshot(self) -> dict[str, Any]:
         """Breaker state and counters, for ``/readyz``."""
-        return {**self.breaker.snapshot(), "url": self.config.base_url,
-                "calls": self.stats.calls, "attempts": self.stats.attempts,
-                "failures": self.stats.failures}
+        return {
+            **self.breaker.snapshot(),
+            "url": self.config.base_url,
+            "calls": self.stats.calls,
+            "attempts": self.stats.attempts,
+            "failures": self.stats.failures,
+        }
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -108,7 +108,9 @@ def create_upstream_app(
         stats["queries"].append(f"{kind}?{request.url.query}")
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
-        if faults.status is not None and (faults.fail_next == 0 or faults.failed < faults.fail_next):
+        if faults.status is not None and (
+            faults.fail_next == 0 or faults.failed < faults.fail_next
+        ):
             faults.failed += 1
             return _json({"error": "injected"}, int(faults.status))
         if faults.malformed:
@@ -134,12 +136,14 @@ def create_upstream_app(
             doc = {kind: [out_row(rows[k]) for _, k in page], "next_cursor": nxt}
         body = orjson.dumps(doc)
         if faults.stall:
+
             async def stalled() -> AsyncIterator[bytes]:
                 yield body[: len(body) // 2]
                 await asyncio.sleep(3600)
 
-            return StreamingResponse(stalled(), media_type="application/json",
-                                     headers={"content-length": str(len(body))})
+            return StreamingResponse(
+                stalled(), media_type="application/json", headers={"content-length": str(len(body))}
+            )
         return Response(body, media_type="application/json")
 
     async def get_stats(request: Request) -> Response:
@@ -160,12 +164,14 @@ def create_upstream_app(
                 data[kind][str(row["id"])] = row
         return _json({"ok": True})
 
-    return Starlette(routes=[
-        Route("/_stats", get_stats, methods=["GET"]),
-        Route("/_faults", set_faults, methods=["POST"]),
-        Route("/_data", put_data, methods=["POST"]),
-        Route("/{kind}", listing, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/_stats", get_stats, methods=["GET"]),
+            Route("/_faults", set_faults, methods=["POST"]),
+            Route("/_data", put_data, methods=["POST"]),
+            Route("/{kind}", listing, methods=["GET"]),
+        ]
+    )
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -187,8 +193,19 @@ def app_from_dir(world: Path, rename: dict[str, str] | None = None) -> Starlette
 @contextlib.contextmanager
 def upstream_process(world: Path, port: int, host: str = "127.0.0.1") -> Iterator[str]:
     """Run this service in a child process serving ``world``; yields its base URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.upstream_demo", "--dir", str(world),
-                             "--host", host, "--port", str(port)])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.upstream_demo",
+            "--dir",
+            str(world),
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ]
+    )
     url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -216,8 +233,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rename", default="", help="TAILOR=WIRE,... field names on the wire")
     args = parser.parse_args(argv)
     rename = dict(p.split("=", 1) for p in args.rename.split(",") if "=" in p)
-    uvicorn.run(app_from_dir(args.dir, rename), host=args.host, port=args.port,
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        app_from_dir(args.dir, rename),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -108,10 +108,10 @@ class RecordSource(Generic[R]):
         self.stats = SourceStats()
 
     # ------------------------------------------------------------------ by ids
-    async def fetch(self, ids: Sequence[str]) -> list[R | None | BaseException]:
+    async def fetch(self, ids: Sequence[str]) -> list[R | BaseException | None]:
         """One entry per id, in order: the record, None (unknown upstream) or the error."""
         now = self._clock()
-        answers: dict[str, R | None | BaseException] = {}
+        answers: dict[str, R | BaseException | None] = {}
         missing: list[str] = []
         for i in dict.fromkeys(ids):
             entry = self.cache.get(i)
@@ -126,24 +126,24 @@ class RecordSource(Generic[R]):
             answers.update(got)
         return [answers[i] for i in ids]
 
-    async def _chunk(self, ids: list[str]) -> dict[str, R | None | BaseException]:
+    async def _chunk(self, ids: list[str]) -> dict[str, R | BaseException | None]:
         key = tuple(sorted(ids))
         try:
             got = await self._flights.do(key, lambda: self._load(key))
         except UpstreamError as exc:
             return self._stale_or(ids, exc)
-        out: dict[str, R | None | BaseException] = {}
+        out: dict[str, R | BaseException | None] = {}
         for i in ids:
             value = got.get(i)
             out[i] = self._stale_or([i], value)[i] if isinstance(value, UpstreamError) else value
         return out
 
-    async def _load(self, ids: tuple[str, ...]) -> dict[str, R | None | UpstreamError]:
+    async def _load(self, ids: tuple[str, ...]) -> dict[str, R | UpstreamError | None]:
         self.stats.fetched += len(ids)
         doc = await self.client.get_json(f"/{self.kind}", {"ids": ",".join(ids)})
         rows = self._rows(doc)
         now = self._clock()
-        found: dict[str, R | None | UpstreamError] = dict.fromkeys(ids)
+        found: dict[str, R | UpstreamError | None] = dict.fromkeys(ids)
         wanted = set(ids)
         for n, row in enumerate(rows):
             raw_id = row.get(self._source_name("id")) if isinstance(row, dict) else None
@@ -158,16 +158,23 @@ class RecordSource(Generic[R]):
                 found[rid] = record
                 self.cache.set(rid, _Entry(record, now), tags=[self.tag(rid)])
             else:
-                log.warning("upstream %s: GET /%s answered id %r that was not asked (row %d)",
-                            self.name, self.kind, rid, n)
+                log.warning(
+                    "upstream %s: GET /%s answered id %r that was not asked (row %d)",
+                    self.name,
+                    self.kind,
+                    rid,
+                    n,
+                )
         for i, value in found.items():
             if value is None:  # remember "unknown upstream" too: the local store answers
                 self.cache.set(i, _Entry(None, now), tags=[self.tag(i)])
         return found
 
-    def _stale_or(self, ids: Sequence[str], exc: UpstreamError) -> dict[str, R | None | BaseException]:
+    def _stale_or(
+        self, ids: Sequence[str], exc: UpstreamError
+    ) -> dict[str, R | BaseException | None]:
         now = self._clock()
-        out: dict[str, R | None | BaseException] = {}
+        out: dict[str, R | BaseException | None] = {}
         for i in ids:
             entry = self.cache.get(i)
             if entry is not None and now - entry.fetched_at < self.ttl_s + self.stale_s:
@@ -177,12 +184,18 @@ class RecordSource(Generic[R]):
                 out[i] = exc
                 self.stats.failed += 1
         stale = sum(1 for v in out.values() if not isinstance(v, BaseException))
-        log.warning("upstream %s: %s; %d of %d ids served stale, %d unavailable", self.name, exc,
-                    stale, len(ids), len(ids) - stale)
+        log.warning(
+            "upstream %s: %s; %d of %d ids served stale, %d unavailable",
+            self.name,
+            exc,
+            stale,
+            len(ids),
+            len(ids) - stale,
+        )
         return out
 
     # ------------------------------------------------------------------ listing (sync)
-    async def page(self, updated_since: float | None, cursor: str | None, limit: int) -> Page:
+    async def page(self, updated_since: float | None, cursor: str | None, limit: int) -> Page[R]:
         """One page of the incremental listing; rows failing validation are reported, not raised."""
         params = {"limit": str(limit)}
         if updated_since is not None:
@@ -195,7 +208,7 @@ class RecordSource(Generic[R]):
         if nxt is not None and not isinstance(nxt, str):
             raise self._malformed("`next_cursor` must be a string or null")
         now = self._clock()
-        records: list[object] = []
+        records: list[R] = []
         rejected: list[tuple[str, str]] = []
         for n, row in enumerate(rows):
             try:
@@ -243,23 +256,34 @@ class RecordSource(Generic[R]):
     def _record(self, row: Any, now: float) -> R:
         if not isinstance(row, dict):
             raise self._malformed(f"a row is a {type(row).__name__}, not an object")
-        mapped = {self._map.get(k, k): v for k, v in row.items()}
+        mapped = {self._map.get(str(k), str(k)): v for k, v in row.items()}
         try:
             return self._validate(mapped, now)
         except fields.FieldError as exc:
             self.stats.rejected_rows += 1
-            log.error("upstream %s: invalid row in GET /%s (id %r): field %r: %s", self.name,
-                      self.kind, mapped.get("id"), exc.field, exc.reason)
+            log.error(
+                "upstream %s: invalid row in GET /%s (id %r): field %r: %s",
+                self.name,
+                self.kind,
+                mapped.get("id"),
+                exc.field,
+                exc.reason,
+            )
             raise UpstreamPayloadError(
-                self.name, f"invalid {self.kind[:-1]} {mapped.get('id')!r}: {exc.field}: {exc.reason}"
+                self.name,
+                f"invalid {self.kind[:-1]} {mapped.get('id')!r}: {exc.field}: {exc.reason}",
             ) from None
 
 
-def catalog_source(client: UpstreamClient, *, clock: Callable[[], float] = time.time) -> RecordSource[ItemRecord]:
+def catalog_source(
+    client: UpstreamClient, *, clock: Callable[[], float] = time.time
+) -> RecordSource[ItemRecord]:
     return RecordSource(client, "items", _item_row, lambda r: r.id, clock=clock)
 
 
-def crm_source(client: UpstreamClient, *, clock: Callable[[], float] = time.time) -> RecordSource[UserRecord]:
+def crm_source(
+    client: UpstreamClient, *, clock: Callable[[], float] = time.time
+) -> RecordSource[UserRecord]:
     return RecordSource(client, "users", _user_row, lambda r: r.id, clock=clock)
 
 

@@ -70,9 +70,11 @@ class SyncSummary:
 
     def summary(self) -> str:
         start = "from the start" if self.since is None else f"updated since {self.since:.0f}"
-        line = (f"sync {self.kind}: {self.pages} pages, {self.written} written, "
-                f"{len(self.rejected)} rejected ({start}{', resumed' if self.resumed else ''}) "
-                f"in {self.seconds:.1f}s")
+        line = (
+            f"sync {self.kind}: {self.pages} pages, {self.written} written, "
+            f"{len(self.rejected)} rejected ({start}{', resumed' if self.resumed else ''}) "
+            f"in {self.seconds:.1f}s"
+        )
         if self.error:
             line += f"; stopped: {self.error} (run it again to resume from the saved cursor)"
         return line
@@ -134,8 +136,9 @@ def _write(store: Any, kind: str, records: list[Any]) -> int:
     for u in records:
         local = store.get_user(u.id)
         if local is not None:
-            u = UserRecord(u.id, u.traits, local.consent_personalization,
-                           local.consent_tracking, u.updated_at)
+            u = UserRecord(
+                u.id, u.traits, local.consent_personalization, local.consent_tracking, u.updated_at
+            )
         users.append(u)
     return int(store.upsert_users(users))
 
@@ -183,8 +186,13 @@ def run_sync(
 
     async def run() -> SyncSummary:
         try:
-            return await sync_records(source, services.store, page_size=settings.upstream_sync_page_size,
-                                      progress=progress, full=full)
+            return await sync_records(
+                source,
+                services.store,
+                page_size=settings.upstream_sync_page_size,
+                progress=progress,
+                full=full,
+            )
         finally:
             await ups.aclose()
 

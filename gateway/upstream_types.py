@@ -20,6 +20,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+R = TypeVar("R")
 
 
 class UpstreamError(Exception):
@@ -98,9 +101,9 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
+class Page(Generic[R]):
     """One page of an upstream listing: validated records, rejected rows, the next cursor."""
 
-    records: list[object]
+    records: list[R]
     rejected: list[tuple[str, str]]  # (row id or "#index", reason)
     next_cursor: str | None

@@ -124,7 +124,7 @@ class RecordSource(Protocol[T_co]):
     Found in ``services.extras``: ``"item_source"`` (ItemRecord), ``"traits_source"`` (dict).
     """
 
-    async def fetch(self, ids: list[str]) -> Sequence[T_co | None | BaseException]: ...
+    async def fetch(self, ids: list[str]) -> Sequence[T_co | BaseException | None]: ...
 
 
 class UpstreamUnavailable(TailorGraphQLError):

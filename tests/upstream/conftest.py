@@ -40,8 +40,12 @@ def upstream_items(n: int, prefix: str = "u") -> list[dict[str, Any]]:
 
 def upstream_users(n: int) -> list[dict[str, Any]]:
     return [
-        {"id": f"c{k}", "traits": {"tier": "gold" if k % 2 else "silver"},
-         "email": f"c{k}@example.com", "updated_at": BASE_TS + k}
+        {
+            "id": f"c{k}",
+            "traits": {"tier": "gold" if k % 2 else "silver"},
+            "email": f"c{k}@example.com",
+            "updated_at": BASE_TS + k,
+        }
         for k in range(1, n + 1)
     ]
 
@@ -73,8 +77,12 @@ class UpstreamProcess:
 @pytest.fixture(scope="session")
 def upstream_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     world = tmp_path_factory.mktemp("upstream-world")
-    (world / "items.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in upstream_items(250)))
-    (world / "users.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in upstream_users(20)))
+    (world / "items.jsonl").write_bytes(
+        b"".join(orjson.dumps(r) + b"\n" for r in upstream_items(250))
+    )
+    (world / "users.jsonl").write_bytes(
+        b"".join(orjson.dumps(r) + b"\n" for r in upstream_users(20))
+    )
     return world
 
 
@@ -83,9 +91,17 @@ def upstream_process(upstream_world: Path) -> Iterator[UpstreamProcess]:
     """One real upstream service process for the session (faults are reset per test)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.upstream_demo", "--dir", str(upstream_world),
-         "--port", str(port)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [
+            sys.executable,
+            "-m",
+            "gateway.upstream_demo",
+            "--dir",
+            str(upstream_world),
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -130,11 +146,21 @@ FAST = dict(
 
 
 async def open_gateway(
-    tmp_path: Path, clock: FakeClock, *, transport: httpx.AsyncBaseTransport | None = None,
+    tmp_path: Path,
+    clock: FakeClock,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
     **settings: Any,
 ) -> AsyncIterator[Gateway]:
-    app = create_app(data_dir=tmp_path / "var", jwt_secret=SECRET, encoder="hashing", clock=clock,
-                     edge_cache=False, upstream_transport=transport, **{**FAST, **settings})
+    app = create_app(
+        data_dir=tmp_path / "var",
+        jwt_secret=SECRET,
+        encoder="hashing",
+        clock=clock,
+        edge_cache=False,
+        upstream_transport=transport,
+        **{**FAST, **settings},
+    )
     async with app.router.lifespan_context(app):
         asgi = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=asgi, base_url="http://tailor.test") as client:

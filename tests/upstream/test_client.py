@@ -24,17 +24,28 @@ from tests.conftest import FakeClock
 
 
 def make_client(
-    handler: object, clock: FakeClock | None = None, sleeps: list[float] | None = None, **cfg: object
+    handler: object,
+    clock: FakeClock | None = None,
+    sleeps: list[float] | None = None,
+    **cfg: object,
 ) -> UpstreamClient:
-    config = UpstreamConfig("catalog", "http://up.test", **{"retries": 3, "backoff_base_s": 0.1,
-                                                             "backoff_max_s": 0.3, **cfg})  # type: ignore[arg-type]
+    config = UpstreamConfig(
+        "catalog",
+        "http://up.test",
+        **{"retries": 3, "backoff_base_s": 0.1, "backoff_max_s": 0.3, **cfg},
+    )  # type: ignore[arg-type]
 
     async def sleep(s: float) -> None:
         if sleeps is not None:
             sleeps.append(s)
 
-    return UpstreamClient(config, transport=httpx.MockTransport(handler),  # type: ignore[arg-type]
-                          clock=clock or FakeClock(), sleep=sleep, rng=lambda: 1.0)
+    return UpstreamClient(
+        config,
+        transport=httpx.MockTransport(handler),  # type: ignore[arg-type]
+        clock=clock or FakeClock(),
+        sleep=sleep,
+        rng=lambda: 1.0,
+    )
 
 
 async def test_get_retries_5xx_with_exponential_backoff_then_succeeds() -> None:
@@ -131,9 +142,12 @@ async def test_request_deadline_bounds_the_call_and_its_retries() -> None:
         await asyncio.sleep(5)
         return httpx.Response(200, json={})
 
-    client = UpstreamClient(UpstreamConfig("catalog", "http://up.test", total_timeout_s=10,
-                                           retries=5, read_timeout_s=10),
-                            transport=httpx.MockTransport(slow))
+    client = UpstreamClient(
+        UpstreamConfig(
+            "catalog", "http://up.test", total_timeout_s=10, retries=5, read_timeout_s=10
+        ),
+        transport=httpx.MockTransport(slow),
+    )
     assert remaining_deadline() is None
     started = time.monotonic()
     with upstream_deadline(0.2):
@@ -165,18 +179,24 @@ async def test_spent_deadline_fails_without_sending() -> None:
     await client.aclose()
 
 
-async def test_malformed_json_is_a_logged_failure_and_not_retried(caplog: pytest.LogCaptureFixture) -> None:
+async def test_malformed_json_is_a_logged_failure_and_not_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     sent = 0
 
     def handler(request: httpx.Request) -> httpx.Response:
         nonlocal sent
         sent += 1
-        return httpx.Response(200, content=b'{"items": [', headers={"content-type": "application/json"})
+        return httpx.Response(
+            200, content=b'{"items": [', headers={"content-type": "application/json"}
+        )
 
     client = make_client(handler)
-    with caplog.at_level(logging.ERROR, logger="tailor.upstream"):
-        with pytest.raises(UpstreamPayloadError):
-            await client.get_json("/items")
+    with (
+        caplog.at_level(logging.ERROR, logger="tailor.upstream"),
+        pytest.raises(UpstreamPayloadError),
+    ):
+        await client.get_json("/items")
     assert sent == 1
     assert "malformed JSON from GET /items" in caplog.text
     assert client.breaker.snapshot()["failures"] == 1

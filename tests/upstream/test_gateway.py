@@ -45,9 +45,13 @@ def up() -> Upstream:
 
 @pytest.fixture
 async def gw(tmp_path: Path, clock: FakeClock, up: Upstream) -> AsyncIterator[Gateway]:
-    async for g in open_gateway(tmp_path, clock, transport=httpx.MockTransport(up),
-                                upstream_catalog_url="http://catalog.test",
-                                upstream_crm_url="http://crm.test"):
+    async for g in open_gateway(
+        tmp_path,
+        clock,
+        transport=httpx.MockTransport(up),
+        upstream_catalog_url="http://catalog.test",
+        upstream_crm_url="http://crm.test",
+    ):
         # Local rows: i1..i5 exist only here; u1 has a stale local copy.
         local = [validate_item(r, clock()) for r in item_rows(5)]
         local.append(validate_item({"id": "u1", "title": "Local copy of u1"}, clock()))
@@ -90,7 +94,9 @@ async def test_failed_upstream_nulls_only_the_affected_fields(gw: Gateway, up: U
     assert up.count("catalog.test") == 1 + 3  # the warm-up, then one call and two retries
 
 
-async def test_traits_from_the_crm_with_pii_hashed_and_fail_alone(gw: Gateway, up: Upstream) -> None:
+async def test_traits_from_the_crm_with_pii_hashed_and_fail_alone(
+    gw: Gateway, up: Upstream
+) -> None:
     query = '{ user(id: "c1") { id traits } }'
     gw.services.merge_traits("c1", {"local": True})
     body = (await gw.gql(query, user="admin", scopes=("admin",))).json()
@@ -123,7 +129,7 @@ async def test_readyz_reports_breaker_state(gw: Gateway, up: Upstream) -> None:
     assert r.json()["upstreams"]["catalog"]["state"] == "closed"
     up.down = {"catalog.test"}
     for k in range(3):  # 3 retries each; the breaker opens after 3 consecutive failures
-        await gw.gql('query($id: ID!) { item(id: $id) { id } }', {"id": f"u{10 + k}"})
+        await gw.gql("query($id: ID!) { item(id: $id) { id } }", {"id": f"u{10 + k}"})
     r = await gw.client.get("/readyz")
     assert r.status_code == 200  # degraded fields, not an unready instance
     assert r.json()["upstreams"]["catalog"]["state"] == "open"
@@ -148,10 +154,15 @@ async def test_request_deadline_reaches_upstream_calls(tmp_path: Path, clock: Fa
         await asyncio.sleep(3)
         return httpx.Response(200, json={"items": []})
 
-    async for g in open_gateway(tmp_path, clock, transport=httpx.MockTransport(slow),
-                                upstream_catalog_url="http://catalog.test",
-                                upstream_total_timeout_s=30, upstream_read_timeout_s=30,
-                                request_timeout_s=0.3):
+    async for g in open_gateway(
+        tmp_path,
+        clock,
+        transport=httpx.MockTransport(slow),
+        upstream_catalog_url="http://catalog.test",
+        upstream_total_timeout_s=30,
+        upstream_read_timeout_s=30,
+        request_timeout_s=0.3,
+    ):
         started = time.monotonic()
         r = await g.gql('{ item(id: "u1") { id } trending { score } }')
         elapsed = time.monotonic() - started

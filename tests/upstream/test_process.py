@@ -18,13 +18,14 @@ from tests.conftest import FakeClock, Gateway
 from tests.upstream.conftest import BASE_TS, UpstreamProcess, free_port, open_gateway
 
 ITEMS = "query($ids: [ID!]!) { items(ids: $ids) { id title } }"
-ONE = 'query($id: ID!) { item(id: $id) { id title } }'
+ONE = "query($id: ID!) { item(id: $id) { id title } }"
 
 
 @pytest.fixture
 async def gw(tmp_path: Path, clock: FakeClock, upstream: UpstreamProcess) -> AsyncIterator[Gateway]:
-    async for g in open_gateway(tmp_path, clock, upstream_catalog_url=upstream.url,
-                                upstream_crm_url=upstream.url):
+    async for g in open_gateway(
+        tmp_path, clock, upstream_catalog_url=upstream.url, upstream_crm_url=upstream.url
+    ):
         yield g
 
 
@@ -32,7 +33,9 @@ def code(body: dict[str, Any]) -> str:
     return str(body["errors"][0]["extensions"]["code"])
 
 
-async def test_100_items_are_one_request_over_real_http(gw: Gateway, upstream: UpstreamProcess) -> None:
+async def test_100_items_are_one_request_over_real_http(
+    gw: Gateway, upstream: UpstreamProcess
+) -> None:
     ids = [f"u{k}" for k in range(1, 101)]
     body = (await gw.gql(ITEMS, {"ids": ids})).json()
     assert [it["id"] for it in body["data"]["items"]] == ids
@@ -51,8 +54,9 @@ async def test_added_latency_within_timeouts_is_fine_beyond_is_unavailable(
     assert body["data"]["item"] is None and code(body) == "UPSTREAM_UNAVAILABLE"
 
 
-async def test_500s_are_retried_then_served_stale(gw: Gateway, upstream: UpstreamProcess,
-                                                 clock: FakeClock) -> None:
+async def test_500s_are_retried_then_served_stale(
+    gw: Gateway, upstream: UpstreamProcess, clock: FakeClock
+) -> None:
     upstream.faults(status=500, fail_next=2)
     body = (await gw.gql(ONE, {"id": "u3"})).json()
     assert body["data"]["item"]["title"] == "Upstream item 3"
@@ -77,7 +81,9 @@ async def test_connection_refused_opens_the_breaker(tmp_path: Path, clock: FakeC
         attempts = ready["upstreams"]["catalog"]["attempts"]
         body = (await g.gql(ONE, {"id": "u2"})).json()
         assert code(body) == "UPSTREAM_UNAVAILABLE"
-        assert (await g.client.get("/readyz")).json()["upstreams"]["catalog"]["attempts"] == attempts
+        assert (await g.client.get("/readyz")).json()["upstreams"]["catalog"][
+            "attempts"
+        ] == attempts
 
 
 async def test_malformed_json_is_logged_and_never_reaches_the_client(
@@ -91,8 +97,9 @@ async def test_malformed_json_is_logged_and_never_reaches_the_client(
     assert upstream.stats()["requests"] == 1  # a payload error is not retried
 
 
-async def test_invalid_rows_fail_only_their_item(gw: Gateway, upstream: UpstreamProcess,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+async def test_invalid_rows_fail_only_their_item(
+    gw: Gateway, upstream: UpstreamProcess, caplog: pytest.LogCaptureFixture
+) -> None:
     upstream.faults(bad_rows=["u7"])
     with caplog.at_level(logging.ERROR, logger="tailor.upstream"):
         body = (await gw.gql('{ a: item(id: "u6") { title } b: item(id: "u7") { title } }')).json()
@@ -110,7 +117,9 @@ async def test_a_body_that_stalls_halfway_times_out(gw: Gateway, upstream: Upstr
 
 
 def test_sync_resumes_after_a_failure_and_then_pulls_only_changes(
-    tmp_path: Path, upstream: UpstreamProcess, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    upstream: UpstreamProcess,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("TAILOR_UPSTREAM_CATALOG_URL", upstream.url)
@@ -145,7 +154,9 @@ def test_sync_resumes_after_a_failure_and_then_pulls_only_changes(
 
 
 def test_sync_users_keeps_local_consent_and_hashes_pii(
-    tmp_path: Path, upstream: UpstreamProcess, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    upstream: UpstreamProcess,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from storage.types import UserRecord
 

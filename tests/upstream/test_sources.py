@@ -36,17 +36,21 @@ class Catalog:
         if self.fail:
             return httpx.Response(503)
         ids = request.url.params["ids"].split(",")
-        return httpx.Response(200, json={self.kind: [self.transform(self.rows[i]) for i in ids
-                                                     if i in self.rows]})
+        return httpx.Response(
+            200, json={self.kind: [self.transform(self.rows[i]) for i in ids if i in self.rows]}
+        )
 
 
 def rows(n: int) -> dict[str, dict[str, Any]]:
-    return {f"u{k}": {"id": f"u{k}", "title": f"Up {k}", "price": float(k)} for k in range(1, n + 1)}
+    return {
+        f"u{k}": {"id": f"u{k}", "title": f"Up {k}", "price": float(k)} for k in range(1, n + 1)
+    }
 
 
 def source(handler: Catalog, clock: FakeClock, **cfg: Any) -> Any:
-    config = UpstreamConfig("catalog", "http://up.test", retries=0, cache_ttl_s=60,
-                            stale_if_error_s=600, **cfg)
+    config = UpstreamConfig(
+        "catalog", "http://up.test", retries=0, cache_ttl_s=60, stale_if_error_s=600, **cfg
+    )
     client = UpstreamClient(config, transport=httpx.MockTransport(handler), clock=clock)
     make = crm_source if handler.kind == "users" else catalog_source
     return make(client, clock=clock)
@@ -78,8 +82,9 @@ async def test_identical_in_flight_requests_are_shared() -> None:
     up = Catalog(rows(10))
     up.delay = 0.05
     src = source(up, FakeClock())
-    a, b, c = await asyncio.gather(src.fetch(["u1", "u2"]), src.fetch(["u2", "u1"]),
-                                   src.fetch(["u1", "u2"]))
+    a, b, _ = await asyncio.gather(
+        src.fetch(["u1", "u2"]), src.fetch(["u2", "u1"]), src.fetch(["u1", "u2"])
+    )
     assert len(up.requests) == 1
     assert [r.id for r in a] == ["u1", "u2"] and [r.id for r in b] == ["u2", "u1"]
 
@@ -109,23 +114,37 @@ async def test_serve_stale_inside_the_window_then_fail(caplog: pytest.LogCapture
     assert (await src.fetch(["u1"]))[0].title == "Up 1"
 
 
-async def test_field_map_and_invalid_rows_fail_only_their_id(caplog: pytest.LogCaptureFixture) -> None:
-    up = Catalog({
-        "s1": {"sku": "s1", "name": "Boot", "cost": 10, "warehouse": "x"},
-        "s2": {"sku": "s2", "name": "Bag", "cost": "ten"},
-    })
-    config = UpstreamConfig("catalog", "http://up.test", retries=0,
-                            field_map=parse_field_map(["sku=id", "name=title", "cost=price"]))
+async def test_field_map_and_invalid_rows_fail_only_their_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    up = Catalog(
+        {
+            "s1": {"sku": "s1", "name": "Boot", "cost": 10, "warehouse": "x"},
+            "s2": {"sku": "s2", "name": "Bag", "cost": "ten"},
+        }
+    )
+    config = UpstreamConfig(
+        "catalog",
+        "http://up.test",
+        retries=0,
+        field_map=parse_field_map(["sku=id", "name=title", "cost=price"]),
+    )
     client = UpstreamClient(config, transport=httpx.MockTransport(up))
     src = catalog_source(client)
     with caplog.at_level(logging.ERROR, logger="tailor.upstream"):
         good, bad = await src.fetch(["s1", "s2"])
-    assert isinstance(good, ItemRecord) and (good.id, good.title, good.price) == ("s1", "Boot", 10.0)
+    assert isinstance(good, ItemRecord) and (good.id, good.title, good.price) == (
+        "s1",
+        "Boot",
+        10.0,
+    )
     assert isinstance(bad, UpstreamPayloadError)
     assert "invalid row in GET /items (id 's2'): field 'price'" in caplog.text
 
 
-async def test_a_payload_of_the_wrong_shape_fails_the_call(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_payload_of_the_wrong_shape_fails_the_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     up = Catalog(rows(2))
     up.transform = lambda r: r
     src = source(up, FakeClock())
@@ -151,8 +170,17 @@ async def test_purge_by_tag_and_invalidate_drop_cached_answers() -> None:
 
 
 async def test_crm_rows_become_users_with_extra_columns_as_traits() -> None:
-    up = Catalog({"c1": {"id": "c1", "traits": {"tier": "gold"}, "city": "Oslo",
-                         "updated_at": "2024-01-01T00:00:00Z"}}, kind="users")
+    up = Catalog(
+        {
+            "c1": {
+                "id": "c1",
+                "traits": {"tier": "gold"},
+                "city": "Oslo",
+                "updated_at": "2024-01-01T00:00:00Z",
+            }
+        },
+        kind="users",
+    )
     src = source(up, FakeClock())
     (user,) = await src.fetch(["c1"])
     assert isinstance(user, UserRecord)
