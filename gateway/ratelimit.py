@@ -26,6 +26,7 @@ from cachetools import LRUCache
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import ALGORITHM
+from resolvers.context import ADMIN_SCOPES as PRIVILEGED
 
 log = logging.getLogger("tailor.ratelimit")
 
@@ -73,7 +74,11 @@ class TokenBuckets:
 
 
 class ClientKey:
-    """Who a request counts against: ``sub:<subject>`` for a valid bearer token, else ``ip:<ip>``."""
+    """Who a request counts against: ``sub:<subject>`` for a valid bearer token, else ``ip:<ip>``.
+
+    ``None`` for a token with the admin or service scope: trusted server-to-server callers (bulk
+    event imports, edge workers) are not rate limited; the concurrency limit still applies.
+    """
 
     def __init__(
         self,
@@ -88,7 +93,7 @@ class ClientKey:
         # token -> (subject, exp): verifying a signature per request is the costly part.
         self._verified: LRUCache[bytes, tuple[str, float]] = LRUCache(10_000)
 
-    def __call__(self, scope: Scope) -> str:
+    def __call__(self, scope: Scope) -> str | None:
         auth = forwarded = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -97,6 +102,8 @@ class ClientKey:
                 forwarded = value
         if auth and auth[:7].lower() == b"bearer ":
             sub = self._subject(auth[7:].strip())
+            if sub == "":
+                return None
             if sub is not None:
                 return f"sub:{sub}"
         if forwarded and self.trust_forwarded_for:
@@ -105,6 +112,7 @@ class ClientKey:
         return f"ip:{client[0] if client else 'unknown'}"
 
     def _subject(self, token: bytes) -> str | None:
+        """The verified subject, ``""`` for a privileged token, None when not valid."""
         hit = self._verified.get(token)
         if hit is not None and hit[1] > time.time():
             return hit[0]
@@ -120,8 +128,12 @@ class ClientKey:
         except jwt.InvalidTokenError:
             return None
         sub = claims.get("sub")
-        if not isinstance(sub, str):
+        if not isinstance(sub, str) or not sub:
             return None
+        raw = claims.get("scope", claims.get("scopes", ""))
+        scopes = raw.split() if isinstance(raw, str) else [str(x) for x in raw or []]
+        if PRIVILEGED & set(scopes):
+            sub = ""
         self._verified[token] = (sub, float(claims["exp"]))
         return sub
 
@@ -134,7 +146,7 @@ class RequestGuard:
         app: ASGIApp,
         *,
         config: GuardConfig,
-        client_key: Callable[[Scope], str],
+        client_key: Callable[[Scope], str | None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
@@ -152,8 +164,9 @@ class RequestGuard:
         if scope["type"] != "http" or scope.get("path") in cfg.exempt:
             await self.app(scope, receive, send)
             return
-        if self.buckets is not None:
-            wait = self.buckets.take(self.client_key(scope))
+        key = self.client_key(scope) if self.buckets is not None else None
+        if key is not None and self.buckets is not None:
+            wait = self.buckets.take(key)
             if wait > 0:
                 await send_problem(
                     send,

@@ -20,6 +20,7 @@ import contextvars
 import hashlib
 import hmac
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,14 +114,17 @@ class PrivacyService:
         # Consent is read once per tracked event; a short TTL bounds how long a consent change
         # made by another process (a CLI import) takes to apply. Changes made here apply at once.
         self._consent: TTLCache[str, Consent] = TTLCache(maxsize=50_000, ttl=5.0)
+        self._consent_lock = threading.Lock()  # erasure touches it from a worker thread
 
     # ------------------------------------------------------------------ consent
     def consent(self, user_id: str) -> Consent:
-        hit = self._consent.get(user_id)
+        with self._consent_lock:
+            hit = self._consent.get(user_id)
         if hit is None:
             rec = self.store.get_user(user_id)
             hit = Consent(rec.consent_personalization, rec.consent_tracking) if rec else Consent()
-            self._consent[user_id] = hit
+            with self._consent_lock:
+                self._consent[user_id] = hit
         return hit
 
     def set_consent(
@@ -144,7 +148,8 @@ class PrivacyService:
                 )
             ]
         )
-        self._consent[user_id] = new
+        with self._consent_lock:
+            self._consent[user_id] = new
         return new
 
     def personalization_allowed(self, user_id: str | None) -> bool:
@@ -217,7 +222,8 @@ class PrivacyService:
             counts = {f"store.{t}": n for t, n in erase_subject(self.store, user_id).items()}
             if self._forget_state is not None:
                 self._forget_state(keys)
-        self._consent.pop(user_id, None)
+        with self._consent_lock:
+            self._consent.pop(user_id, None)
         return counts, keys
 
     def run_erasers(

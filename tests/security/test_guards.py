@@ -72,6 +72,9 @@ async def test_rate_limit_is_per_client_with_retry_after(tmp_path: Path) -> None
         assert (await gw.gql(ME, headers=forged)).status_code == 429
         # health checks are never limited
         assert (await gw.client.get("/healthz")).status_code == 200
+        # trusted server-to-server callers (service/admin scope) are not rate limited
+        for _ in range(5):
+            assert (await gw.gql(ME, user="importer", scopes=("service",))).status_code == 200
 
 
 async def test_concurrency_limit_answers_503_with_retry_after() -> None:
