@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,12 @@ WEIGHTS_FILE = "weights.json"
 log = logging.getLogger("tailor.models")
 
 
-def encoder_factory(settings: Settings):  # type: ignore[no-untyped-def]
+def encoder_factory(settings: Settings) -> Callable[[], Encoder]:
     """A zero-argument factory (the model loads lazily, off the request path)."""
     if settings.encoder not in ("minilm", "hashing"):
-        raise SettingsError(f"setting 'encoder' must be 'minilm' or 'hashing', got {settings.encoder!r}")
+        raise SettingsError(
+            f"setting 'encoder' must be 'minilm' or 'hashing', got {settings.encoder!r}"
+        )
 
     def make() -> Encoder:
         if settings.encoder == "hashing":
@@ -117,7 +120,11 @@ async def poll_models(services: Services, settings: Settings) -> None:
 def _versions(root: Path) -> list[str]:
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file())
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file()
+    )
 
 
 def cf_config(settings: Settings, kind: str | None = None) -> CFConfig:
@@ -150,7 +157,9 @@ def interaction_matrix(services: Services) -> InteractionMatrix:
     return InteractionMatrix.from_rows(rows)
 
 
-def train_cf(services: Services, settings: Settings, *, kind: str | None = None) -> tuple[str, dict[str, Any]]:
+def train_cf(
+    services: Services, settings: Settings, *, kind: str | None = None
+) -> tuple[str, dict[str, Any]]:
     """Fit a CF model on the interaction log, write it as a new version and swap it in."""
     started = time.time()
     config = cf_config(settings, kind)
@@ -163,18 +172,32 @@ def train_cf(services: Services, settings: Settings, *, kind: str | None = None)
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     tmp = root / f".tmp-{version}"
     model.save(tmp)
-    (tmp / "trained.json").write_text(json.dumps({
-        "version": version, "kind": model.kind, "users": matrix.n_users, "items": matrix.n_items,
-        "interactions": int(matrix.matrix.nnz), "trained_at": datetime.now(UTC).isoformat(),
-        "seconds": round(time.time() - started, 2),
-    }, indent=2))
+    (tmp / "trained.json").write_text(
+        json.dumps(
+            {
+                "version": version,
+                "kind": model.kind,
+                "users": matrix.n_users,
+                "items": matrix.n_items,
+                "interactions": int(matrix.matrix.nnz),
+                "trained_at": datetime.now(UTC).isoformat(),
+                "seconds": round(time.time() - started, 2),
+            },
+            indent=2,
+        )
+    )
     os.replace(tmp, root / version)
     for old in _versions(root)[:-3]:
         shutil.rmtree(root / old, ignore_errors=True)
     services.recommender.cf.swap(model, version)
     info = json.loads((root / version / "trained.json").read_text())
-    log.info("trained %s CF model %s on %d interactions in %.1fs", model.kind, version,
-             info["interactions"], info["seconds"])
+    log.info(
+        "trained %s CF model %s on %d interactions in %.1fs",
+        model.kind,
+        version,
+        info["interactions"],
+        info["seconds"],
+    )
     return version, info
 
 
@@ -211,7 +234,9 @@ def save_tuned_weights(
     """
     version = version or latest_cf_version(settings)
     if version is None:
-        raise RecommendError("no CF model version to attach weights to: run `tailor train cf` first")
+        raise RecommendError(
+            "no CF model version to attach weights to: run `tailor train cf` first"
+        )
     root = settings.data_dir / "models" / "cf" / version
     if not (root / "manifest.json").is_file():
         raise RecommendError(f"no CF model version {version!r}")
@@ -221,7 +246,9 @@ def save_tuned_weights(
     complete = {name: round(w * scale, 6) for name, w in configured.items()}
     complete.update(weights)
     tmp = root / f".{WEIGHTS_FILE}.tmp"
-    tmp.write_text(json.dumps({"weights": complete, **info}, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.write_text(
+        json.dumps({"weights": complete, **info}, indent=2, sort_keys=True), encoding="utf-8"
+    )
     os.replace(tmp, root / WEIGHTS_FILE)
     return root / WEIGHTS_FILE
 
@@ -248,7 +275,9 @@ def conversion_store(settings: Settings) -> ConversionModelStore:
     return ConversionModelStore(settings.data_dir / "models" / "conversion")
 
 
-def train_conversion_model(services: Services, settings: Settings, *, seed: int = 0) -> tuple[str, dict[str, float]]:
+def train_conversion_model(
+    services: Services, settings: Settings, *, seed: int = 0
+) -> tuple[str, dict[str, float]]:
     """Train on the event log (temporal cutoffs), write a new version and serve it.
 
     The log ends at its newest event (or now, if that is earlier): the holdout cutoff sits one

@@ -49,7 +49,11 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from threadpoolctl import threadpool_limits
 
 from profiles.state import DAY, CategoryLookup, ProfileState
-from profiles.types import ProfileConfig, ProfileError
+
+# The errors live in profiles/types.py with the package's others; re-exported from here.
+from profiles.types import ConversionModelNotFound as ConversionModelNotFound
+from profiles.types import InsufficientTrainingData as InsufficientTrainingData
+from profiles.types import ProfileConfig
 from storage.types import EventRecord
 
 log = logging.getLogger(__name__)
@@ -70,16 +74,6 @@ SESSION_FEATURES = (
     "days_since_last_cart",
     "open_cart",
 )
-
-
-# These belong in profiles/types.py with the rest of the package's errors; they live here until
-# that module is next edited (it is owned by another change).
-class ConversionModelNotFound(ProfileError):
-    """No (complete) conversion model at the given path or version."""
-
-
-class InsufficientTrainingData(ProfileError, ValueError):
-    """The event log cannot give a training and a holdout set with both classes."""
 
 
 # ---------------------------------------------------------------------------------- features

@@ -4,7 +4,10 @@ Error hierarchy (mapped to HTTP/GraphQL in ``gateway/errors.py``)::
 
     ProfileError
     ├── BatchTooLarge        (413: more events than ``max_batch_events``)
-    └── IngestUnavailable    (503: the durable write failed; nothing of the batch was acknowledged)
+    ├── IngestUnavailable    (503: the durable write failed; nothing of the batch was acknowledged)
+    ├── ConversionModelNotFound    no (complete) conversion model at a path or version
+    └── InsufficientTrainingData   (also a ValueError) the log cannot give both classes in
+                                   training and holdout rows
 """
 
 from __future__ import annotations
@@ -43,6 +46,14 @@ class BatchTooLarge(ProfileError):
 
 class IngestUnavailable(ProfileError):
     pass
+
+
+class ConversionModelNotFound(ProfileError):
+    """No (complete) conversion model at the given path or version."""
+
+
+class InsufficientTrainingData(ProfileError, ValueError):
+    """The event log cannot give a training and a holdout set with both classes."""
 
 
 @dataclass(frozen=True, slots=True)

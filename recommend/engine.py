@@ -41,9 +41,19 @@ from storage.types import ItemRecord
 
 STRATEGIES = ("hybrid", "cf", "content", "segment", "trending")
 DEFAULT_WEIGHTS: Mapping[str, float] = {
-    "cf": 1.0, "content": 0.5, "segment": 0.3, "trending": 0.2, "context": 0.8,
+    "cf": 1.0,
+    "content": 0.5,
+    "segment": 0.3,
+    "trending": 0.2,
+    "context": 0.8,
 }
-_VERBS = {"view": "viewed", "click": "viewed", "add_to_cart": "added", "purchase": "bought", "rate": "rated"}
+_VERBS = {
+    "view": "viewed",
+    "click": "viewed",
+    "add_to_cart": "added",
+    "purchase": "bought",
+    "rate": "rated",
+}
 
 #: ``(segment_id, k, accept) -> (ids, scores)``: up to ``k`` items popular in the segment for which
 #: ``accept(item_id)`` is true, best first (scores: any non-increasing float32 array).
@@ -72,7 +82,11 @@ class ModelSlot:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.state: tuple[ItemModel | None, str | None, Mapping[str, float] | None] = (None, None, None)
+        self.state: tuple[ItemModel | None, str | None, Mapping[str, float] | None] = (
+            None,
+            None,
+            None,
+        )
 
     @property
     def model(self) -> ItemModel | None:
@@ -86,7 +100,9 @@ class ModelSlot:
     def weights(self) -> Mapping[str, float] | None:
         return self.state[2]
 
-    def swap(self, model: ItemModel, version: str, weights: Mapping[str, float] | None = None) -> None:
+    def swap(
+        self, model: ItemModel, version: str, weights: Mapping[str, float] | None = None
+    ) -> None:
         with self._lock:
             self.state = (model, version, dict(weights) if weights else None)
 
@@ -142,7 +158,9 @@ class Recommender:
                 return [ids[j] for j in keep[:k]], np.asarray(scores, dtype=np.float32)[keep[:k]]
             n *= 4
 
-    def _cf(self, history: History, k: int, filt: ItemFilter) -> tuple[list[str], np.ndarray] | None:
+    def _cf(
+        self, history: History, k: int, filt: ItemFilter
+    ) -> tuple[list[str], np.ndarray] | None:
         model = self.cf.model
         if model is None:
             return None
@@ -155,9 +173,13 @@ class Recommender:
             lambda n: model.recommend(weights, n, filt.exclude_ids), k, self._accept(filt)
         )
 
-    def sources(self, req: RecommendRequest, filt: ItemFilter, k: int) -> dict[str, tuple[list[str], np.ndarray]]:
+    def sources(
+        self, req: RecommendRequest, filt: ItemFilter, k: int
+    ) -> dict[str, tuple[list[str], np.ndarray]]:
         out: dict[str, tuple[list[str], np.ndarray]] = {}
-        wanted = {req.strategy} if req.strategy != "hybrid" else {"cf", "content", "segment", "trending"}
+        wanted = (
+            {req.strategy} if req.strategy != "hybrid" else {"cf", "content", "segment", "trending"}
+        )
         search_filter = None
         if "content" in wanted or req.context_item:
             search_filter = filt.search_filter(self.all_items)
@@ -168,7 +190,9 @@ class Recommender:
             # Like CF, content never re-suggests what the user already interacted with.
             seen = SearchFilter(
                 search_filter.exclude_ids | {item for _t, _m, item, _e, _w in req.history},
-                search_filter.allowed_ids, search_filter.categories, search_filter.available_only,
+                search_filter.allowed_ids,
+                search_filter.categories,
+                search_filter.available_only,
             )
             ids, scores = self.content.for_user(req.history, k, seen)
             if ids:
@@ -178,40 +202,57 @@ class Recommender:
             ids, scores = segment_popular(req.segment_id, k, self._accept(filt))
             if ids:
                 out["segment"] = (ids, scores)
-        if req.context_item and self.content.has_item(req.context_item) and req.strategy == "hybrid":
+        if (
+            req.context_item
+            and self.content.has_item(req.context_item)
+            and req.strategy == "hybrid"
+        ):
             assert search_filter is not None
             out["context"] = self.content.similar(req.context_item, k, search_filter)
         cold = req.strategy == "hybrid" and not req.history and "segment" in out
         if "trending" in wanted and not cold:
-            out["trending"] = self.trending.top(k, exclude=filt.exclude_ids, accept=self._accept(filt))
+            out["trending"] = self.trending.top(
+                k, exclude=filt.exclude_ids, accept=self._accept(filt)
+            )
         return out
 
     # ------------------------------------------------------------------ main entry
     def recommend(self, req: RecommendRequest) -> list[Recommendation]:
         if req.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {req.strategy!r}")
-        purchased = {item for _ts, _m, item, etype, _w in req.history if etype in self.exclude_types}
+        purchased = {
+            item for _ts, _m, item, etype, _w in req.history if etype in self.exclude_types
+        }
         filt = req.filter.with_excluded(purchased)
         pool = max(req.k * 3, 30) if (req.diversity > 0 or req.max_per_category) else req.k
         lists = self.sources(req, filt, pool)
         if not lists:
             return []
         if len(lists) == 1:  # one source: keep its own scores
-            (name, (ids, scores)), = lists.items()
-            recs = [Recommendation(i, float(s), name, "") for i, s in zip(ids[:pool], scores, strict=False)]
+            ((name, (ids, scores)),) = lists.items()
+            recs = [
+                Recommendation(i, float(s), name, "")
+                for i, s in zip(ids[:pool], scores, strict=False)
+            ]
         else:
             configured = self.blend_weights()
             weights = {name: configured.get(name, 0.0) for name in lists}
             recs = blend(lists, weights, k=pool)
         if req.diversity > 0 or req.max_per_category:
             recs = mmr(
-                recs, req.k, vector_of=self.content.item_vector, diversity=req.diversity,
-                category_of=self._first_category, max_per_category=req.max_per_category,
+                recs,
+                req.k,
+                vector_of=self.content.item_vector,
+                diversity=req.diversity,
+                category_of=self._first_category,
+                max_per_category=req.max_per_category,
             )
         # Explain only what is served: the anchor search costs a dot product per history item.
         anchors = _Anchors(req.history, self.content.item_vector)
         return [
-            Recommendation(r.item_id, r.score, r.source, self._reason(r.item_id, r.source, req, anchors))
+            Recommendation(
+                r.item_id, r.score, r.source, self._reason(r.item_id, r.source, req, anchors)
+            )
             for r in recs[: req.k]
         ]
 
@@ -267,10 +308,10 @@ class _Anchors:
                 if len(recent) >= 20:
                     break
         self.items = list(recent.items())
-        vectors = [vector_of(item) for item, _ in self.items]
-        known = [j for j, v in enumerate(vectors) if v is not None]
-        self.known = known
-        self.matrix = np.vstack([vectors[j] for j in known]) if known else None
+        found = [(j, vector_of(item)) for j, (item, _) in enumerate(self.items)]
+        known = [(j, v) for j, v in found if v is not None]
+        self.known = [j for j, _ in known]
+        self.matrix = np.vstack([v for _, v in known]) if known else None
 
     def best(self, item_id: str) -> tuple[str, str] | None:
         if not self.items:

@@ -1,6 +1,11 @@
-"""GraphQL for retrieval and recommendations: similarItems, search, User.recommendations.
+"""GraphQL for retrieval and recommendations: similarItems, search, User.recommendations,
+segmentRecommendations.
 
 CPU work (query encoding, CF scoring, FAISS search) runs in a worker thread, off the event loop.
+
+Segments come from hooks in ``services.extras`` (set by the segments wiring): ``segment_of``
+(profile key -> id or (id, name)), ``segment_name`` (id -> name or None) and ``segment_popular``
+(see :data:`recommend.engine.SegmentPopular`). Without them segment answers are empty.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from embeddings import EmbeddingError
 from recommend.engine import RecommendRequest
 from recommend.filters import ItemFilter
 from recommend.types import Recommendation as Rec
-from resolvers.context import TailorContext
+from resolvers.cache_control import add_cache_tags, viewer_segment
+from resolvers.context import Services, TailorContext
 from resolvers.errors import BadUserInput, ServiceUnavailable
 from resolvers.types import Item, Recommendation
 from storage.fields import FieldError, ident
@@ -32,15 +38,21 @@ class Strategy(Enum):
     TRENDING = "trending"
 
 
-@strawberry.input(description="Business filters; results still number `first` whenever enough items qualify.")
+@strawberry.input(
+    description="Business filters; results still number `first` whenever enough items qualify."
+)
 class ItemFilterInput:
     exclude_ids: list[strawberry.ID] | None = None
-    categories: list[str] | None = strawberry.field(default=None, description="Only these categories.")
+    categories: list[str] | None = strawberry.field(
+        default=None, description="Only these categories."
+    )
     exclude_categories: list[str] | None = None
     price_min: float | None = None
     price_max: float | None = None
     available_only: bool = True
-    attributes: JSON | None = strawberry.field(default=None, description='Equality, e.g. {"color": "red"}.')
+    attributes: JSON | None = strawberry.field(
+        default=None, description='Equality, e.g. {"color": "red"}.'
+    )
 
 
 @strawberry.input(description="What the user is looking at right now.")
@@ -86,14 +98,22 @@ def _item_id(value: str, name: str) -> str:
 async def _materialize(info: Info[TailorContext, Any], recs: list[Rec]) -> list[Recommendation]:
     items = await info.context.items.load_many([r.item_id for r in recs])
     return [
-        Recommendation(item=Item.from_record(it), score=round(float(r.score), 6), reason=r.reason, source=r.source)
+        Recommendation(
+            item=Item.from_record(it),
+            score=round(float(r.score), 6),
+            reason=r.reason,
+            source=r.source,
+        )
         for r, it in zip(recs, items, strict=True)
         if it is not None
     ]
 
 
 async def similar_items(
-    info: Info[TailorContext, Any], item_id: strawberry.ID, first: int = 10, filter: ItemFilterInput | None = None
+    info: Info[TailorContext, Any],
+    item_id: strawberry.ID,
+    first: int = 10,
+    filter: ItemFilterInput | None = None,
 ) -> list[Recommendation]:
     services = info.context.services
     iid = _item_id(str(item_id), "itemId")
@@ -107,7 +127,9 @@ async def similar_items(
     sf = to_filter(filter).search_filter(services.catalog.all_items)
     ids, scores = await asyncio.to_thread(content.similar, iid, n, sf)
     reason = f"Similar to {source.title}"
-    return await _materialize(info, [Rec(i, float(s), "content", reason) for i, s in zip(ids, scores, strict=True)])
+    return await _materialize(
+        info, [Rec(i, float(s), "content", reason) for i, s in zip(ids, scores, strict=True)]
+    )
 
 
 async def search(
@@ -135,12 +157,21 @@ async def search(
             user_vec = content.user_vector(state.recent_history(200))
     try:
         ids, scores = await asyncio.to_thread(
-            content.search, text, n, sf, user_vector=user_vec, personal_weight=services.search_personal_weight
+            content.search,
+            text,
+            n,
+            sf,
+            user_vector=user_vec,
+            personal_weight=services.search_personal_weight,
         )
     except EmbeddingError as exc:
         raise ServiceUnavailable(f"search is unavailable: {exc}") from exc
-    reason = f"Matches “{text.strip()[:60]}”" + (", tuned to your taste" if user_vec is not None else "")
-    return await _materialize(info, [Rec(i, float(s), "search", reason) for i, s in zip(ids, scores, strict=True)])
+    reason = f"Matches “{text.strip()[:60]}”" + (
+        ", tuned to your taste" if user_vec is not None else ""
+    )
+    return await _materialize(
+        info, [Rec(i, float(s), "search", reason) for i, s in zip(ids, scores, strict=True)]
+    )
 
 
 async def user_recommendations(
@@ -162,6 +193,8 @@ async def user_recommendations(
     state = services.ingest.profile(profile_key)
     history = state.recent_history(200) if state is not None else []
     segment_id, segment_name = services.segment_of(profile_key, state)
+    if segment_id is not None and segment_name is None:
+        segment_name = _segment_name(services, segment_id)
     req = RecommendRequest(
         history=history,
         k=n,
@@ -174,4 +207,35 @@ async def user_recommendations(
         segment_name=segment_name,
     )
     recs = await asyncio.to_thread(services.recommender.recommend, req)
+    return await _materialize(info, recs)
+
+
+def _segment_name(services: Services, segment_id: str) -> str | None:
+    hook = services.extras.get("segment_name")
+    return hook(segment_id) if hook is not None else None
+
+
+async def segment_recommendations(
+    info: Info[TailorContext, Any],
+    segment_id: strawberry.ID | None = None,
+    first: int = 10,
+    filter: ItemFilterInput | None = None,
+) -> list[Recommendation]:
+    """What is popular now in a segment: one answer for everyone in it (cacheable per segment).
+
+    Without ``segmentId`` the caller's own segment is used (empty when none applies).
+    """
+    services = info.context.services
+    n = _first(info, first)
+    filt = to_filter(filter)
+    if segment_id is None:
+        found = viewer_segment(info)
+        sid = found[0] if isinstance(found, tuple) else found
+    else:
+        sid = _item_id(str(segment_id), "segmentId")
+    if sid is None or services.extras.get("segment_popular") is None:
+        return []
+    add_cache_tags(info, f"segment:{sid}")
+    name = _segment_name(services, sid)
+    recs = await asyncio.to_thread(services.recommender.for_segment, sid, n, filt, name)
     return await _materialize(info, recs)

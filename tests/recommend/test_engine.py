@@ -22,7 +22,12 @@ from storage.types import EventRecord, ItemRecord
 
 NOW = 1_767_225_600.0
 CATS = ("Shoes", "Dresses", "Bags", "Coats")
-WORDS = {"Shoes": "leather sneaker", "Dresses": "silk gown", "Bags": "canvas tote", "Coats": "wool parka"}
+WORDS = {
+    "Shoes": "leather sneaker",
+    "Dresses": "silk gown",
+    "Bags": "canvas tote",
+    "Coats": "wool parka",
+}
 N_ITEMS = 120
 
 
@@ -43,7 +48,9 @@ def make_items() -> dict[str, ItemRecord]:
     return items
 
 
-def make_history(items: list[str], etype: str = "view", start: float = NOW - 86_400) -> list[tuple[float, str, str, str, float]]:
+def make_history(
+    items: list[str], etype: str = "view", start: float = NOW - 86_400
+) -> list[tuple[float, str, str, str, float]]:
     weight = {"view": 0.5, "purchase": 5.0, "add_to_cart": 3.0}[etype]
     return [(start + n, f"{etype}-{item}-{n}", item, etype, weight) for n, item in enumerate(items)]
 
@@ -58,14 +65,16 @@ class World:
         for u in range(80):
             cat = u % 4
             own = [f"i{k}" for k in range(cat, N_ITEMS, 4)]
-            picks = rng.sample(own, 12) + [f"i{rng.randrange(N_ITEMS)}"]
+            picks = [*rng.sample(own, 12), f"i{rng.randrange(N_ITEMS)}"]
             for n, item in enumerate(picks):
                 ts = NOW - 3 * 86_400 + u * 60 + n
                 rows.append((f"u{u}", item, 0.5, ts))
                 events.append(EventRecord(f"m{u}-{n}", "view", f"u{u}", ts, ts, "h", item_id=item))
         # i5 (Dresses) is bought a lot lately: the top trending item.
         for n in range(30):
-            events.append(EventRecord(f"p{n}", "purchase", f"u{n}", NOW - 3600, NOW - 3600, "h", item_id="i5"))
+            events.append(
+                EventRecord(f"p{n}", "purchase", f"u{n}", NOW - 3600, NOW - 3600, "h", item_id="i5")
+            )
         self.matrix = InteractionMatrix.from_rows(rows)
         self.content = ContentService(lambda: HashingEncoder(64), IndexStore(root / "index"))
         self.content.build(self.items.values())
@@ -113,7 +122,9 @@ def test_cf_recommends_from_the_users_taste_with_reasons(world: World) -> None:
 
 
 def test_content_source_follows_the_user_vector(world: World) -> None:
-    recs = world.recommender().recommend(RecommendRequest(history=SHOE_FAN, k=8, strategy="content"))
+    recs = world.recommender().recommend(
+        RecommendRequest(history=SHOE_FAN, k=8, strategy="content")
+    )
     assert len(recs) == 8 and {r.source for r in recs} == {"content"}
     assert all(world.cat(r.item_id) == "Shoes" for r in recs)
     assert not {h[2] for h in SHOE_FAN} & {r.item_id for r in recs}
@@ -134,8 +145,12 @@ def test_context_item_joins_the_hybrid_blend(world: World) -> None:
     assert "i2" not in {r.item_id for r in recs}
 
 
-def fixed_segment(ids: list[str]) -> Callable[[str, int, Callable[[str], bool]], tuple[list[str], np.ndarray]]:
-    def popular(segment_id: str, k: int, accept: Callable[[str], bool]) -> tuple[list[str], np.ndarray]:
+def fixed_segment(
+    ids: list[str],
+) -> Callable[[str, int, Callable[[str], bool]], tuple[list[str], np.ndarray]]:
+    def popular(
+        segment_id: str, k: int, accept: Callable[[str], bool]
+    ) -> tuple[list[str], np.ndarray]:
         keep = [i for i in ids if accept(i)][:k]
         return keep, np.arange(len(keep), 0, -1, dtype=np.float32)
 
@@ -172,18 +187,24 @@ FILTERS = {
     "price range": ItemFilter(price_min=60.0, price_max=90.0),
     "available only": ItemFilter(available_only=True),
     "attributes": ItemFilter(attributes={"color": "red"}),
-    "combined": ItemFilter(categories=frozenset({"Bags"}), price_min=50.0, attributes={"color": "blue"}),
+    "combined": ItemFilter(
+        categories=frozenset({"Bags"}), price_min=50.0, attributes={"color": "blue"}
+    ),
 }
 
 
 @pytest.mark.parametrize("strategy", ["cf", "content", "trending", "hybrid"])
 @pytest.mark.parametrize("name", list(FILTERS))
-def test_filters_return_n_items_whenever_n_are_eligible(world: World, strategy: str, name: str) -> None:
+def test_filters_return_n_items_whenever_n_are_eligible(
+    world: World, strategy: str, name: str
+) -> None:
     filt = FILTERS[name]
     seen = {h[2] for h in SHOE_FAN}
     eligible = [i for i, it in world.items.items() if filt.accepts(it) and i not in seen]
     k = 10
-    recs = world.recommender().recommend(RecommendRequest(history=SHOE_FAN, k=k, strategy=strategy, filter=filt))
+    recs = world.recommender().recommend(
+        RecommendRequest(history=SHOE_FAN, k=k, strategy=strategy, filter=filt)
+    )
     ids = [r.item_id for r in recs]
     assert all(filt.accepts(world.items[i]) for i in ids)
     assert len(set(ids)) == len(ids)
@@ -198,7 +219,9 @@ def test_few_eligible_items_return_all_of_them(world: World) -> None:
     eligible = {i for i, it in world.items.items() if filt.accepts(it)}
     assert 0 < len(eligible) < 10
     for strategy in ("cf", "content", "hybrid"):
-        recs = world.recommender().recommend(RecommendRequest(history=SHOE_FAN, k=10, strategy=strategy, filter=filt))
+        recs = world.recommender().recommend(
+            RecommendRequest(history=SHOE_FAN, k=10, strategy=strategy, filter=filt)
+        )
         assert {r.item_id for r in recs} == eligible
 
 
@@ -206,10 +229,19 @@ def test_purchased_items_are_excluded_per_configured_event_type(world: World) ->
     bought = make_history(["i5"], "purchase")
     carted = make_history(["i5"], "add_to_cart")
     default = world.recommender()
-    assert "i5" not in [r.item_id for r in default.recommend(RecommendRequest(history=bought, k=5, strategy="trending"))]
-    assert default.recommend(RecommendRequest(history=carted, k=5, strategy="trending"))[0].item_id == "i5"
+    assert "i5" not in [
+        r.item_id
+        for r in default.recommend(RecommendRequest(history=bought, k=5, strategy="trending"))
+    ]
+    assert (
+        default.recommend(RecommendRequest(history=carted, k=5, strategy="trending"))[0].item_id
+        == "i5"
+    )
     strict = world.recommender(exclude_types=("purchase", "add_to_cart"))
-    assert "i5" not in [r.item_id for r in strict.recommend(RecommendRequest(history=carted, k=5, strategy="trending"))]
+    assert "i5" not in [
+        r.item_id
+        for r in strict.recommend(RecommendRequest(history=carted, k=5, strategy="trending"))
+    ]
 
 
 def test_diversity_spreads_categories_and_the_cap_holds(world: World) -> None:
@@ -235,14 +267,20 @@ def test_new_events_change_recommendations_without_retraining(world: World) -> N
     assert world.slot.version == "v1"
 
 
-def test_tuned_weights_win_over_configured_ones_for_their_version() -> None:
+def test_tuned_weights_win_over_configured_ones_for_their_version(world: World) -> None:
     slot = ModelSlot()
     rec = Recommender(
-        content=None, trending=None, cf=slot, item_of=lambda _i: None, all_items=list,  # type: ignore[arg-type]
+        content=world.content,
+        trending=world.trending,
+        cf=slot,
+        item_of=world.items.get,
+        all_items=lambda: world.items.values(),
         weights={"cf": 1.0, "trending": 0.2},
     )
     assert rec.blend_weights() == {"cf": 1.0, "trending": 0.2}
-    model = EASE(lambda_=1.0).fit(InteractionMatrix.from_rows([("u", "a", 1.0, 0.0), ("v", "a", 1.0, 0.0)]))
+    model = EASE(lambda_=1.0).fit(
+        InteractionMatrix.from_rows([("u", "a", 1.0, 0.0), ("v", "a", 1.0, 0.0)])
+    )
     slot.swap(model, "v1", {"cf": 0.3, "trending": 0.7})
     assert rec.blend_weights() == {"cf": 0.3, "trending": 0.7}
     assert not slot.set_weights("v0", {"cf": 1.0})  # another version: ignored

@@ -1,0 +1,403 @@
+"""``tailor evaluate``: every recommendation strategy side by side on one split, and the weight tuner.
+
+Data: ``movielens`` (``ml-latest-small`` ratings as implicit interactions, from
+``$TAILOR_DATA_DIR``) or ``store`` (the gateway's own event log, weighted per event type as in
+training). Splits: per-user ``random`` (75/25, seeded), global ``temporal`` (newest 20% of the
+entries held out) and per-user ``leave-last-n``. Strategies, each scored by
+:func:`recommend.evaluate.evaluate_strategies` (fitted on train, top-k excluding each user's
+training items):
+
+* ``popularity``: distinct users per item (the baseline);
+* ``ease``, ``knn``, ``als``: the CF models as :func:`recommend.cf.choose_cf_model` builds them;
+* ``trending``: time-decayed popularity with the serving half-life, decayed to the newest
+  training event (the same formula as :class:`recommend.trending.TrendingModel`);
+* ``content`` (store data, when an item index exists): the user's mean item embedding against
+  every item embedding of the serving index (real MiniLM vectors unless the index was built
+  with another encoder);
+* ``hybrid``: the serving blend (rank-normalized weighted sum) of the serving CF model, content
+  and trending with the configured weights, or the tuned ones of the serving CF version.
+
+``--tune`` searches blend weights on a validation split carved out of the training part (never
+the test part), adds a ``hybrid(tuned)`` row, and, for store data, saves the weights next to the
+newest CF version (``models/cf/<version>/weights.json``), where the gateway picks them up.
+Everything is deterministic for a seed (ALS trains single-threaded with that seed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+from gateway.models import (
+    blend_weights,
+    cf_config,
+    interaction_matrix,
+    latest_cf_version,
+    read_tuned_weights,
+    save_tuned_weights,
+)
+from gateway.settings import Settings
+from recommend.cf import choose_cf_model
+from recommend.content import ContentService
+from recommend.evaluate import BlendStrategy, Row, Strategy, evaluate_strategies, tune_blend_weights
+from recommend.interactions import InteractionMatrix
+from recommend.model import top_k
+from recommend.movielens import load_movielens
+from recommend.popularity import Popularity
+from recommend.splits import Split, leave_last_n_split, random_split, temporal_split
+from recommend.types import CFConfig, RecommendError
+
+log = logging.getLogger("tailor.evaluate")
+
+DATASETS = ("movielens", "store")
+SPLITS = ("random", "temporal", "leave-last-n")
+COLUMNS = (
+    "strategy",
+    "users",
+    "precision",
+    "recall",
+    "ndcg",
+    "hit_rate",
+    "map",
+    "coverage",
+    "novelty",
+)
+
+
+class _ItemScores:
+    """A strategy that scores every item from a ``(n_rows, n_items)`` score function."""
+
+    name = "scores"
+    chunk_rows = 512
+
+    def _scores(self, rows: sp.csr_matrix) -> np.ndarray:
+        raise NotImplementedError
+
+    def recommend_batch(
+        self, user_items: sp.csr_matrix, k: int, *, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        user_items = sp.csr_matrix(user_items, dtype=np.float32)
+        ids = np.full((user_items.shape[0], k), -1, dtype=np.int64)
+        scores = np.full((user_items.shape[0], k), -np.inf, dtype=np.float32)
+        for lo in range(0, user_items.shape[0], self.chunk_rows):
+            rows = user_items[lo : lo + self.chunk_rows]
+            dense = self._scores(rows).astype(np.float32, copy=True)
+            if exclude_seen:
+                dense[rows.nonzero()] = -np.inf
+            ids[lo : lo + self.chunk_rows], scores[lo : lo + self.chunk_rows] = top_k(dense, k)
+        return ids, scores
+
+
+class DecayedPopularity(_ItemScores):
+    """Trending as an offline strategy: per item, the sum of its entries' weights decayed with
+    ``half_life_s`` to the newest training timestamp (the same for every user)."""
+
+    name = "trending"
+
+    def __init__(self, half_life_s: float) -> None:
+        self.half_life_s = half_life_s
+        self._score = np.zeros(0, dtype=np.float64)
+
+    def fit(self, interactions: InteractionMatrix) -> DecayedPopularity:
+        ts = interactions.timestamps
+        newest = float(ts.max()) if ts.size else 0.0
+        decay = np.power(0.5, (newest - ts) / self.half_life_s)
+        weights = interactions.matrix.data.astype(np.float64) * decay
+        self._score = np.bincount(
+            interactions.matrix.indices, weights, minlength=interactions.n_items
+        ).astype(np.float64)
+        return self
+
+    def _scores(self, rows: sp.csr_matrix) -> np.ndarray:
+        return np.broadcast_to(self._score, (rows.shape[0], self._score.size))
+
+
+class ContentSimilarity(_ItemScores):
+    """Content as an offline strategy: the weighted mean of the user's item embeddings (from the
+    serving index) against every item embedding. Items missing from the index score 0."""
+
+    name = "content"
+
+    def __init__(self, content: ContentService) -> None:
+        self.content = content
+        self._vectors = np.zeros((0, 0), dtype=np.float32)
+
+    def fit(self, interactions: InteractionMatrix) -> ContentSimilarity:
+        first = next(
+            (
+                self.content.item_vector(i)
+                for i in interactions.item_ids
+                if self.content.has_item(i)
+            ),
+            None,
+        )
+        if first is None:
+            raise RecommendError("the item index holds none of the evaluated items")
+        vectors = np.zeros((interactions.n_items, first.shape[0]), dtype=np.float32)
+        for col, item in enumerate(interactions.item_ids):
+            vec = self.content.item_vector(item)
+            if vec is not None:
+                vectors[col] = vec
+        self._vectors = vectors
+        return self
+
+    def _scores(self, rows: sp.csr_matrix) -> np.ndarray:
+        users = normalize(np.asarray(rows @ self._vectors), norm="l2", axis=1)
+        return np.asarray(users @ self._vectors.T)
+
+
+class _Fitted:
+    """A strategy already fitted on the same training data (the hybrid reuses its sources)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def fit(self, interactions: InteractionMatrix) -> _Fitted:
+        return self
+
+    def recommend_batch(
+        self, user_items: sp.csr_matrix, k: int, *, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ids, scores = self.inner.recommend_batch(user_items, k, exclude_seen=exclude_seen)
+        return ids, scores
+
+
+@dataclass
+class EvaluationReport:
+    """What ``tailor evaluate`` prints and writes: one row per strategy plus the context."""
+
+    rows: list[Row]
+    data: str
+    split: str
+    seed: int
+    k: int
+    users: int
+    items: int
+    interactions: int
+    weights: dict[str, float]
+    tuned: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def ndcg(self, strategy: str) -> float:
+        return float(next(r["ndcg"] for r in self.rows if r["strategy"] == strategy))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "data": self.data,
+            "split": self.split,
+            "seed": self.seed,
+            "k": self.k,
+            "users": self.users,
+            "items": self.items,
+            "interactions": self.interactions,
+            "weights": self.weights,
+            "tuned": self.tuned,
+            "notes": self.notes,
+            "rows": self.rows,
+        }
+
+
+def subsample_users(data: InteractionMatrix, n_users: int, seed: int) -> InteractionMatrix:
+    """The interactions of ``n_users`` users drawn with ``seed`` (all of them if fewer)."""
+    if n_users >= data.n_users:
+        return data
+    keep = np.random.default_rng(seed).choice(data.n_users, size=n_users, replace=False)
+    return data.select(np.isin(data.entry_users(), keep))
+
+
+def make_split(data: InteractionMatrix, kind: str, seed: int, last_n: int = 1) -> Split:
+    if kind == "random":
+        return random_split(data, 0.25, seed=seed)
+    if kind == "temporal":
+        return temporal_split(data, test_fraction=0.2)
+    if kind == "leave-last-n":
+        return leave_last_n_split(data, last_n)
+    raise ValueError(f"unknown split {kind!r}; one of {SPLITS}")
+
+
+def _cf(kind: str, n_items: int, config: CFConfig, seed: int) -> Any:
+    return choose_cf_model(n_items, CFConfig(**{**_fields(config), "kind": kind, "seed": seed}))
+
+
+def _fields(config: CFConfig) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}
+
+
+def evaluate(
+    settings: Settings,
+    *,
+    data: str = "movielens",
+    split: str = "random",
+    k: int = 10,
+    seed: int = 42,
+    last_n: int = 1,
+    tune: bool = False,
+    max_users: int | None = None,
+) -> EvaluationReport:
+    """Run the comparison (see the module docstring); ``max_users`` subsamples users first."""
+    if data not in DATASETS:
+        raise ValueError(f"unknown data {data!r}; one of {DATASETS}")
+    content: ContentService | None = None
+    if data == "movielens":
+        matrix = load_movielens()
+    else:
+        from gateway.app import build_services  # the app wiring, only for store data
+
+        services = build_services(settings)
+        try:
+            matrix = interaction_matrix(services)
+            if services.content.store.latest() is not None:
+                services.content.load_latest()
+                content = services.content
+        finally:
+            services.store.close()
+    if matrix.nnz == 0:
+        raise RecommendError(f"no interactions in {data}: import events first")
+    if max_users is not None:
+        matrix = subsample_users(matrix, max_users, seed)
+    parts = make_split(matrix, split, seed, last_n)
+    config = cf_config(settings)
+    serving_kind = choose_cf_model(matrix.n_items, config).kind
+    half_life = settings.trending_half_life_h * 3600.0
+
+    popularity = Popularity()
+    cf_models = {kind: _cf(kind, matrix.n_items, config, seed) for kind in ("ease", "knn", "als")}
+    trending = DecayedPopularity(half_life)
+    strategies: list[Any] = [popularity, *cf_models.values(), trending]
+    sources: dict[str, Any] = {
+        "cf": _Fitted(cf_models[serving_kind]),
+        "trending": _Fitted(trending),
+    }
+    notes = [f"hybrid uses the serving CF model: {serving_kind} ({config.kind})"]
+    if content is not None:
+        content_strategy = ContentSimilarity(content)
+        strategies.append(content_strategy)
+        sources["content"] = _Fitted(content_strategy)
+        notes.append(f"content uses the serving index {content.version}")
+    elif data == "store":
+        notes.append("no item index: content left out (run `tailor train index`)")
+
+    weights = blend_weights(settings)
+    version = latest_cf_version(settings) if data == "store" else None
+    tuned_saved = read_tuned_weights(settings, version) if version else None
+    if tuned_saved:
+        weights = tuned_saved
+        notes.append(f"hybrid uses the weights tuned for CF version {version}")
+    strategies.append(BlendStrategy(sources, weights, name="hybrid"))
+
+    rows = evaluate_strategies(strategies, parts, k)
+    report = EvaluationReport(
+        rows=rows,
+        data=data,
+        split=split,
+        seed=seed,
+        k=k,
+        users=int((np.diff(matrix.matrix.indptr) > 0).sum()),
+        items=matrix.n_items,
+        interactions=matrix.nnz,
+        weights=dict(weights),
+        notes=notes,
+    )
+    if tune:
+        _tune(
+            report,
+            settings,
+            parts,
+            sources,
+            content,
+            config,
+            serving_kind,
+            seed,
+            half_life,
+            version,
+        )
+    return report
+
+
+def _tune(
+    report: EvaluationReport,
+    settings: Settings,
+    parts: Split,
+    sources: Mapping[str, Any],
+    content: ContentService | None,
+    config: CFConfig,
+    serving_kind: str,
+    seed: int,
+    half_life: float,
+    version: str | None,
+) -> None:
+    started = time.perf_counter()
+    # Fresh sources: the tuner fits them on its own inner split of the training part.
+    fresh: dict[str, Strategy] = {
+        "cf": _cf(serving_kind, parts.train.n_items, config, seed),
+        "trending": DecayedPopularity(half_life),
+    }
+    if content is not None:
+        fresh["content"] = ContentSimilarity(content)
+    result = tune_blend_weights(fresh, parts.train, k=report.k, seed=seed)
+    rows = evaluate_strategies(
+        [BlendStrategy(sources, result.weights, name="hybrid(tuned)")], parts, report.k
+    )
+    report.rows.extend(rows)
+    report.tuned = {
+        "weights": result.weights,
+        "validation_ndcg": result.score,
+        "trials": len(result.trials),
+        "seconds": round(time.perf_counter() - started, 1),
+        "saved_to": None,
+    }
+    if report.data == "store" and version is not None:
+        path = save_tuned_weights(
+            settings,
+            result.weights,
+            {
+                "metric": result.metric,
+                "validation_ndcg": result.score,
+                "seed": seed,
+                "split": report.split,
+                "trials": len(result.trials),
+            },
+            version,
+        )
+        report.tuned["saved_to"] = str(path)
+    elif report.data == "store":
+        report.notes.append("no CF model version: tuned weights not saved (run `tailor train cf`)")
+    else:
+        report.notes.append("MovieLens weights are not saved: they belong to another catalog")
+
+
+def summary_lines(report: EvaluationReport) -> list[str]:
+    """The verdict lines under the table: the best strategy against popularity."""
+    ndcg = {r["strategy"]: r["ndcg"] for r in report.rows}
+    best = max((s for s in ndcg if s != "popularity"), key=lambda s: ndcg[s])
+    base = ndcg["popularity"]
+    ratio = ndcg[best] / base if base > 0 else float("inf")
+    lines = [
+        f"best: {best} NDCG@{report.k} {ndcg[best]:.4f} = {ratio:.2f}x popularity ({base:.4f})",
+    ]
+    if report.tuned:
+        where = report.tuned["saved_to"] or "not saved"
+        lines.append(
+            f"tuned weights {report.tuned['weights']} "
+            f"(validation NDCG {report.tuned['validation_ndcg']:.4f}; {where})"
+        )
+    return lines + [f"note: {n}" for n in report.notes]
+
+
+def columns(rows: Sequence[Row]) -> list[str]:
+    return [c for c in COLUMNS if rows and c in rows[0]]
+
+
+def write_json(report: EvaluationReport, path: Path) -> None:
+    import json
+
+    path.write_text(json.dumps(report.as_json(), indent=2, sort_keys=True), encoding="utf-8")
