@@ -186,24 +186,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"holdout: ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f} "
                   f"(base rate {m['base_rate']:.4f})  Brier {m['brier']:.4f} "
                   f"(base-rate Brier {m['brier_base_rate']:.4f})", flush=True)
-        elif args.what == "conversion":
-            from gateway.models import train_conversion_model
-            from profiles.types import InsufficientTrainingData
-
-            try:
-                version, m = train_conversion_model(services, settings, seed=args.seed)
-            except InsufficientTrainingData as exc:
-                console.print(f"[red]{exc}[/red]")
-                return 1
-            console.print(
-                f"conversion model {version}: horizon {settings.conversion_horizon_days:g} days, "
-                f"{m['n_train']:.0f} train / {m['n_holdout']:.0f} holdout profiles, "
-                f"{m['n_trees']:.0f} trees in {time.perf_counter() - started:.1f}s"
-            )
-            # Plain print: the holdout figures are the command's result (scripts parse them).
-            print(f"holdout: ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f} "
-                  f"(base rate {m['base_rate']:.4f})  Brier {m['brier']:.4f} "
-                  f"(base-rate Brier {m['brier_base_rate']:.4f})", flush=True)
         return 0
     finally:
         services.store.close()
@@ -401,29 +383,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gateway.evaluate import columns, evaluate, summary_lines, write_json
-    from recommend.evaluate import render_table
-    from recommend.types import RecommendError
-
-    settings = _settings(args)
-    started = time.perf_counter()
-    try:
-        report = evaluate(settings, data=args.data, split=args.split, k=args.k, seed=args.seed,
-                          last_n=args.last_n, tune=args.tune, max_users=args.max_users)
-    except RecommendError as exc:
-        console.print(f"[red]{exc}[/red]")
-        return 1
-    console.print(f"{args.data}: {report.users} users, {report.items} items, {report.interactions} "
-                  f"interactions; split {args.split} (seed {args.seed}); top-{args.k} "
-                  f"in {time.perf_counter() - started:.1f}s")
-    print(render_table(report.rows, columns(report.rows)))
-    print("\n".join(summary_lines(report)), flush=True)
-    if args.json:
-        write_json(report, Path(args.json))
-    return 0
-
-
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -494,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "A running gateway picks it up atomically, without a restart. "
                        "conversion: purchase propensity within TAILOR_CONVERSION_HORIZON_DAYS "
                        "(prints holdout ROC-AUC, PR-AUC and Brier score).")
-    p.add_argument("what", choices=["index", "cf", "conversion", "conversion", "segments"],
+    p.add_argument("what", choices=["index", "cf", "conversion", "segments"],
                    help="index: item embeddings + FAISS; cf: collaborative filtering; segments: clustering")
     p.add_argument("--kind", choices=["auto", "ease", "knn", "als"],
                    help="cf: the model (default: TAILOR_CF_KIND, auto = by catalog size)")
@@ -509,25 +468,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", dest="json_out", help="JSON file (default: next to --out)")
     common(r)
     r.set_defaults(func=cmd_segments_report)
-
-    p = sub.add_parser("evaluate", help="compare recommendation strategies offline",
-                       description="Every strategy (popularity, EASE, kNN, ALS, trending, content, "
-                       "hybrid) on one split, side by side: precision, recall, NDCG, hit rate, MAP "
-                       "at k, coverage and novelty. Deterministic for a seed.")
-    p.add_argument("--data", choices=["movielens", "store"], default="movielens",
-                   help="movielens: ml-latest-small from TAILOR_DATA_DIR; store: the event log")
-    p.add_argument("--split", choices=["random", "temporal", "leave-last-n"], default="random",
-                   help="random: per user 75/25; temporal: newest 20%% held out; leave-last-n: per user")
-    p.add_argument("--last-n", type=int, default=1, help="leave-last-n: entries held out per user")
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--max-users", type=int, help="evaluate a random subset of users (quicker)")
-    p.add_argument("--json", help="also write the table and context as JSON here")
-    p.add_argument("--tune", action="store_true",
-                   help="tune blend weights on a validation split; store data: save them next to "
-                   "the newest CF model version (the gateway then serves them)")
-    common(p)
-    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("evaluate", help="compare recommendation strategies offline",
                        description="Every strategy (popularity, EASE, kNN, ALS, trending, content, "
