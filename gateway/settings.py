@@ -126,17 +126,6 @@ class Settings:
     pii_salt: str | None = None  # default: derived from jwt_secret
     retention_days: int = 365  # `tailor retention` prunes older events
 
-    # --- recommendations and conversion (issue 6; see recommend/engine.py, gateway/models.py).
-    # Blend weights per source, merged over the defaults (cf 1, content 0.5, segment 0.3,
-    # trending 0.2, context 0.8); weights that `tailor evaluate --tune` saved next to the
-    # serving CF version win over these. ---
-    recommend_weights: Mapping[str, float] = field(default_factory=dict)
-    recommend_exclude_types: tuple[str, ...] = ("purchase",)  # never recommend items with these
-    cf_kind: str = "auto"  # auto (EASE up to cf_ease_max_items items, ALS above), ease, knn, als
-    cf_ease_max_items: int = 20_000  # EASE holds a dense items x items matrix (4 n^2 bytes)
-    conversion_horizon_days: float = 7.0  # conversionScore: P(purchase within this many days)
-    conversion_cutoffs: int = 6  # training snapshots one horizon apart (the last is the holdout)
-
     # --- upstream services (issue 8; gateway/upstream*.py, REST contract in the README).
     # No URL set: items and traits come from the local store only. Times are seconds. ---
     upstream_catalog_url: str | None = None  # e.g. http://catalog.internal/v1 (GET /items)

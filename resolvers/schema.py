@@ -121,12 +121,6 @@ class Query:
         directives=[CacheControl(max_age=300, scope=CacheControlScope.SEGMENT,
                                  stale_while_revalidate=60, stale_if_error=3600)],
     )
-    segment_recommendations: list[Recommendation] = strawberry.field(
-        resolver=recommendations.segment_recommendations,
-        description="Popular now in a segment (default: the caller's): the same for everyone in it.",
-        directives=[CacheControl(max_age=300, scope=CacheControlScope.SEGMENT,
-                                 stale_while_revalidate=60, stale_if_error=3600)],
-    )
 
 
 @strawberry.input(description="One behavioural event (see the README for the rules per type).")

@@ -227,20 +227,6 @@ class User:
             return None
         return round(model.predict(state, services.clock()), 6)
 
-    @strawberry.field(
-        description="Probability (0-1) that this user purchases within the conversion horizon "
-        "(TAILOR_CONVERSION_HORIZON_DAYS, 7 by default); null without a trained model or a profile."
-    )
-    async def conversion_score(self, info: Info[TailorContext, Any]) -> float | None:
-        services = info.context.services
-        model = services.conversion  # one reference: a poller swap cannot split this read
-        if model is None:
-            return None
-        state = await profile_state(info, self._profile_key)
-        if state is None:
-            return None
-        return round(model.predict(state, services.clock()), 6)
-
     @strawberry.field(description="The behavioural profile; null when there are no events yet.")
     async def profile(self, info: Info[TailorContext, Any]) -> Profile | None:
         services = info.context.services
