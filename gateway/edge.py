@@ -23,6 +23,7 @@ stay single-threaded as ``cache/`` requires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -31,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
-from cachetools import LRUCache
 from graphql import OperationType
 from starlette.requests import Request
 from starlette.responses import Response
@@ -47,9 +47,9 @@ from cache import (
     user_scope,
 )
 from gateway.edge_apq import PersistedQueries
-from gateway.edge_http import Audience, EdgeHeaders, not_modified
+from gateway.edge_http import Audience, EdgeHeaders, Memo, not_modified
 from gateway.edge_segment import SegmentTokens
-from gateway.graphql_http import GraphQLParams, HTTPProblem
+from gateway.graphql_http import GraphQLParams, HTTPProblem, read_params
 from gateway.settings import Settings
 from resolvers.cache_control import CacheControlRecorder, install
 from resolvers.context import Services, TailorContext, Viewer
@@ -65,6 +65,9 @@ log = logging.getLogger("tailor.edge")
 # the wire GraphQL-over-HTTP answers field errors with 200 and partial data.
 _STATUS = "x-tailor-status"
 _BYPASS = "BYPASS"
+_MAX_MEMO_URL = 4096  # bytes of query string worth memoizing
+# (params as parsed, params with the query text, operation id, operation type)
+_Resolved = tuple[GraphQLParams, GraphQLParams, str, OperationType | None]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -123,7 +126,12 @@ class EdgeLayer:
             browser_max_age=config.browser_max_age, shared_max_age=config.shared_max_age
         )
         self.purger = purger
-        self._scopes: LRUCache[tuple[str, str], CacheScope] = LRUCache(16_384)
+        # Hit-path memos (see ``Memo``). ``_resolved`` is keyed by the identity of a memoized
+        # GET's params and keeps that object alive, so an id is never reused while in it.
+        self._scopes: Memo[tuple[str, str], CacheScope] = Memo(16_384)
+        self._keys: Memo[tuple[Any, ...], str] = Memo(65_536)
+        self._parsed: Memo[bytes, GraphQLParams] = Memo(4096)
+        self._resolved: Memo[int, _Resolved] = Memo(4096)
         self._statics: dict[tuple[str, str], Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -157,6 +165,23 @@ class EdgeLayer:
 
     # -- /graphql --------------------------------------------------------------------------
 
+    async def read_params(self, request: Request, max_body: int) -> GraphQLParams:
+        """``graphql_http.read_params`` with a memo of parsed GET query strings.
+
+        A persisted query over GET is the same URL over and over (that is what makes it
+        CDN-cacheable); parsing it costs more than the whole cache hit. Only successful parses
+        of short URLs are kept; the parsed params are never mutated downstream.
+        """
+        if request.method != "GET":
+            return await read_params(request, max_body)
+        raw: bytes = request.scope.get("query_string", b"")
+        found = self._parsed.get(raw)
+        if found is None:
+            found = await read_params(request, max_body)
+            if len(raw) <= _MAX_MEMO_URL:
+                self._parsed[raw] = found
+        return found
+
     async def respond(
         self,
         endpoint: GraphQLEndpoint,
@@ -165,8 +190,16 @@ class EdgeLayer:
         viewer: Viewer,
         media: str,
     ) -> Response:
-        params, op_id = self.persisted.resolve(params)
-        op_type = endpoint.operation_type(params)
+        memoized = self._resolved.get(id(params))
+        if memoized is not None and memoized[0] is params:
+            _raw, params, op_id, op_type = memoized
+        else:
+            raw_params = params
+            params, op_id = self.persisted.resolve(params)
+            op_type = endpoint.operation_type(params)
+            # A hash names one text forever, so a resolved GET URL stays resolved.
+            if request.method == "GET":
+                self._resolved[id(raw_params)] = (raw_params, params, op_id, op_type)
         who = self.audience(request, viewer)
         method = request.method
 
@@ -180,17 +213,25 @@ class EdgeLayer:
             return self._answer(request, entry, _BYPASS, who, media)
         memo = (op_id, params.operation_name or "")
         guess = self._scopes.get(memo, CacheScope.PUBLIC)
-        key = cache_key(
-            f"{op_id}/{params.operation_name or ''}",
-            params.variables,
-            self._scope_key(guess, who),
-            vary=(("accept", media),),
-        )
+        key = self._key(memo, params.variables, self._scope_key(guess, who), media)
         found, state = await self.responses.get_or_compute(key, compute, scope=guess)
         assert found is not None  # compute never answers None
-        if found.policy.is_cacheable:
+        if found.policy.is_cacheable and found.policy.scope is not guess:
             self._scopes[memo] = found.policy.scope
         return self._answer(request, found, state.value, who, media, key=key)
+
+    def _key(
+        self, memo: tuple[str, str], variables: dict[str, Any] | None, scope_key: str, media: str
+    ) -> str:
+        """``cache.cache_key`` through a memo: canonicalizing and hashing costs more than the
+        rest of a cache hit. The memo is keyed by orjson's sorted dump of the variables; a
+        different spelling of the same values is only another memo slot for the same key."""
+        spelled = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS) if variables else b""
+        found = self._keys.get((memo, spelled, scope_key, media))
+        if found is None:
+            found = cache_key(f"{memo[0]}/{memo[1]}", variables, scope_key, (("accept", media),))
+            self._keys[(memo, spelled, scope_key, media)] = found
+        return found
 
     @staticmethod
     def _scope_key(scope: CacheScope, who: Audience) -> str:
@@ -252,20 +293,29 @@ class EdgeLayer:
     ) -> Response:
         status = int(entry.headers.get(_STATUS, entry.status))
         cacheable = entry.policy.is_cacheable and not entry.is_error and status == 200
-        headers = self.headers.build(
-            entry,
-            who,
-            cacheable=cacheable,
-            x_cache=x_cache,
-            age=self.responses.age(entry) if cacheable else 0,
-            key=key,
-        )
+        token = None
         if who.segment is not None and not self.headers.shared(entry.policy, who, cacheable):
             # Only on answers no shared cache keeps: a token is this caller's alone.
-            headers["X-Tailor-Segment"] = self.tokens.issue(who.segment)
-        if cacheable and not_modified(request.headers.get("if-none-match"), entry.etag):
-            return Response(status_code=304, headers=headers)
-        return Response(entry.body, status_code=status, media_type=media, headers=headers)
+            token = self.tokens.issue(who.segment)
+        if not cacheable:
+            headers = self.headers.build(entry, who, cacheable=False, x_cache=x_cache)
+            if token is not None:
+                headers["X-Tailor-Segment"] = token
+            return Response(entry.body, status_code=status, media_type=media, headers=headers)
+        # The hot path (every cache hit): pre-encoded headers, only Age and X-Cache per request.
+        raw = [
+            *self.headers.encoded(entry, who, key),
+            (b"age", str(self.responses.age(entry)).encode()),
+            (b"x-cache", x_cache.encode()),
+        ]
+        if token is not None:
+            raw.append((b"x-tailor-segment", token.encode()))
+        if not_modified(request.headers.get("if-none-match"), entry.etag):
+            response = Response(status_code=304)
+        else:
+            response = Response(entry.body, status_code=status, media_type=media)
+        response.raw_headers.extend(raw)
+        return response
 
     # -- invalidation ----------------------------------------------------------------------
 
@@ -295,10 +345,8 @@ class EdgeLayer:
         if loop is None or threading.get_ident() == self._loop_thread:
             fn(tags)
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: its caches are gone with it
             loop.call_soon_threadsafe(fn, tags)
-        except RuntimeError:  # the loop is closed: the caches are gone with it
-            pass
 
     # -- /admin/purge ----------------------------------------------------------------------
 
@@ -333,7 +381,9 @@ class EdgeLayer:
             raise HTTPProblem(400, "name `tags`, `keys` or `all: true`", "BAD_REQUEST")
         result = await self.purge(tags, keys, everything)
         return Response(
-            orjson.dumps(result), media_type="application/json", headers={"Cache-Control": "no-store"}
+            orjson.dumps(result),
+            media_type="application/json",
+            headers={"Cache-Control": "no-store"},
         )
 
 

@@ -134,7 +134,9 @@ def parse_manifest(data: Any) -> list[tuple[str, str, str | None]]:
             if not isinstance(op, dict) or not isinstance(op.get("body"), str):
                 raise ManifestError(f"operations[{n}] needs a string `body`")
             name = op.get("name")
-            rows.append((str(op.get("id", "")), op["body"], name if isinstance(name, str) else None))
+            rows.append(
+                (str(op.get("id", "")), op["body"], name if isinstance(name, str) else None)
+            )
     elif isinstance(data, dict):
         for digest, body in data.items():
             if not isinstance(body, str):

@@ -24,12 +24,31 @@ a shared cache does not key by, so the answer stays private.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from cache import CachedResponse, CachePolicy, CacheScope
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 _PRIVATE_VARY = "Accept, Authorization, X-Anonymous-Id, X-Tailor-Segment"
 # Header size budget for Surrogate-Key / Cache-Tag (CDNs cap these around 16 KiB).
 _MAX_TAG_CHARS = 8000
+
+
+class Memo(dict[K, V], Generic[K, V]):
+    """A bounded memo for the hit path: a plain dict (a get is one hash lookup, unlike an LRU
+    that reorders on every read), emptied when it reaches ``max_entries``. Only for values
+    that can be recomputed: forgetting costs one recomputation, never correctness."""
+
+    def __init__(self, max_entries: int) -> None:
+        super().__init__()
+        self.max_entries = max_entries
+
+    def __setitem__(self, key: K, value: V) -> None:
+        if len(self) >= self.max_entries:
+            self.clear()
+        super().__setitem__(key, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,20 +104,34 @@ def not_modified(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
 class EdgeHeaders:
-    """Builds response headers. Caps in seconds: ``max-age`` (browsers), ``s-maxage`` (CDNs)."""
+    """Builds response headers. Caps in seconds: ``max-age`` (browsers), ``s-maxage`` (CDNs).
 
-    browser_max_age: int = 60
-    shared_max_age: int = 3600
+    Cache-Control/Vary strings and tag headers are memoized: a cache hit should cost a dict
+    lookup, not string formatting (policies are few; tag sets repeat with their entries).
+    """
+
+    def __init__(self, *, browser_max_age: int = 60, shared_max_age: int = 3600) -> None:
+        self.browser_max_age = browser_max_age
+        self.shared_max_age = shared_max_age
+        self._cc: Memo[tuple[CachePolicy, bool], tuple[str, str]] = Memo(1024)
+        self._tags: Memo[frozenset[str], tuple[str, str]] = Memo(4096)
+        self._encoded: Memo[tuple[object, ...], list[tuple[bytes, bytes]]] = Memo(8192)
 
     def shared(self, policy: CachePolicy, who: Audience, cacheable: bool) -> bool:
         return cacheable and shared_cacheable(policy, who)
 
     def cache_control(self, policy: CachePolicy, who: Audience) -> tuple[str, str]:
         """``(Cache-Control, Vary)`` for a cacheable answer."""
+        shared = shared_cacheable(policy, who)
+        found = self._cc.get((policy, shared))
+        if found is None:
+            found = self._cc[(policy, shared)] = self._cache_control(policy, shared)
+        return found
+
+    def _cache_control(self, policy: CachePolicy, shared: bool) -> tuple[str, str]:
         parts = [f"max-age={min(policy.max_age, self.browser_max_age)}"]
-        if shared_cacheable(policy, who):
+        if shared:
             parts.insert(0, "public")
             parts.append(f"s-maxage={min(policy.max_age, self.shared_max_age)}")
             vary = "Accept" if policy.scope is CacheScope.PUBLIC else "Accept, X-Tailor-Segment"
@@ -110,6 +143,26 @@ class EdgeHeaders:
         if policy.stale_if_error:
             parts.append(f"stale-if-error={policy.stale_if_error}")
         return ", ".join(parts), vary
+
+    def tag_headers(self, tags: frozenset[str]) -> tuple[str, str]:
+        found = self._tags.get(tags)
+        if found is None:
+            found = self._tags[tags] = tag_header_values(tags)
+        return found
+
+    def encoded(
+        self, entry: CachedResponse, who: Audience, key: str | None
+    ) -> list[tuple[bytes, bytes]]:
+        """``build``'s headers of a cacheable answer, ASGI-encoded, without Age and X-Cache."""
+        shared = shared_cacheable(entry.policy, who)
+        memo = (key, entry.stored_at, entry.etag, shared)
+        found = self._encoded.get(memo)
+        if found is None:
+            headers = self.build(entry, who, cacheable=True, x_cache="", key=key)
+            del headers["Age"], headers["X-Cache"]
+            found = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+            self._encoded[memo] = found
+        return found
 
     def build(
         self,
@@ -132,7 +185,7 @@ class EdgeHeaders:
             "X-Cache": x_cache,
         }
         if entry.tags:
-            headers["Surrogate-Key"], headers["Cache-Tag"] = tag_header_values(entry.tags)
+            headers["Surrogate-Key"], headers["Cache-Tag"] = self.tag_headers(entry.tags)
         if key is not None:
             headers["X-Cache-Key"] = key
         return headers

@@ -277,15 +277,19 @@ class GraphQLEndpoint:
             if (
                 request.method == "GET"
                 and self.graphiql
-                and "query" not in request.query_params
+                # Accept first: parsing the query string costs more than a cached answer.
                 and "text/html" in request.headers.get("accept", "")
+                and "query" not in request.query_params
             ):
                 return HTMLResponse(graphiql_html())
             media = negotiate(request.headers.get("accept"))
         except HTTPProblem as p:
             return problem_response(p)
         try:
-            params = await read_params(request, self.max_body)
+            # The edge layer memoizes parsed GET URLs: a cached GET must not pay for parsing.
+            params = await (read_params if self.edge is None else self.edge.read_params)(
+                request, self.max_body
+            )
             secret, issuer, audience = self.auth
             try:
                 viewer = viewer_from_headers(

@@ -34,6 +34,7 @@ from graphql import (
     is_composite_type,
 )
 from graphql.pyutils import Path, is_awaitable
+from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef, TypeNameMetaFieldDef
 from strawberry.schema_directive import Location
 
 from cache import CacheHint, CachePolicy, CacheScope, FieldFact, ObjectCache, compute_policy
@@ -44,6 +45,12 @@ from profiles.state import ProfileState
 ENTITY_TYPES: dict[str, str] = {"Item": "item", "User": "user"}
 
 SegmentOf = Callable[[str], "str | None"]
+
+_META_FIELDS: dict[str, GraphQLField] = {
+    "__schema": SchemaMetaFieldDef,
+    "__type": TypeMetaFieldDef,
+    "__typename": TypeNameMetaFieldDef,
+}
 
 
 @strawberry.enum(description="Who may share a cached answer: everyone, one segment, one user.")
@@ -150,14 +157,18 @@ class CacheControlRecorder:
 
     # -- middleware ------------------------------------------------------------------------
 
-    def resolve(self, next_: Callable[..., Any], root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+    def resolve(
+        self, next_: Callable[..., Any], root: Any, info: GraphQLResolveInfo, **args: Any
+    ) -> Any:
         result = next_(root, info, **args)
         if is_awaitable(result):
             return self._after_async(result, root, info)
         self._record(root, info)
         return result
 
-    async def _after_async(self, result: Awaitable[Any], root: Any, info: GraphQLResolveInfo) -> Any:
+    async def _after_async(
+        self, result: Awaitable[Any], root: Any, info: GraphQLResolveInfo
+    ) -> Any:
         try:
             return await result
         finally:
@@ -167,7 +178,9 @@ class CacheControlRecorder:
         key = (info.parent_type.name, info.field_name)
         found = self._statics.get(key)
         if found is None:
-            field = info.parent_type.fields[info.field_name]
+            # Meta fields (__typename, __schema, __type) are not in ``fields``: the introspection
+            # roots then count as unhinted objects (not cacheable), __typename as a scalar.
+            field = info.parent_type.fields.get(info.field_name) or _META_FIELDS[info.field_name]
             named = get_named_type(field.type)
             composite = is_composite_type(named)
             found = (

@@ -8,9 +8,9 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from resolvers.cache_control import CacheControl, CacheControlScope
 from resolvers import recommendations
 from resolvers import segments as segments_gql
+from resolvers.cache_control import CacheControl, CacheControlScope
 from resolvers.context import TailorContext
 from resolvers.errors import BadUserInput, Forbidden, Unauthenticated, from_domain
 from resolvers.types import Item, Recommendation, User

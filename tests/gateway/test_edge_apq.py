@@ -43,7 +43,10 @@ async def test_apq_over_get_end_to_end(edge: Gateway) -> None:
     assert other.headers["x-cache"] == "MISS"
     # A hashed mutation over GET is refused like any mutation over GET.
     mutation = 'mutation { identify(anonymousId: "a1") { status } }'
-    await edge.client.post("/graphql", json={"query": mutation, "extensions": json.loads(apq_params(mutation)["extensions"])})
+    await edge.client.post(
+        "/graphql",
+        json={"query": mutation, "extensions": json.loads(apq_params(mutation)["extensions"])},
+    )
     r = await edge.client.get("/graphql", params=apq_params(mutation))
     assert r.status_code == 405
 
@@ -62,9 +65,11 @@ async def test_apq_rejects_a_hash_that_does_not_match_its_query(edge: Gateway) -
 
 @pytest.mark.parametrize(
     "ext",
-    ['{"persistedQuery": {"version": 2, "sha256Hash": "%s"}}' % ("a" * 64),
-     '{"persistedQuery": {"version": 1, "sha256Hash": "xyz"}}',
-     '{"persistedQuery": "nope"}'],
+    [
+        '{"persistedQuery": {"version": 2, "sha256Hash": "%s"}}' % ("a" * 64),
+        '{"persistedQuery": {"version": 1, "sha256Hash": "xyz"}}',
+        '{"persistedQuery": "nope"}',
+    ],
 )
 async def test_apq_bad_extensions_are_400(edge: Gateway, ext: str) -> None:
     r = await edge.client.get("/graphql", params={"extensions": ext})
@@ -75,27 +80,36 @@ async def test_apq_bad_extensions_are_400(edge: Gateway, ext: str) -> None:
 def _manifest(tmp_path: Path, *queries: str) -> Path:
     path = tmp_path / "manifest.json"
     ops = [{"id": sha(q), "name": None, "type": "query", "body": q} for q in queries]
-    path.write_text(json.dumps({"format": "apollo-persisted-query-manifest", "version": 1, "operations": ops}))
+    path.write_text(
+        json.dumps({"format": "apollo-persisted-query-manifest", "version": 1, "operations": ops})
+    )
     return path
 
 
-async def test_safelist_mode_runs_only_registered_operations(tmp_path: Path, clock: FakeClock) -> None:
+async def test_safelist_mode_runs_only_registered_operations(
+    tmp_path: Path, clock: FakeClock
+) -> None:
     data_dir = tmp_path / "var"
     manifest = _manifest(tmp_path, ITEM)
     assert main(["persisted-queries", "register", str(manifest), "--data-dir", str(data_dir)]) == 0
     assert main(["persisted-queries", "register", str(manifest), "--data-dir", str(data_dir)]) == 0
-    app = create_app(data_dir=data_dir, jwt_secret=SECRET, clock=clock,
-                     persisted_queries_safelist=True)
+    app = create_app(
+        data_dir=data_dir, jwt_secret=SECRET, clock=clock, persisted_queries_safelist=True
+    )
     async with app.router.lifespan_context(app):
         assert app.state.services.store.count_persisted_queries() == 1
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
             ok = await c.get("/graphql", params=apq_params(ITEM, id="i1"))
             assert ok.status_code == 200 and ok.json() == {"data": {"item": None}}
             full = await c.post("/graphql", json={"query": ITEM, "variables": {"id": "i1"}})
             assert full.status_code == 200 and "errors" not in full.json()
             for r in (
                 await c.post("/graphql", json={"query": "{ trending { score } }"}),
-                await c.get("/graphql", params=apq_params("{ trending { score } }", with_query=True)),
+                await c.get(
+                    "/graphql", params=apq_params("{ trending { score } }", with_query=True)
+                ),
             ):
                 assert r.status_code == 400
                 assert r.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_IN_LIST"

@@ -34,7 +34,9 @@ async def test_hit_after_miss_with_age(edge: Gateway) -> None:
     assert BACKEND.calls == 1
     # Variables and Accept are part of the key; header-name case and JSON spelling are not.
     other = await edge.client.get(
-        "/graphql", params={"query": COUNTER}, headers={"accept": "application/graphql-response+json"}
+        "/graphql",
+        params={"query": COUNTER},
+        headers={"accept": "application/graphql-response+json"},
     )
     assert other.headers["x-cache"] == "MISS"
 
@@ -110,10 +112,14 @@ async def test_single_flight_200_concurrent_misses_execute_once(edge: Gateway) -
     assert {r.headers["x-cache"] for r in answers} == {"MISS"}
 
 
-async def test_private_answers_are_cached_per_user_and_dropped_by_their_events(edge: Gateway) -> None:
+async def test_private_answers_are_cached_per_user_and_dropped_by_their_events(
+    edge: Gateway,
+) -> None:
     seed_items(edge)
     q = "{ me { id profile { events } } }"
-    track = 'mutation { track(events: [{messageId: "%s", type: "view", itemId: "i1"}]) { accepted } }'
+    track = (
+        'mutation { track(events: [{messageId: "%s", type: "view", itemId: "i1"}]) { accepted } }'
+    )
     u1, u2 = bearer(edge, "u1"), bearer(edge, "u2")
     assert (await get(edge, q, u1)).json()["data"]["me"] == {"id": "u1", "profile": None}
     # A new operation is first keyed as PUBLIC; its PRIVATE answer is not stored under that
@@ -142,7 +148,8 @@ async def test_private_answers_are_cached_per_user_and_dropped_by_their_events(e
 async def test_profile_cache_serves_reads_and_follows_invalidation(edge: Gateway) -> None:
     seed_items(edge)
     await edge.client.post(
-        "/v1/events", json=[{"messageId": "m1", "type": "view", "itemId": "i1"}],
+        "/v1/events",
+        json=[{"messageId": "m1", "type": "view", "itemId": "i1"}],
         headers=bearer(edge, "u1"),
     )
     profiles = edge.app.state.edge.profiles
@@ -150,7 +157,8 @@ async def test_profile_cache_serves_reads_and_follows_invalidation(edge: Gateway
     await get(edge, q, bearer(edge, "u1"))
     assert "u1" in profiles
     await edge.client.post(
-        "/v1/events", json=[{"messageId": "m2", "type": "view", "itemId": "i1"}],
+        "/v1/events",
+        json=[{"messageId": "m2", "type": "view", "itemId": "i1"}],
         headers=bearer(edge, "u1"),
     )
     assert "u1" not in profiles
@@ -205,14 +213,21 @@ def _cdn(request: httpx.Request) -> httpx.Response:
 
 @pytest.mark.parametrize(
     "edge",
-    [{"cdn_purge_url": "https://cdn.test/purge", "cdn_purge_token": "cdn-secret",
-      "cdn_transport": httpx.MockTransport(_cdn)}],
+    [
+        {
+            "cdn_purge_url": "https://cdn.test/purge",
+            "cdn_purge_token": "cdn-secret",
+            "cdn_transport": httpx.MockTransport(_cdn),
+        }
+    ],
     indirect=True,
 )
 async def test_purge_is_forwarded_to_the_cdn(edge: Gateway) -> None:
     CDN_CALLS.clear()
     r = await edge.client.post(
-        "/admin/purge", json={"tags": ["item:i1", "type:Item"]}, headers=bearer(edge, "ops", "admin")
+        "/admin/purge",
+        json={"tags": ["item:i1", "type:Item"]},
+        headers=bearer(edge, "ops", "admin"),
     )
     assert r.json()["cdn"] == {"forwarded": True, "status": 200}
     (sent,) = CDN_CALLS

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import pytest
 
 from gateway.app import create_app
 from resolvers.schema import build_schema
-from tests.conftest import Gateway
+from tests.conftest import SECRET, FakeClock, Gateway
 from tests.gateway.test_edge_helpers import BACKEND, apq_params, bearer, edge, sha
 
 __all__ = ["edge"]
@@ -38,7 +41,10 @@ def test_sdl_shows_the_directive_and_the_hints() -> None:
     assert "enum CacheControlScope {\n  PUBLIC\n  SEGMENT\n  PRIVATE\n}" in sdl
     assert "type Item @cacheControl(maxAge: 300, scope: PUBLIC" in sdl
     assert "type User @cacheControl(maxAge: 60, scope: PRIVATE)" in sdl
-    assert "@cacheControl(maxAge: 30, scope: PUBLIC, staleWhileRevalidate: 30, staleIfError: 600)" in sdl
+    assert (
+        "@cacheControl(maxAge: 30, scope: PUBLIC, staleWhileRevalidate: 30, staleIfError: 600)"
+        in sdl
+    )
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
@@ -136,7 +142,12 @@ async def test_apq_hit_and_miss(edge: Gateway, method: str, who: str) -> None:
     miss = await send(False)
     assert miss.status_code == 200
     assert miss.json() == {
-        "errors": [{"message": "PersistedQueryNotFound", "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]
+        "errors": [
+            {
+                "message": "PersistedQueryNotFound",
+                "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"},
+            }
+        ]
     }
     assert miss.headers["cache-control"] == "no-store"
     registered = await send(True)
@@ -150,24 +161,34 @@ async def test_apq_hit_and_miss(edge: Gateway, method: str, who: str) -> None:
 
 async def test_request_errors_are_no_store(edge: Gateway) -> None:
     for r in (
-        await edge.client.post("/graphql", content=b"{nope", headers={"content-type": "application/json"}),
+        await edge.client.post(
+            "/graphql", content=b"{nope", headers={"content-type": "application/json"}
+        ),
         await edge.client.get("/graphql", params={"query": "{ nope }"}),
-        await edge.client.get("/graphql", params={"query": PRIVATE_Q}, headers={"authorization": "Bearer x"}),
+        await edge.client.get(
+            "/graphql", params={"query": PRIVATE_Q}, headers={"authorization": "Bearer x"}
+        ),
     ):
         assert r.status_code in (200, 400, 401)
         assert r.headers["cache-control"] == "no-store"
 
 
-async def test_browser_and_shared_ages_are_capped_separately(tmp_path, clock) -> None:  # type: ignore[no-untyped-def]
-    import httpx
-
-    from tests.conftest import SECRET
-
-    app = create_app(data_dir=tmp_path / "var", jwt_secret=SECRET, clock=clock,
-                     edge_browser_max_age=10, edge_shared_max_age=20)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            r = await c.get("/graphql", params={"query": PUBLIC_Q})
+async def test_browser_and_shared_ages_are_capped_separately(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    app = create_app(
+        data_dir=tmp_path / "var",
+        jwt_secret=SECRET,
+        clock=clock,
+        edge_browser_max_age=10,
+        edge_shared_max_age=20,
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as c,
+    ):
+        r = await c.get("/graphql", params={"query": PUBLIC_Q})
     assert r.headers["cache-control"].startswith("public, max-age=10, s-maxage=20, ")
 
 

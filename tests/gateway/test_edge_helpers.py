@@ -101,7 +101,9 @@ def sha(query: str) -> str:
 
 
 def apq_params(query: str, *, with_query: bool = False, **variables: Any) -> dict[str, str]:
-    params = {"extensions": json.dumps({"persistedQuery": {"version": 1, "sha256Hash": sha(query)}})}
+    params = {
+        "extensions": json.dumps({"persistedQuery": {"version": 1, "sha256Hash": sha(query)}})
+    }
     if with_query:
         params["query"] = query
     if variables:
@@ -158,8 +160,12 @@ class SharedCache:
                 return stored.response
         response = await self.client.get(url, headers=req)
         if self._storable(response, req):
-            vary = [v.strip().lower() for v in response.headers.get("vary", "").split(",") if v.strip()]
-            variants = [s for s in self.entries.get(url, []) if not self._matches_vary(vary, s, req)]
+            vary = [
+                v.strip().lower() for v in response.headers.get("vary", "").split(",") if v.strip()
+            ]
+            variants = [
+                s for s in self.entries.get(url, []) if not self._matches_vary(vary, s, req)
+            ]
             variants.append(_Stored(response, req, self.clock(), vary))
             self.entries[url] = variants
         return response

@@ -70,13 +70,19 @@ async def test_segment_answers_are_shared_within_a_segment_only(edge: Gateway) -
 
     # A forged or expired token is ignored: the generic answer, never the named segment.
     forged = tokens["u1"].rsplit(".", 1)[0] + ".AAAA"
-    r = await edge.client.get("/graphql", params={"query": OFFER}, headers={"x-tailor-segment": forged})
+    r = await edge.client.get(
+        "/graphql", params={"query": OFFER}, headers={"x-tailor-segment": forged}
+    )
     assert r.json() == {"data": {"segmentOffer": "offer:generic"}}
     other = SegmentTokens("another-secret-0123456789abcdef", clock=edge.clock).issue("3")
-    r = await edge.client.get("/graphql", params={"query": OFFER}, headers={"x-tailor-segment": other})
+    r = await edge.client.get(
+        "/graphql", params={"query": OFFER}, headers={"x-tailor-segment": other}
+    )
     assert r.json() == {"data": {"segmentOffer": "offer:generic"}}
     edge.clock.advance(3601)
-    r = await edge.client.get("/graphql", params={"query": OFFER}, headers={"x-tailor-segment": tokens["u2"]})
+    r = await edge.client.get(
+        "/graphql", params={"query": OFFER}, headers={"x-tailor-segment": tokens["u2"]}
+    )
     assert r.json() == {"data": {"segmentOffer": "offer:generic"}}
 
 
