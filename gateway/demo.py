@@ -17,9 +17,10 @@ from typing import Any
 from catalog.importer import import_items
 from demo.world import generate_world
 from gateway.app import build_services
-from gateway.models import ensure_index, train_cf
+from gateway.models import conversion_store, ensure_index, train_cf, train_conversion_model
 from gateway.settings import Settings
 from profiles.imports import import_events, import_users
+from profiles.types import InsufficientTrainingData
 
 ProgressFactory = Callable[
     [str, int | None], contextlib.AbstractContextManager[Callable[[int], None]]
@@ -69,6 +70,14 @@ def load_demo_world(
         if not (settings.data_dir / "models" / "cf").is_dir():
             with progress("train collaborative filtering", None):
                 train_cf(services, settings)
+        conversion = None
+        if not conversion_store(settings).versions():
+            # A tiny world (tests) may hold too few weeks for the temporal cutoffs: the demo
+            # then serves without conversionScore rather than failing.
+            with progress("train conversion propensity", None), contextlib.suppress(
+                InsufficientTrainingData
+            ):
+                conversion = train_conversion_model(services, settings)[1]
         personas = json.loads((world_dir / "personas.json").read_text())
         sample = next((u for u, p in sorted(personas.items()) if p == "high_value_loyalist"), None)
         return {
@@ -77,6 +86,7 @@ def load_demo_world(
             "events": store.count_events(),
             "sample_user": sample or sorted(personas)[0],
             "world_dir": world_dir,
+            "conversion": conversion,  # holdout metrics when trained now
         }
     finally:
         services.store.close()
