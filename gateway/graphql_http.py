@@ -51,9 +51,6 @@ from resolvers.errors import TailorGraphQLError
 if TYPE_CHECKING:
     from gateway.edge import EdgeLayer
 
-if TYPE_CHECKING:
-    from gateway.edge import EdgeLayer
-
 log = logging.getLogger("tailor.graphql")
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
@@ -195,9 +192,6 @@ class GraphQLEndpoint:
     # Edge caching, APQ and HTTP cache headers (gateway/edge.py); set by the app's lifespan.
     edge: EdgeLayer | None = None
 
-    # Edge caching, APQ and HTTP cache headers (gateway/edge.py); set by the app's lifespan.
-    edge: EdgeLayer | None = None
-
     def __init__(
         self,
         schema: strawberry.Schema,
@@ -259,14 +253,6 @@ class GraphQLEndpoint:
         operation = get_operation_ast(document, params.operation_name)
         return None if operation is None else operation.operation
 
-    def operation_type(self, params: GraphQLParams) -> OperationType | None:
-        """The selected operation's type; ``None`` if the document is invalid or has no such op."""
-        document, errors = self._document(params.query)
-        if errors or document is None:
-            return None
-        operation = get_operation_ast(document, params.operation_name)
-        return None if operation is None else operation.operation
-
     async def handle(self, request: Request) -> Response:
         from gateway.auth import AuthError, viewer_from_headers
 
@@ -300,8 +286,6 @@ class GraphQLEndpoint:
             except AuthError as exc:
                 raise HTTPProblem(401, str(exc), "UNAUTHENTICATED",
                                   {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-            if self.edge is not None:
-                return await self.edge.respond(self, request, params, viewer, media)
             if self.edge is not None:
                 return await self.edge.respond(self, request, params, viewer, media)
             status, body = await self.run(params, TailorContext(self.services, viewer, request),
@@ -377,11 +361,6 @@ class GraphQLEndpoint:
                 code = "GRAPHQL_PARSE_FAILED"
             formatted["extensions"] = {**(formatted.get("extensions") or {}), "code": code}
         return formatted
-
-
-def _cache_middleware(context: TailorContext) -> list[Any] | None:
-    recorder = getattr(context, "cache_control", None)
-    return None if recorder is None else [recorder]
 
 
 def _cache_middleware(context: TailorContext) -> list[Any] | None:
