@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 MOVIELENS = Path(os.environ.get("TAILOR_DATA_DIR", REPO.parent / "shared" / "data")) / (
     "ml-latest-small"
 )
-CATALOG_SIZE = 600  # most-rated movies indexed (keeps encoding to seconds on 2 cores)
+CATALOG_SIZE = 400  # most-rated movies indexed (keeps encoding to seconds on 2 cores)
 QUERIES = 100
 
 
