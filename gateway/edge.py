@@ -340,6 +340,11 @@ class EdgeLayer:
         """Call when items were written (any thread): drops every answer showing them."""
         self._on_loop(self.invalidate_tags, {f"item:{i}" for i in item_ids})
 
+    def models_swapped(self) -> None:
+        """Call after a model/index swap (any thread): drops every answer holding model output
+        (``type:Recommendation``); profiles and item answers stay."""
+        self._on_loop(self.invalidate_tags, {"type:Recommendation"})
+
     def _on_loop(self, fn: Callable[[set[str]], Any], tags: set[str]) -> None:
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:

@@ -43,6 +43,8 @@ from profiles.state import ProfileState
 # Object types whose instances are purge targets: GraphQL type name -> tag prefix. A resolved
 # object of one of these types tags the response with ``<prefix>:<id>`` and ``type:<Name>``.
 ENTITY_TYPES: dict[str, str] = {"Item": "item", "User": "user"}
+# Types tagged ``type:<Name>`` only (no id): model output, purged as a whole on a model swap.
+TYPE_TAGGED: frozenset[str] = frozenset({"Recommendation"})
 
 SegmentOf = Callable[[str], "str | None"]
 
@@ -214,6 +216,8 @@ class CacheControlRecorder:
             entity_id = getattr(root, "id", None)
             if entity_id is not None:
                 self.tags.add(f"{prefix}:{entity_id}")
+            self.tags.add(f"type:{parent.name}")
+        elif parent.name in TYPE_TAGGED:
             self.tags.add(f"type:{parent.name}")
 
     # -- runtime API (through the helpers below) -------------------------------------------

@@ -203,6 +203,24 @@ async def test_item_updates_drop_answers_showing_them(edge: Gateway) -> None:
     assert (await get(edge, q)).headers["x-cache"] == "MISS"
 
 
+async def test_a_model_swap_drops_recommendation_answers_only(edge: Gateway) -> None:
+    seed_items(edge)
+    await edge.client.post(
+        "/v1/events",
+        json=[{"messageId": f"m{k}", "type": "view", "itemId": "i1"} for k in range(3)],
+        headers=bearer(edge, "u1"),
+    )
+    trending = "{ trending(first: 2) { item { id } } }"
+    item = '{ item(id: "i2") { id } }'
+    first = await get(edge, trending)
+    assert first.json()["data"]["trending"] == [{"item": {"id": "i1"}}]
+    assert "type:Recommendation" in first.headers["surrogate-key"].split()
+    await get(edge, item)
+    edge.app.state.edge.models_swapped()
+    assert (await get(edge, trending)).headers["x-cache"] == "MISS"
+    assert (await get(edge, item)).headers["x-cache"] == "HIT"
+
+
 CDN_CALLS: list[httpx.Request] = []
 
 
