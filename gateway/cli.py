@@ -369,7 +369,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         report = evaluate(settings, data=args.data, split=args.split, k=args.k, seed=args.seed,
-                          last_n=args.last_n, tune=args.tune, max_users=args.max_users)
+                          last_n=args.last_n, tune=args.tune, max_users=args.max_users,
+                          only=args.strategies.split(",") if args.strategies else None)
     except RecommendError as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
@@ -481,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--max-users", type=int, help="evaluate a random subset of users (quicker)")
+    p.add_argument("--strategies", help="comma-separated subset, e.g. ease,hybrid (popularity "
+                   "is always shown): popularity, ease, knn, als, trending, content, hybrid")
     p.add_argument("--json", help="also write the table and context as JSON here")
     p.add_argument("--tune", action="store_true",
                    help="tune blend weights on a validation split; store data: save them next to "

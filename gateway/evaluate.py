@@ -242,8 +242,11 @@ def evaluate(
     last_n: int = 1,
     tune: bool = False,
     max_users: int | None = None,
+    only: Sequence[str] | None = None,
 ) -> EvaluationReport:
-    """Run the comparison (see the module docstring); ``max_users`` subsamples users first."""
+    """Run the comparison (see the module docstring); ``max_users`` subsamples users first;
+    ``only`` names the strategies to report (default: all; ``popularity`` is always kept, as
+    the baseline)."""
     if data not in DATASETS:
         raise ValueError(f"unknown data {data!r}; one of {DATASETS}")
     content: ContentService | None = None
@@ -294,6 +297,17 @@ def evaluate(
         notes.append(f"hybrid uses the weights tuned for CF version {version}")
     strategies.append(BlendStrategy(sources, weights, name="hybrid"))
 
+    if only is not None:
+        unknown = set(only) - {s.name for s in strategies}
+        if unknown:
+            raise RecommendError(f"unknown strategies {sorted(unknown)}")
+        keep = {"popularity", *only}
+        strategies = [s for s in strategies if s.name in keep]
+        # The hybrids reuse their sources' fits; fit those that are not evaluated themselves.
+        if "hybrid" in keep or tune:
+            for source in sources.values():
+                if source.inner not in strategies:
+                    source.inner.fit(parts.train)
     rows = evaluate_strategies(strategies, parts, k)
     report = EvaluationReport(
         rows=rows,
