@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import numpy as np
@@ -40,26 +39,3 @@ def test_sources_feed_the_blend() -> None:
 def test_user_context_sums_weights_per_item() -> None:
     user = UserContext(history=[("a", 1.0, 1.0), ("b", 5.0, 2.0), ("a", 2.0, 3.0)])
     assert user.item_weights() == {"a": 3.0, "b": 5.0}
-
-
-def test_recommend_imports_only_downward() -> None:
-    import sys
-
-    for path in sorted(RECOMMEND_DIR.glob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                assert top not in FORBIDDEN, f"{path.name} imports {name}"
-                assert (
-                    top in sys.stdlib_module_names
-                    or top in ALLOWED_THIRD_PARTY
-                    or top in ALLOWED_PROJECT
-                    or top == "__future__"
-                ), f"{path.name} imports {name}"
