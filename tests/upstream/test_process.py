@@ -175,3 +175,24 @@ def test_sync_users_keeps_local_consent_and_hashes_pii(
         assert c1.traits["tier"] == "gold" and c1.traits["email"].startswith("hmac-sha256:")
     finally:
         store.close()
+
+
+async def test_serve_runs_sync_on_an_interval(
+    tmp_path: Path, clock: FakeClock, upstream: UpstreamProcess
+) -> None:
+    import asyncio
+
+    async for g in open_gateway(
+        tmp_path,
+        clock,
+        upstream_catalog_url=upstream.url,
+        upstream_sync_interval_s=3600,
+        upstream_sync_page_size=100,
+    ):
+        for _ in range(200):  # the first run starts with the app
+            if g.services.store.count_items() >= 250:
+                break
+            await asyncio.sleep(0.02)
+        assert g.services.store.count_items() >= 250
+        assert g.services.catalog.item("u42") is not None  # the in-memory catalog follows
+        assert upstream.stats()["by_kind"]["items"] >= 3  # 250 items in pages of 100
