@@ -36,6 +36,14 @@ def normalize_scores(scores: np.ndarray, method: Normalization = "rank") -> np.n
 
     Entries equal to ``-inf`` are padding: they normalize to 0 and do not count in ``n``.
     """
+    if method == "rank" and np.ndim(scores) == 1:
+        # Serving normalizes a few short lists per request; a sort + searchsorted gives the
+        # same "min" tie ranks as scipy's rankdata at a fraction of its per-call overhead.
+        flat = np.asarray(scores, dtype=np.float64)
+        valid_1d = flat > -np.inf
+        n = int(valid_1d.sum())
+        ranks_1d = np.searchsorted(np.sort(-flat[valid_1d]), -flat, side="left")
+        return np.where(valid_1d, (n - ranks_1d) / max(n, 1), 0.0)
     s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     valid = s > -np.inf
     n_valid = valid.sum(axis=1, keepdims=True)
