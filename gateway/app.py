@@ -163,7 +163,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             services.extras["segment_of"] = segment_of
         edge = build_edge(settings, services, clock=clock, cdn_transport=cdn_transport)
         edge.attach()
-        state["graphql"].edge = state["edge"] = app.state.edge = edge
+        state["graphql"].edge = state["edge"] = app.state.edge = services.extras["edge"] = edge
         register_edge_eraser(services, edge)  # erasure drops the person's cached answers
         upstreams = start_upstreams(settings, services, edge, transport=upstream_transport,
                                     clock=clock)

@@ -83,7 +83,7 @@ def ensure_index(services: Services, *, show_progress: bool = False) -> str | No
     content = services.content
     try:
         if content.load_latest() or content.ready:
-            catch_up_items(services)
+            services.extras.setdefault("changed_items", set()).update(catch_up_items(services))
             return content.version
     except EmbeddingError as exc:
         log.warning("stored index not usable (%s); rebuilding", exc)
@@ -93,17 +93,19 @@ def ensure_index(services: Services, *, show_progress: bool = False) -> str | No
     return content.build(items, show_progress=show_progress)
 
 
-def catch_up_items(services: Services) -> int:
-    """Add items written since the serving index was built (imports by other processes)."""
+def catch_up_items(services: Services) -> list[str]:
+    """Add items written since the serving index was built (imports by other processes).
+
+    Returns the ids of the new or changed items (their cached answers must be dropped)."""
     content = services.content
     fresh = services.store.items_updated_since(content.loaded_at)
     if not fresh:
-        return 0
+        return []
     services.catalog.update(fresh)
     content.loaded_at = max(it.updated_at for it in fresh)
     added = content.add_items(fresh)
     log.info("added %d new or changed items to the live index", added)
-    return added
+    return [it.id for it in fresh]
 
 
 async def poll_models(services: Services, settings: Settings) -> None:
@@ -111,9 +113,19 @@ async def poll_models(services: Services, settings: Settings) -> None:
     while True:
         await asyncio.sleep(settings.model_poll_s)
         try:
-            await asyncio.to_thread(refresh_models, services, settings)
+            swapped = await asyncio.to_thread(refresh_models, services, settings)
         except Exception:  # keep polling; the serving model stays as it is
             log.exception("model poll failed")
+            continue
+        # Cached answers built on what changed are dropped (on the loop: the caches are not
+        # thread-safe).
+        edge = services.extras.get("edge")
+        changed = services.extras.pop("changed_items", set())
+        if edge is not None:
+            if changed:
+                edge.items_changed(sorted(changed))
+            if swapped:
+                edge.models_swapped()
 
 
 # ---------------------------------------------------------------------- collaborative filtering
@@ -315,11 +327,14 @@ def load_conversion_latest(services: Services, settings: Settings) -> bool:
     return True
 
 
-def refresh_models(services: Services, settings: Settings) -> None:
+def refresh_models(services: Services, settings: Settings) -> bool:
     """Everything the poller does once: index versions, new items, CF versions (and their tuned
-    weights), conversion versions."""
+    weights), conversion versions, segment versions. True when any model version was swapped."""
+    index_before = services.content.version
     ensure_index(services)
-    load_cf_latest(services, settings)
-    load_conversion_latest(services, settings)
+    swapped = services.content.version != index_before
+    swapped = bool(load_cf_latest(services, settings)) or swapped
+    swapped = bool(load_conversion_latest(services, settings)) or swapped
     if services.segments is not None:
-        services.segments.load_latest()
+        swapped = bool(services.segments.load_latest()) or swapped
+    return swapped
