@@ -220,13 +220,26 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
 
     async def readyz(request: Request) -> Response:
         services = state.get("services")
+        if services is None:
+            return Response(b'{"status":"not ready"}', status_code=503, media_type="application/json",
+                            headers={"Cache-Control": "no-store"})
         checks = {
-            "store": bool(services and services.store.ping()),
-            "trending": bool(services and len(services.trending) >= 0),
-            "ingest_writer": bool(services and services.ingest._thread is not None),
+            "store": services.store.ping(),
+            "ingest_writer": services.ingest.running,
+            # With items in the catalog, similarity and search need the index loaded.
+            "item_index": services.content.ready or len(services.catalog) == 0,
         }
         ok = all(checks.values())
-        report: dict[str, Any] = {"status": "ready" if ok else "not ready", "checks": checks}
+        report: dict[str, Any] = {
+            "status": "ready" if ok else "not ready",
+            "checks": checks,
+            # Informational: without these models the answers fall back (trending, generic).
+            "models": {
+                "item_index": services.content.version,
+                "cf": services.recommender.cf.version,
+                "segments": services.segments.version if services.segments is not None else None,
+            },
+        }
         if state.get("upstreams") is not None:
             # Informational: an open circuit degrades fields (stale or UPSTREAM_UNAVAILABLE),
             # it does not make this instance unfit for traffic.

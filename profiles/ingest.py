@@ -102,6 +102,11 @@ class IngestionService:
             )
             self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """True while the writer thread is alive (events can be acknowledged)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         if self._thread is not None:
             self._queue.put(None)
