@@ -73,7 +73,7 @@ class Settings:
     encoder: str = "minilm"  # "minilm" (bundled model) or "hashing" (unit tests only)
     model_path: str | None = None  # a sentence-transformers directory of your own
     item_text_template: str | None = None  # None: embeddings.DEFAULT_ITEM_TEMPLATE
-    hnsw_threshold: int = 20_000  # exact inner-product search below this many items
+    hnsw_threshold: int = 10_000  # exact inner-product search below this many items
     hnsw_m: int = 32
     hnsw_ef_construction: int = 100
     hnsw_ef_search: int = 96

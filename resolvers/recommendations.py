@@ -22,11 +22,11 @@ from embeddings import EmbeddingError
 from recommend.engine import RecommendRequest
 from recommend.filters import ItemFilter
 from recommend.types import Recommendation as Rec
+from resolvers.arguments import clamp_first, id_arg
 from resolvers.cache_control import add_cache_tags, viewer_segment
 from resolvers.context import Services, TailorContext
 from resolvers.errors import BadUserInput, ServiceUnavailable
 from resolvers.types import Item, Recommendation
-from storage.fields import FieldError, ident
 
 
 @strawberry.enum(description="Which candidate sources answer.")
@@ -80,21 +80,6 @@ def to_filter(f: ItemFilterInput | None, max_ids: int = 1000) -> ItemFilter:
     )
 
 
-def _first(info: Info[TailorContext, Any], first: int) -> int:
-    if first < 0:
-        raise BadUserInput("`first` must be >= 0")
-    return min(first, info.context.services.max_first)
-
-
-def _item_id(value: str, name: str) -> str:
-    try:
-        out = ident({name: value}, name)
-    except FieldError as exc:
-        raise BadUserInput(f"`{name}` {exc.reason}") from None
-    assert out is not None
-    return out
-
-
 async def _materialize(info: Info[TailorContext, Any], recs: list[Rec]) -> list[Recommendation]:
     items = await info.context.items.load_many([r.item_id for r in recs])
     return [
@@ -116,8 +101,8 @@ async def similar_items(
     filter: ItemFilterInput | None = None,
 ) -> list[Recommendation]:
     services = info.context.services
-    iid = _item_id(str(item_id), "itemId")
-    n = _first(info, first)
+    iid = id_arg(str(item_id), "itemId")
+    n = clamp_first(info, first)
     source = services.catalog.item(iid)
     if source is None:
         raise BadUserInput(f"unknown item {iid!r}")
@@ -144,14 +129,14 @@ async def search(
         raise BadUserInput("`text` must not be empty")
     if len(text) > 500:
         raise BadUserInput("`text` is longer than 500 characters")
-    n = _first(info, first)
+    n = clamp_first(info, first)
     content = services.content
     if not content.ready:
         raise ServiceUnavailable("the item index is not built yet (run `tailor train index`)")
     sf = to_filter(filter).search_filter(services.catalog.all_items)
     user_vec = None
     key = info.context.viewer.profile_key
-    if personalized and key:
+    if personalized and key and personalization_allowed(services, key):
         state = services.ingest.profile(key)
         if state is not None:
             user_vec = content.user_vector(state.recent_history(200))
@@ -185,11 +170,25 @@ async def user_recommendations(
     context: RecommendationContext | None = None,
 ) -> list[Recommendation]:
     services = info.context.services
-    n = _first(info, first)
+    n = clamp_first(info, first)
     if not 0.0 <= diversity <= 1.0:
         raise BadUserInput("`diversity` must be between 0 and 1")
     if max_per_category is not None and max_per_category < 1:
         raise BadUserInput("`maxPerCategory` must be >= 1")
+    if not personalization_allowed(services, profile_key):
+        # No consent (or a Sec-GPC/DNT opt-out): the non-personalized path, and the answer says so.
+        req = RecommendRequest(
+            k=n,
+            strategy="trending",
+            filter=to_filter(filter),
+            diversity=diversity,
+            max_per_category=max_per_category,
+        )
+        recs = await asyncio.to_thread(services.recommender.recommend, req)
+        recs = [
+            Rec(r.item_id, r.score, r.source, f"{r.reason} (personalization off)") for r in recs
+        ]
+        return await _materialize(info, recs)
     state = services.ingest.profile(profile_key)
     history = state.recent_history(200) if state is not None else []
     segment_id, segment_name = services.segment_of(profile_key, state)
@@ -202,12 +201,22 @@ async def user_recommendations(
         filter=to_filter(filter),
         diversity=diversity,
         max_per_category=max_per_category,
-        context_item=_item_id(str(context.item_id), "context.itemId") if context else None,
+        context_item=id_arg(str(context.item_id), "context.itemId") if context else None,
         segment_id=segment_id,
         segment_name=segment_name,
     )
     recs = await asyncio.to_thread(services.recommender.recommend, req)
     return await _materialize(info, recs)
+
+
+def personalization_allowed(services: Services, profile_key: str) -> bool:
+    """Consent check: a user's personalization flag, and the request's Sec-GPC/DNT opt-out."""
+    privacy = services.extras.get("privacy")
+    if privacy is None:
+        return True
+    return bool(
+        privacy.personalization_allowed(None if profile_key.startswith("anon:") else profile_key)
+    )
 
 
 def _segment_name(services: Services, segment_id: str) -> str | None:
@@ -226,13 +235,13 @@ async def segment_recommendations(
     Without ``segmentId`` the caller's own segment is used (empty when none applies).
     """
     services = info.context.services
-    n = _first(info, first)
+    n = clamp_first(info, first)
     filt = to_filter(filter)
     if segment_id is None:
         found = viewer_segment(info)
         sid = found[0] if isinstance(found, tuple) else found
     else:
-        sid = _item_id(str(segment_id), "segmentId")
+        sid = id_arg(str(segment_id), "segmentId")
     if sid is None or services.extras.get("segment_popular") is None:
         return []
     add_cache_tags(info, f"segment:{sid}")

@@ -10,38 +10,25 @@ from strawberry.types import Info
 
 from resolvers import recommendations
 from resolvers import segments as segments_gql
+from resolvers.arguments import clamp_first, id_arg
 from resolvers.cache_control import CacheControl, CacheControlScope
 from resolvers.context import TailorContext
 from resolvers.errors import BadUserInput, Forbidden, Unauthenticated, from_domain
 from resolvers.types import Item, Recommendation, User
-from storage.fields import FieldError, ident
-
-
-def _first(info: Info[TailorContext, Any], first: int) -> int:
-    if first < 0:
-        raise BadUserInput("`first` must be >= 0")
-    return min(first, info.context.services.max_first)
-
-
-def _check_id(value: str, name: str) -> str:
-    try:
-        out = ident({name: value}, name)
-    except FieldError as exc:
-        raise BadUserInput(f"`{name}` {exc.reason}") from None
-    assert out is not None
-    return out
 
 
 async def _trending(
     info: Info[TailorContext, Any], first: int, category: str | None
 ) -> list[Recommendation]:
     ctx = info.context
-    n = _first(info, first)
+    n = clamp_first(info, first)
     ids, scores = ctx.services.trending.top(n, category=category)
     items = await ctx.items.load_many(ids)
     reason = f"Trending in {category}" if category else "Trending now"
     return [
-        Recommendation(item=Item.from_record(it), score=round(float(s), 6), reason=reason, source="trending")
+        Recommendation(
+            item=Item.from_record(it), score=round(float(s), 6), reason=reason, source="trending"
+        )
         for it, s in zip(items, scores, strict=True)
         if it is not None
     ]
@@ -49,11 +36,15 @@ async def _trending(
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="The caller: the signed-in user, or the anonymous visitor of X-Anonymous-Id.")
+    @strawberry.field(
+        description="The caller: the signed-in user, or the anonymous visitor of X-Anonymous-Id."
+    )
     def me(self, info: Info[TailorContext, Any]) -> User | None:
         viewer = info.context.viewer
         if viewer.user_id:
-            return User(id=strawberry.ID(viewer.user_id), anonymous=False, _profile_key=viewer.user_id)
+            return User(
+                id=strawberry.ID(viewer.user_id), anonymous=False, _profile_key=viewer.user_id
+            )
         if viewer.anonymous_id:
             key = viewer.profile_key or ""
             linked = info.context.services.store.resolve_identity(viewer.anonymous_id)
@@ -65,7 +56,7 @@ class Query:
     @strawberry.field(description="Any user by id. Needs a token with the admin or service scope.")
     def user(self, info: Info[TailorContext, Any], id: strawberry.ID) -> User | None:
         viewer = info.context.viewer
-        uid = _check_id(str(id), "id")
+        uid = id_arg(str(id), "id")
         if not viewer.is_privileged and viewer.user_id != uid:
             raise Forbidden("user(id) needs a token with the admin or service scope")
         store = info.context.services.store
@@ -75,14 +66,18 @@ class Query:
 
     @strawberry.field(description="One item by id; null when it does not exist.")
     async def item(self, info: Info[TailorContext, Any], id: strawberry.ID) -> Item | None:
-        rec = await info.context.items.load(_check_id(str(id), "id"))
+        rec = await info.context.items.load(id_arg(str(id), "id"))
         return Item.from_record(rec) if rec else None
 
-    @strawberry.field(description="Items by ids, in the same order; null where an id does not exist.")
-    async def items(self, info: Info[TailorContext, Any], ids: list[strawberry.ID]) -> list[Item | None]:
+    @strawberry.field(
+        description="Items by ids, in the same order; null where an id does not exist."
+    )
+    async def items(
+        self, info: Info[TailorContext, Any], ids: list[strawberry.ID]
+    ) -> list[Item | None]:
         if len(ids) > info.context.services.max_first:
             raise BadUserInput(f"at most {info.context.services.max_first} ids per request")
-        recs = await info.context.items.load_many([_check_id(str(i), "ids") for i in ids])
+        recs = await info.context.items.load_many([id_arg(str(i), "ids") for i in ids])
         return [Item.from_record(r) if r else None for r in recs]
 
     # Cache hints: Item/User/Profile carry theirs on the type (resolvers/types.py). Hook for
@@ -91,14 +86,19 @@ class Query:
     # with resolvers.cache_control.viewer_segment(info).
     @strawberry.field(
         description="Items with the most time-decayed engagement right now.",
-        directives=[CacheControl(max_age=30, scope=CacheControlScope.PUBLIC,
-                                 stale_while_revalidate=30, stale_if_error=600)],
+        directives=[
+            CacheControl(
+                max_age=30,
+                scope=CacheControlScope.PUBLIC,
+                stale_while_revalidate=30,
+                stale_if_error=600,
+            )
+        ],
     )
     async def trending(
         self, info: Info[TailorContext, Any], first: int = 10, category: str | None = None
     ) -> list[Recommendation]:
         return await _trending(info, first, category)
-
 
     segments: list[segments_gql.Segment] = strawberry.field(
         resolver=segments_gql.all_segments,
@@ -118,8 +118,14 @@ class Query:
     segment_recommendations: list[Recommendation] = strawberry.field(
         resolver=recommendations.segment_recommendations,
         description="Popular now in a segment (default: the caller's): the same for everyone in it.",
-        directives=[CacheControl(max_age=300, scope=CacheControlScope.SEGMENT,
-                                 stale_while_revalidate=60, stale_if_error=3600)],
+        directives=[
+            CacheControl(
+                max_age=300,
+                scope=CacheControlScope.SEGMENT,
+                stale_while_revalidate=60,
+                stale_if_error=3600,
+            )
+        ],
     )
 
 
@@ -141,7 +147,9 @@ class EventInput:
 @strawberry.type
 class EventOutcome:
     index: int
-    status: str = strawberry.field(description="accepted, duplicate, conflict, rejected or dropped.")
+    status: str = strawberry.field(
+        description="accepted, duplicate, conflict, rejected or dropped."
+    )
     message_id: str | None
     field: str | None
     reason: str | None
@@ -166,9 +174,15 @@ class IdentifyResult:
 
 def _event_dict(e: EventInput) -> dict[str, Any]:
     raw = {
-        "messageId": e.message_id, "type": e.type, "userId": e.user_id,
-        "anonymousId": e.anonymous_id, "itemId": e.item_id, "sessionId": e.session_id,
-        "channel": e.channel, "timestamp": e.timestamp, "properties": e.properties,
+        "messageId": e.message_id,
+        "type": e.type,
+        "userId": e.user_id,
+        "anonymousId": e.anonymous_id,
+        "itemId": e.item_id,
+        "sessionId": e.session_id,
+        "channel": e.channel,
+        "timestamp": e.timestamp,
+        "properties": e.properties,
     }
     return {k: v for k, v in raw.items() if v is not None}
 
@@ -189,17 +203,26 @@ class Mutation:
             raise from_domain(exc) from exc
         outcomes = [
             EventOutcome(
-                index=r.index, status=r.status, message_id=r.message_id,
-                field=r.field, reason=r.reason, clamped=r.clamped,
+                index=r.index,
+                status=r.status,
+                message_id=r.message_id,
+                field=r.field,
+                reason=r.reason,
+                clamped=r.clamped,
             )
             for r in result.results
         ]
         return TrackResult(
-            accepted=result.count("accepted"), duplicates=result.count("duplicate"),
-            conflicts=result.count("conflict"), rejected=result.count("rejected"), results=outcomes,
+            accepted=result.count("accepted"),
+            duplicates=result.count("duplicate"),
+            conflicts=result.count("conflict"),
+            rejected=result.count("rejected"),
+            results=outcomes,
         )
 
-    @strawberry.mutation(description="Link an anonymous visitor to a signed-in user; the history joins the profile.")
+    @strawberry.mutation(
+        description="Link an anonymous visitor to a signed-in user; the history joins the profile."
+    )
     async def identify(
         self,
         info: Info[TailorContext, Any],
@@ -210,15 +233,21 @@ class Mutation:
         viewer = info.context.viewer
         uid = user_id or viewer.user_id
         if uid is None:
-            raise Unauthenticated("identify needs a signed-in user (or userId with a service token)")
+            raise Unauthenticated(
+                "identify needs a signed-in user (or userId with a service token)"
+            )
         if not viewer.is_privileged and uid != viewer.user_id:
             raise Forbidden("a user can only identify as themselves")
-        aid = _check_id(anonymous_id, "anonymousId")
-        uid = _check_id(uid, "userId")
+        aid = id_arg(anonymous_id, "anonymousId")
+        uid = id_arg(uid, "userId")
         if traits is not None and not isinstance(traits, dict):
             raise BadUserInput("`traits` must be an object")
-        raw: dict[str, Any] = {"messageId": f"identify:{aid}:{uid}", "type": "identify",
-                               "userId": uid, "anonymousId": aid}
+        raw: dict[str, Any] = {
+            "messageId": f"identify:{aid}:{uid}",
+            "type": "identify",
+            "userId": uid,
+            "anonymousId": aid,
+        }
         services = info.context.services
         try:
             result = await services.ingest.ingest([raw])

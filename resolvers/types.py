@@ -184,13 +184,13 @@ class User:
         return found if found is not None else {}
 
     @strawberry.field(description="The user's behavioural cluster segment (null before segments are trained).")
-    def segment(self, info: Info[TailorContext, Any]) -> Annotated["Segment", strawberry.lazy("resolvers.segments")] | None:
+    def segment(self, info: Info[TailorContext, Any]) -> Annotated[Segment, strawberry.lazy("resolvers.segments")] | None:
         from resolvers.segments import user_segment
 
         return user_segment(info, self._profile_key)
 
     @strawberry.field(description="Every segment the user is in: the cluster, then matching rule segments.")
-    def segments(self, info: Info[TailorContext, Any]) -> list[Annotated["Segment", strawberry.lazy("resolvers.segments")]]:
+    def segments(self, info: Info[TailorContext, Any]) -> list[Annotated[Segment, strawberry.lazy("resolvers.segments")]]:
         from resolvers.segments import user_segments
 
         return user_segments(info, self._profile_key)
@@ -200,11 +200,11 @@ class User:
         self,
         info: Info[TailorContext, Any],
         first: int = 10,
-        strategy: Annotated["Strategy", strawberry.lazy("resolvers.recommendations")] | None = None,
-        filter: Annotated["ItemFilterInput", strawberry.lazy("resolvers.recommendations")] | None = None,
+        strategy: Annotated[Strategy, strawberry.lazy("resolvers.recommendations")] | None = None,
+        filter: Annotated[ItemFilterInput, strawberry.lazy("resolvers.recommendations")] | None = None,
         diversity: float = 0.0,
         max_per_category: int | None = None,
-        context: Annotated["RecommendationContext", strawberry.lazy("resolvers.recommendations")] | None = None,
+        context: Annotated[RecommendationContext, strawberry.lazy("resolvers.recommendations")] | None = None,
     ) -> list[Recommendation]:
         from resolvers.recommendations import Strategy as S
         from resolvers.recommendations import user_recommendations

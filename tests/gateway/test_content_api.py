@@ -152,3 +152,22 @@ async def test_index_swap_fails_no_request(gateway: Gateway) -> None:
     codes, _ = await asyncio.gather(queries(), rebuild())
     assert set(codes) == {200}
     assert len(gateway.services.content.store.versions()) >= 2
+
+
+async def test_without_personalization_consent_answers_are_generic(gateway: Gateway) -> None:
+    seed(gateway)
+    track = "mutation($e:[EventInput!]!){ track(events:$e){ accepted } }"
+    await gateway.gql(track, {"e": [{"messageId": "k1", "type": "purchase", "itemId": "b1", "timestamp": NOW}]}, user="u7")
+    q = "{ me { recommendations(first: 3) { item { id } reason source } } }"
+    personal = (await gql_data(gateway, q, user="u7"))["me"]["recommendations"]
+    assert any(r["source"] != "trending" for r in personal)
+    off = await gql_data(gateway, "mutation { setConsent(personalization: false) { personalization } }", user="u7")
+    assert off["setConsent"]["personalization"] is False
+    generic = (await gql_data(gateway, q, user="u7"))["me"]["recommendations"]
+    assert generic and all(r["source"] == "trending" for r in generic)
+    assert all(r["reason"].endswith("(personalization off)") for r in generic)
+    search = await gql_data(gateway, '{ search(text: "boots", first: 1) { reason } }', user="u7")
+    assert not search["search"][0]["reason"].endswith("tuned to your taste")
+    # Sec-GPC opts a request out even when consent is on.
+    gpc = await gateway.gql(q, user="u1", headers={"sec-gpc": "1"})
+    assert all(r["source"] == "trending" for r in gpc.json()["data"]["me"]["recommendations"])
