@@ -107,8 +107,8 @@ class FaissIndex:
         *,
         hnsw_threshold: int = 20_000,
         hnsw_m: int = 32,
-        ef_construction: int = 80,
-        ef_search: int = 160,
+        ef_construction: int = 200,
+        ef_search: int = 64,
         tombstone_fraction: float = 0.25,
     ) -> None:
         if dimension < 1:

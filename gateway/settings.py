@@ -75,8 +75,8 @@ class Settings:
     item_text_template: str | None = None  # None: embeddings.DEFAULT_ITEM_TEMPLATE
     hnsw_threshold: int = 10_000  # exact inner-product search below this many items
     hnsw_m: int = 32
-    hnsw_ef_construction: int = 100
-    hnsw_ef_search: int = 96
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 64
     user_vector_half_life_days: float = 14.0
     search_personal_weight: float = 0.3  # share of the user vector in a personalized query
     model_poll_s: float = 10.0  # how often a running gateway looks for new models and items
