@@ -106,7 +106,7 @@ class FaissIndex:
         dimension: int,
         *,
         hnsw_threshold: int = 20_000,
-        hnsw_m: int = 32,
+        hnsw_m: int = 48,
         ef_construction: int = 200,
         ef_search: int = 64,
         tombstone_fraction: float = 0.25,

@@ -74,7 +74,7 @@ class Settings:
     model_path: str | None = None  # a sentence-transformers directory of your own
     item_text_template: str | None = None  # None: embeddings.DEFAULT_ITEM_TEMPLATE
     hnsw_threshold: int = 10_000  # exact inner-product search below this many items
-    hnsw_m: int = 32
+    hnsw_m: int = 48
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 64
     user_vector_half_life_days: float = 14.0
