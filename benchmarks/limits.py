@@ -41,15 +41,34 @@ async def _seed(app: Any) -> None:
     services = app.state.services
     now = services.clock()
     services.store.upsert_items(
-        [ItemRecord(f"i{k}", f"Item {k}", categories=("Shoes",), price=9.0 + k, created_at=now,
-                    updated_at=now) for k in range(50)]
+        [
+            ItemRecord(
+                f"i{k}",
+                f"Item {k}",
+                categories=("Shoes",),
+                price=9.0 + k,
+                created_at=now,
+                updated_at=now,
+            )
+            for k in range(50)
+        ]
     )
-    events = [{"messageId": f"m{k}", "type": "view", "userId": f"u{k % 7}", "itemId": f"i{k % 50}",
-               "timestamp": now} for k in range(500)]
+    events = [
+        {
+            "messageId": f"m{k}",
+            "type": "view",
+            "userId": f"u{k % 7}",
+            "itemId": f"i{k % 50}",
+            "timestamp": now,
+        }
+        for k in range(500)
+    ]
     await services.ingest.ingest(events)
 
 
-async def _round(client: httpx.AsyncClient, n: int, fresh: bool, start: int, headers: dict[str, str]) -> float:
+async def _round(
+    client: httpx.AsyncClient, n: int, fresh: bool, start: int, headers: dict[str, str]
+) -> float:
     t0 = time.perf_counter()
     for k in range(n):
         query = f"{QUERY} # {start + k}" if fresh else QUERY
@@ -62,11 +81,23 @@ async def _round(client: httpx.AsyncClient, n: int, fresh: bool, start: int, hea
 async def main(quick: bool) -> None:
     rounds, per_round = (7, 60) if quick else (15, 200)
     with tempfile.TemporaryDirectory() as tmp:
-        on = create_app(data_dir=Path(tmp) / "on", jwt_secret=SECRET, rate_limit_per_s=1e9,
-                        rate_limit_burst=10**9, edge_cache=False)
-        off = create_app(data_dir=Path(tmp) / "off", jwt_secret=SECRET, limits_enabled=False,
-                         rate_limit_per_s=0, max_concurrency=0, request_timeout_s=0, honor_gpc=False,
-                         edge_cache=False)
+        on = create_app(
+            data_dir=Path(tmp) / "on",
+            jwt_secret=SECRET,
+            rate_limit_per_s=1e9,
+            rate_limit_burst=10**9,
+            edge_cache=False,
+        )
+        off = create_app(
+            data_dir=Path(tmp) / "off",
+            jwt_secret=SECRET,
+            limits_enabled=False,
+            rate_limit_per_s=0,
+            max_concurrency=0,
+            request_timeout_s=0,
+            honor_gpc=False,
+            edge_cache=False,
+        )
         off.user_middleware.clear()  # the bare app: no security middleware at all
         headers = {"authorization": f"Bearer {issue_token(SECRET, 'u1', ttl_s=86400)}"}
         async with on.router.lifespan_context(on), off.router.lifespan_context(off):
@@ -87,15 +118,21 @@ async def main(quick: bool) -> None:
                 for i in range(rounds):
                     order = ("on", "off") if i % 2 == 0 else ("off", "on")
                     for name in order:
-                        times[name].append(await _round(clients[name], per_round, fresh, counter, headers))
+                        times[name].append(
+                            await _round(clients[name], per_round, fresh, counter, headers)
+                        )
                         counter += per_round
                 med = {k: statistics.median(v) for k, v in times.items()}
                 best = {k: min(v) for k, v in times.items()}
                 baseline[fresh] = best["off"]
-                label = "fresh document per request" if fresh else "repeated query (cached document)"
-                print(f"{label:34s} off {med['off'] * 1e6:7.0f} us/req  on {med['on'] * 1e6:7.0f} us/req  "
-                      f"ratio median {med['on'] / med['off']:.3f}  best-round {best['on'] / best['off']:.3f}"
-                      "  (target <= 1.10)")
+                label = (
+                    "fresh document per request" if fresh else "repeated query (cached document)"
+                )
+                print(
+                    f"{label:34s} off {med['off'] * 1e6:7.0f} us/req  on {med['on'] * 1e6:7.0f} us/req  "
+                    f"ratio median {med['on'] / med['off']:.3f}  best-round {best['on'] / best['off']:.3f}"
+                    "  (target <= 1.10)"
+                )
             for c in clients.values():
                 await c.aclose()
     _components(rounds)
@@ -115,8 +152,13 @@ async def _middleware(rounds: int, headers: dict[str, str], request_s: float) ->
     wrapped: Any = endpoint
     for m in reversed(security_middleware(settings, lambda: None)):
         wrapped = m.cls(wrapped, *m.args, **m.kwargs)
-    scope = {"type": "http", "method": "POST", "path": "/graphql", "client": ("127.0.0.1", 1),
-             "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/graphql",
+        "client": ("127.0.0.1", 1),
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+    }
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -132,8 +174,10 @@ async def _middleware(rounds: int, headers: dict[str, str], request_s: float) ->
                 await app(scope, receive, send)
             out.append((time.perf_counter() - t0) / n)
     added = min(guarded) - min(bare)
-    print(f"middleware (API keys, rate limit, concurrency, timeout, GPC): {added * 1e6:.1f} us/request "
-          f"-> ratio {(request_s + added) / request_s:.3f} on the cached query ({request_s * 1e6:.0f} us)")
+    print(
+        f"middleware (API keys, rate limit, concurrency, timeout, GPC): {added * 1e6:.1f} us/request "
+        f"-> ratio {(request_s + added) / request_s:.3f} on the cached query ({request_s * 1e6:.0f} us)"
+    )
 
 
 def _components(rounds: int) -> None:
@@ -161,8 +205,10 @@ def _components(rounds: int) -> None:
             out.append((time.perf_counter() - t0) / n)
     b = min(full)
     e = min(walk) + max(0.0, min(limited) - min(plain))  # the walk + the parser's token counting
-    print(f"per fresh document: parse+validate {b * 1e6:.0f} us, limits add {e * 1e6:.1f} us "
-          f"-> ratio {(b + e) / b:.3f} (cached documents pay 0: the verdict is cached with the parse)")
+    print(
+        f"per fresh document: parse+validate {b * 1e6:.0f} us, limits add {e * 1e6:.1f} us "
+        f"-> ratio {(b + e) / b:.3f} (cached documents pay 0: the verdict is cached with the parse)"
+    )
 
 
 if __name__ == "__main__":

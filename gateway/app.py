@@ -157,19 +157,24 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             audience=settings.jwt_audience,
         )
         app.state.services = services
-        state["graphql"].configure_limits(operation_limits(settings),
-                                          introspection=settings.introspection_enabled)
+        state["graphql"].configure_limits(
+            operation_limits(settings), introspection=settings.introspection_enabled
+        )
         if segment_of is not None:
             services.extras["segment_of"] = segment_of
         edge = build_edge(settings, services, clock=clock, cdn_transport=cdn_transport)
         edge.attach()
         state["graphql"].edge = state["edge"] = app.state.edge = services.extras["edge"] = edge
         register_edge_eraser(services, edge)  # erasure drops the person's cached answers
-        upstreams = start_upstreams(settings, services, edge, transport=upstream_transport,
-                                    clock=clock)
+        upstreams = start_upstreams(
+            settings, services, edge, transport=upstream_transport, clock=clock
+        )
         state["upstreams"] = app.state.upstreams = upstreams
-        log.info("tailor ready: %d items, %d events", services.store.count_items(),
-                 services.store.count_events())
+        log.info(
+            "tailor ready: %d items, %d events",
+            services.store.count_items(),
+            services.store.count_events(),
+        )
         try:
             yield
         finally:
@@ -193,14 +198,22 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
                 raise HTTPProblem(405, "use POST", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
             try:
                 viewer = viewer_from_headers(
-                    request.headers.get("authorization"), request.headers.get("x-anonymous-id"),
-                    secret=settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                    request.headers.get("authorization"),
+                    request.headers.get("x-anonymous-id"),
+                    secret=settings.jwt_secret,
+                    issuer=settings.jwt_issuer,
+                    audience=settings.jwt_audience,
                 )
             except AuthError as exc:
-                raise HTTPProblem(401, str(exc), "UNAUTHENTICATED",
-                                  {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+                raise HTTPProblem(
+                    401,
+                    str(exc),
+                    "UNAUTHENTICATED",
+                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                ) from None
             raws = parse_event_body(
-                request.headers.get("content-type", ""), await read_body(request, settings.max_body_bytes)
+                request.headers.get("content-type", ""),
+                await read_body(request, settings.max_body_bytes),
             )
             result = await services.ingest.ingest(
                 [viewer.prepare_event(r) for r in raws], viewer.authorize_event
@@ -210,19 +223,29 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
         except BatchTooLarge as exc:
             return problem_response(HTTPProblem(413, str(exc), "PAYLOAD_TOO_LARGE"))
         except IngestUnavailable as exc:
-            return problem_response(HTTPProblem(503, str(exc), "SERVICE_UNAVAILABLE", {"Retry-After": "1"}))
-        return Response(orjson.dumps(result.as_json()), media_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+            return problem_response(
+                HTTPProblem(503, str(exc), "SERVICE_UNAVAILABLE", {"Retry-After": "1"})
+            )
+        return Response(
+            orjson.dumps(result.as_json()),
+            media_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def healthz(request: Request) -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            b'{"status":"ok"}', media_type="application/json", headers={"Cache-Control": "no-store"}
+        )
 
     async def readyz(request: Request) -> Response:
         services = state.get("services")
         if services is None:
-            return Response(b'{"status":"not ready"}', status_code=503, media_type="application/json",
-                            headers={"Cache-Control": "no-store"})
+            return Response(
+                b'{"status":"not ready"}',
+                status_code=503,
+                media_type="application/json",
+                headers={"Cache-Control": "no-store"},
+            )
         checks = {
             "store": services.store.ping(),
             "ingest_writer": services.ingest.running,
@@ -244,31 +267,46 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             # Informational: an open circuit degrades fields (stale or UPSTREAM_UNAVAILABLE),
             # it does not make this instance unfit for traffic.
             report["upstreams"] = state["upstreams"].snapshot()
-        return Response(orjson.dumps(report),
-                        status_code=200 if ok else 503, media_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            orjson.dumps(report),
+            status_code=200 if ok else 503,
+            media_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def admin_purge(request: Request) -> Response:
         try:
             if not request.headers.get("authorization"):
-                raise HTTPProblem(401, "purging needs an admin token", "UNAUTHENTICATED",
-                                  {"WWW-Authenticate": "Bearer"})
+                raise HTTPProblem(
+                    401,
+                    "purging needs an admin token",
+                    "UNAUTHENTICATED",
+                    {"WWW-Authenticate": "Bearer"},
+                )
             try:
                 viewer = viewer_from_headers(
-                    request.headers.get("authorization"), None, secret=settings.jwt_secret,
-                    issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                    request.headers.get("authorization"),
+                    None,
+                    secret=settings.jwt_secret,
+                    issuer=settings.jwt_issuer,
+                    audience=settings.jwt_audience,
                 )
             except AuthError as exc:
-                raise HTTPProblem(401, str(exc), "UNAUTHENTICATED",
-                                  {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+                raise HTTPProblem(
+                    401,
+                    str(exc),
+                    "UNAUTHENTICATED",
+                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                ) from None
             return await state["edge"].handle_purge(request, viewer)
         except HTTPProblem as p:
             return problem_response(p)
 
     async def ping(request: Request) -> Response:
         # A raw JSON route: the baseline that benchmarks/edge_cache.py compares cached GETs to.
-        return Response(b'{"pong":true}', media_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            b'{"pong":true}', media_type="application/json", headers={"Cache-Control": "no-store"}
+        )
 
     routes = [
         Route("/graphql", graphql, methods=ALL_METHODS),
@@ -278,12 +316,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
     ]
+
     def api_keys() -> Any:
         services = state.get("services")
         return services.extras.get("apikeys") if services is not None else None
 
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=security_middleware(settings, api_keys))
+    app = Starlette(
+        routes=routes, lifespan=lifespan, middleware=security_middleware(settings, api_keys)
+    )
     app.state.settings = settings
     return app
 
@@ -299,17 +339,26 @@ def parse_event_body(content_type: str, body: bytes) -> list[Any]:
             try:
                 out.append(orjson.loads(line))
             except orjson.JSONDecodeError as exc:
-                raise HTTPProblem(400, f"line {n} is not valid JSON: {exc}", "BAD_REQUEST") from None
+                raise HTTPProblem(
+                    400, f"line {n} is not valid JSON: {exc}", "BAD_REQUEST"
+                ) from None
         return out
     if ctype != "application/json":
-        raise HTTPProblem(415, "use Content-Type application/json (array or {\"batch\": [...]}) or "
-                          "application/x-ndjson", "UNSUPPORTED_MEDIA_TYPE")
+        raise HTTPProblem(
+            415,
+            'use Content-Type application/json (array or {"batch": [...]}) or application/x-ndjson',
+            "UNSUPPORTED_MEDIA_TYPE",
+        )
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise HTTPProblem(400, f"the request body is not valid JSON: {exc}", "BAD_REQUEST") from None
+        raise HTTPProblem(
+            400, f"the request body is not valid JSON: {exc}", "BAD_REQUEST"
+        ) from None
     if isinstance(data, dict) and isinstance(data.get("batch"), list):
         data = data["batch"]
     if not isinstance(data, list):
-        raise HTTPProblem(400, 'the body must be a JSON array of events or {"batch": [...]}', "BAD_REQUEST")
+        raise HTTPProblem(
+            400, 'the body must be a JSON array of events or {"batch": [...]}', "BAD_REQUEST"
+        )
     return data

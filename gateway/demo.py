@@ -74,8 +74,9 @@ def load_demo_world(
         if not conversion_store(settings).versions():
             # A tiny world (tests) may hold too few weeks for the temporal cutoffs: the demo
             # then serves without conversionScore rather than failing.
-            with progress("train conversion propensity", None), contextlib.suppress(
-                InsufficientTrainingData
+            with (
+                progress("train conversion propensity", None),
+                contextlib.suppress(InsufficientTrainingData),
             ):
                 conversion = train_conversion_model(services, settings)[1]
         personas = json.loads((world_dir / "personas.json").read_text())

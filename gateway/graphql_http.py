@@ -95,7 +95,9 @@ def negotiate(accept: str | None) -> str:
         if media in (GRAPHQL_RESPONSE, JSON_TYPE, "application/*", "*/*"):
             chosen = GRAPHQL_RESPONSE if media == GRAPHQL_RESPONSE else JSON_TYPE
             # Ties go to the earlier entry; graphql-response+json wins a tie against wildcards.
-            if q > best_q or (q == best_q and chosen == GRAPHQL_RESPONSE and media == GRAPHQL_RESPONSE and i == 0):
+            if q > best_q or (
+                q == best_q and chosen == GRAPHQL_RESPONSE and media == GRAPHQL_RESPONSE and i == 0
+            ):
                 best, best_q = chosen, q
     if best is None or best_q <= 0:
         raise HTTPProblem(
@@ -163,7 +165,9 @@ async def read_params(request: Request, max_body: int) -> GraphQLParams:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise HTTPProblem(400, f"the request body is not valid JSON: {exc}", "BAD_REQUEST") from None
+        raise HTTPProblem(
+            400, f"the request body is not valid JSON: {exc}", "BAD_REQUEST"
+        ) from None
     return params_from_mapping(data)
 
 
@@ -175,7 +179,9 @@ async def read_body(request: Request, max_body: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_body:
-            raise HTTPProblem(413, f"request body larger than {max_body} bytes", "PAYLOAD_TOO_LARGE")
+            raise HTTPProblem(
+                413, f"request body larger than {max_body} bytes", "PAYLOAD_TOO_LARGE"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -210,7 +216,9 @@ class GraphQLEndpoint:
         self.production = production
         self.graphiql = graphiql
         self.auth = (secret, issuer, audience)
-        self._documents: LRUCache[str, tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(2048)
+        self._documents: LRUCache[str, tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(
+            2048
+        )
 
     # Operation limits (gateway/limits.py); None = off. Set by the app via configure_limits.
     limits: OperationLimits | None = None
@@ -239,8 +247,9 @@ class GraphQLEndpoint:
                 if self.limits is not None:
                     errors.extend(measure(self.schema, doc, self.limits))
                 if not errors:
-                    errors = list(validate(self.schema, doc, self._rules,
-                                           hide_suggestions=self.production))
+                    errors = list(
+                        validate(self.schema, doc, self._rules, hide_suggestions=self.production)
+                    )
                 cached = (doc, errors)
             self._documents[query] = cached
         return cached
@@ -258,8 +267,12 @@ class GraphQLEndpoint:
 
         try:
             if request.method not in ("GET", "POST"):
-                raise HTTPProblem(405, f"method {request.method} not allowed", "METHOD_NOT_ALLOWED",
-                                  {"Allow": "GET, POST"})
+                raise HTTPProblem(
+                    405,
+                    f"method {request.method} not allowed",
+                    "METHOD_NOT_ALLOWED",
+                    {"Allow": "GET, POST"},
+                )
             if (
                 request.method == "GET"
                 and self.graphiql
@@ -281,18 +294,27 @@ class GraphQLEndpoint:
                 viewer = viewer_from_headers(
                     request.headers.get("authorization"),
                     request.headers.get("x-anonymous-id"),
-                    secret=secret, issuer=issuer, audience=audience,
+                    secret=secret,
+                    issuer=issuer,
+                    audience=audience,
                 )
             except AuthError as exc:
-                raise HTTPProblem(401, str(exc), "UNAUTHENTICATED",
-                                  {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+                raise HTTPProblem(
+                    401,
+                    str(exc),
+                    "UNAUTHENTICATED",
+                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                ) from None
             if self.edge is not None:
                 return await self.edge.respond(self, request, params, viewer, media)
-            status, body = await self.run(params, TailorContext(self.services, viewer, request),
-                                          request.method, media)
+            status, body = await self.run(
+                params, TailorContext(self.services, viewer, request), request.method, media
+            )
         except HTTPProblem as p:
             return problem_response(p, media)
-        return Response(body, status_code=status, media_type=media, headers={"Cache-Control": "no-store"})
+        return Response(
+            body, status_code=status, media_type=media, headers={"Cache-Control": "no-store"}
+        )
 
     async def run(
         self, params: GraphQLParams, context: TailorContext, method: str, media: str
@@ -306,13 +328,22 @@ class GraphQLEndpoint:
             return (400 if rejected else 200), self.encode(ExecutionResult(None, errors))
         operation = get_operation_ast(document, params.operation_name)
         if operation is None:
-            msg = (f"unknown operation named {params.operation_name!r}" if params.operation_name
-                   else "the document has several operations: pass operationName")
+            msg = (
+                f"unknown operation named {params.operation_name!r}"
+                if params.operation_name
+                else "the document has several operations: pass operationName"
+            )
             raise HTTPProblem(400 if strict else 200, msg, "BAD_REQUEST")
         if method == "GET" and operation.operation != OperationType.QUERY:
-            raise HTTPProblem(405, f"{operation.operation.value} operations are not allowed over GET; use POST",
-                              "METHOD_NOT_ALLOWED", {"Allow": "POST"})
-        coerced = get_variable_values(self.schema, operation.variable_definitions or [], params.variables or {})
+            raise HTTPProblem(
+                405,
+                f"{operation.operation.value} operations are not allowed over GET; use POST",
+                "METHOD_NOT_ALLOWED",
+                {"Allow": "POST"},
+            )
+        coerced = get_variable_values(
+            self.schema, operation.variable_definitions or [], params.variables or {}
+        )
         if isinstance(coerced, list):
             return (400 if strict else 200), self.encode(ExecutionResult(None, coerced))
         result = execute(
@@ -325,7 +356,7 @@ class GraphQLEndpoint:
             middleware=_cache_middleware(context),
         )
         if is_awaitable(result):
-            result = await result  # type: ignore[misc]
+            result = await result
         assert isinstance(result, ExecutionResult)
         return 200, self.encode(result)
 
@@ -348,10 +379,13 @@ class GraphQLEndpoint:
                     "path": error.path,
                     "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
                 }
-            formatted = error.formatted
-            formatted.setdefault("extensions", {})["code"] = "INTERNAL_SERVER_ERROR"
-            return dict(formatted)
-        formatted = dict(error.formatted)
+            unexpected: dict[str, Any] = dict(error.formatted)
+            unexpected["extensions"] = {
+                **(unexpected.get("extensions") or {}),
+                "code": "INTERNAL_SERVER_ERROR",
+            }
+            return unexpected
+        formatted: dict[str, Any] = dict(error.formatted)
         if self.production and "Did you mean" in formatted["message"]:
             # Suggestions reveal schema names that introspection-off is meant to hide.
             formatted["message"] = _SUGGESTION.sub("", formatted["message"])

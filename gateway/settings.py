@@ -82,7 +82,9 @@ class Settings:
     model_poll_s: float = 10.0  # how often a running gateway looks for new models and items
 
     # --- segmentation (issue 5) ---
-    segments_file: Path | None = None  # TOML/JSON: names/descriptions per segment id, [[rule]] segments
+    segments_file: Path | None = (
+        None  # TOML/JSON: names/descriptions per segment id, [[rule]] segments
+    )
     segment_algorithm: str = "kmeans"  # kmeans | minibatch | dbscan | ward
     segment_k_min: int = 2
     segment_k_max: int = 8
@@ -131,7 +133,9 @@ class Settings:
     upstream_catalog_url: str | None = None  # e.g. http://catalog.internal/v1 (GET /items)
     upstream_crm_url: str | None = None  # e.g. http://crm.internal/v1 (GET /users)
     upstream_token: str | None = None  # sent as `Authorization: Bearer ...` to both
-    upstream_catalog_map: tuple[str, ...] = ()  # field renames UPSTREAM=TAILOR, e.g. sku=id,name=title
+    upstream_catalog_map: tuple[
+        str, ...
+    ] = ()  # field renames UPSTREAM=TAILOR, e.g. sku=id,name=title
     upstream_crm_map: tuple[str, ...] = ()  # same for CRM rows, e.g. customer_id=id
     upstream_connect_timeout_s: float = 1.0
     upstream_read_timeout_s: float = 2.0
@@ -147,7 +151,9 @@ class Settings:
     upstream_stale_if_error_s: float = 3600.0  # then served this long more while it fails
     upstream_cache_max_bytes: int = 16 * 1024 * 1024  # per upstream
     upstream_batch_max: int = 100  # ids per upstream request
-    upstream_sync_interval_s: float = 0.0  # `tailor serve` runs sync items+users this often (0: off)
+    upstream_sync_interval_s: float = (
+        0.0  # `tailor serve` runs sync items+users this often (0: off)
+    )
     upstream_sync_page_size: int = 500
 
     # --- recommendations and conversion (issue 6; see recommend/engine.py, gateway/models.py).
@@ -264,12 +270,25 @@ def _validate(s: Settings) -> None:
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"setting {name!r} must be positive, got {getattr(s, name)}")
-    non_negative = ("max_depth", "max_aliases", "max_root_fields", "max_directives", "max_tokens",
-                    "max_cost", "max_duplicate_fields", "request_timeout_s", "max_concurrency",
-                    "rate_limit_per_s", "rate_limit_burst", "retention_days")
+    non_negative = (
+        "max_depth",
+        "max_aliases",
+        "max_root_fields",
+        "max_directives",
+        "max_tokens",
+        "max_cost",
+        "max_duplicate_fields",
+        "request_timeout_s",
+        "max_concurrency",
+        "rate_limit_per_s",
+        "rate_limit_burst",
+        "retention_days",
+    )
     for name in non_negative:
         if getattr(s, name) < 0:
-            raise SettingsError(f"setting {name!r} must be >= 0 (0 disables), got {getattr(s, name)}")
+            raise SettingsError(
+                f"setting {name!r} must be >= 0 (0 disables), got {getattr(s, name)}"
+            )
     if s.trending_half_life_h <= 0:
         raise SettingsError("setting 'trending_half_life_h' must be positive")
     if s.production and s.insecure_secret:

@@ -52,7 +52,8 @@ def request_opt_out() -> Iterator[None]:
 class Eraser(Protocol):
     """Something that holds per-user data outside the store (a cache tier, user vectors, ...)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def erase(self, user_id: str, profile_keys: Sequence[str]) -> int:
         """Remove everything about ``user_id`` (and its ``profile_keys``: ``user_id`` plus

@@ -27,8 +27,12 @@ _BUCKET_DAYS = 31
 _NEVER_DAYS = 365.0
 WINDOW_TYPES = ("view", "click", "add_to_cart", "purchase", "search", "rate")
 _WINDOW_NAMES = {
-    "view": "views", "click": "clicks", "add_to_cart": "add_to_cart", "purchase": "purchases",
-    "search": "searches", "rate": "ratings",
+    "view": "views",
+    "click": "clicks",
+    "add_to_cart": "add_to_cart",
+    "purchase": "purchases",
+    "search": "searches",
+    "rate": "ratings",
 }
 
 CategoryLookup = Callable[[str], Iterable[str]]

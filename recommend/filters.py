@@ -30,15 +30,22 @@ class ItemFilter:
 
     def with_excluded(self, ids: Iterable[str]) -> ItemFilter:
         return ItemFilter(
-            self.exclude_ids | frozenset(ids), self.categories, self.exclude_categories,
-            self.price_min, self.price_max, self.available_only, self.attributes,
+            self.exclude_ids | frozenset(ids),
+            self.categories,
+            self.exclude_categories,
+            self.price_min,
+            self.price_max,
+            self.available_only,
+            self.attributes,
         )
 
     @property
     def needs_catalog_scan(self) -> bool:
         return bool(
-            self.exclude_categories or self.attributes
-            or self.price_min is not None or self.price_max is not None
+            self.exclude_categories
+            or self.attributes
+            or self.price_min is not None
+            or self.price_max is not None
         )
 
     def accepts(self, item: ItemRecord | None) -> bool:

@@ -167,7 +167,9 @@ class TailorContext:
             got = list(await item_source.fetch(ids))
             unknown = [i for i, v in zip(ids, got, strict=True) if v is None]
             local = store.get_items(unknown) if unknown else {}
-            return _field_errors([local.get(i) if v is None else v for i, v in zip(ids, got, strict=True)])
+            return _field_errors(
+                [local.get(i) if v is None else v for i, v in zip(ids, got, strict=True)]
+            )
 
         async def load_traits(ids: list[str]) -> list[Any]:
             got: list[Any] = [None] * len(ids)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -22,8 +22,14 @@ if TYPE_CHECKING:
 
 @strawberry.type(
     description="A catalog item.",
-    directives=[CacheControl(max_age=300, scope=CacheControlScope.PUBLIC,
-                             stale_while_revalidate=60, stale_if_error=3600)],
+    directives=[
+        CacheControl(
+            max_age=300,
+            scope=CacheControlScope.PUBLIC,
+            stale_while_revalidate=60,
+            stale_if_error=3600,
+        )
+    ],
 )
 class Item:
     id: strawberry.ID
@@ -49,23 +55,30 @@ class Item:
             price=r.price,
             currency=r.currency,
             available=r.available,
-            attributes=dict(r.attributes),
+            attributes=cast(JSON, dict(r.attributes)),
             created_at=iso(r.created_at),
             updated_at=iso(r.updated_at),
         )
 
 
-@strawberry.type(description="A ranked item with why it was chosen.",
-                 directives=[CacheControl(inherit_max_age=True)])
+@strawberry.type(
+    description="A ranked item with why it was chosen.",
+    directives=[CacheControl(inherit_max_age=True)],
+)
 class Recommendation:
     item: Item
     score: float
-    reason: str = strawberry.field(description='Human-readable explanation, e.g. "Trending in Shoes".')
-    source: str = strawberry.field(description="The candidate source: trending, cf, content, segment, context.")
+    reason: str = strawberry.field(
+        description='Human-readable explanation, e.g. "Trending in Shoes".'
+    )
+    source: str = strawberry.field(
+        description="The candidate source: trending, cf, content, segment, context."
+    )
 
 
-@strawberry.type(description="A named numeric profile feature.",
-                 directives=[CacheControl(inherit_max_age=True)])
+@strawberry.type(
+    description="A named numeric profile feature.", directives=[CacheControl(inherit_max_age=True)]
+)
 class Feature:
     name: str
     value: float
@@ -105,7 +118,9 @@ class Profile:
     def last_purchase(self) -> str | None:
         return iso(self._state.last_purchase_ts)
 
-    @strawberry.field(description="Weighted engagement points (view 0.5, click 1, add_to_cart 3, purchase 5 by default).")
+    @strawberry.field(
+        description="Weighted engagement points (view 0.5, click 1, add_to_cart 3, purchase 5 by default)."
+    )
     def engagement_score(self) -> float:
         return self._features["engagement_score"]
 
@@ -181,16 +196,24 @@ class User:
         if self.anonymous:
             return None
         found = await info.context.traits.load(str(self.id))
-        return found if found is not None else {}
+        return cast(JSON, found if found is not None else {})
 
-    @strawberry.field(description="The user's behavioural cluster segment (null before segments are trained).")
-    def segment(self, info: Info[TailorContext, Any]) -> Annotated[Segment, strawberry.lazy("resolvers.segments")] | None:
+    @strawberry.field(
+        description="The user's behavioural cluster segment (null before segments are trained)."
+    )
+    def segment(
+        self, info: Info[TailorContext, Any]
+    ) -> Annotated[Segment, strawberry.lazy("resolvers.segments")] | None:
         from resolvers.segments import user_segment
 
         return user_segment(info, self._profile_key)
 
-    @strawberry.field(description="Every segment the user is in: the cluster, then matching rule segments.")
-    def segments(self, info: Info[TailorContext, Any]) -> list[Annotated[Segment, strawberry.lazy("resolvers.segments")]]:
+    @strawberry.field(
+        description="Every segment the user is in: the cluster, then matching rule segments."
+    )
+    def segments(
+        self, info: Info[TailorContext, Any]
+    ) -> list[Annotated[Segment, strawberry.lazy("resolvers.segments")]]:
         from resolvers.segments import user_segments
 
         return user_segments(info, self._profile_key)
@@ -201,16 +224,25 @@ class User:
         info: Info[TailorContext, Any],
         first: int = 10,
         strategy: Annotated[Strategy, strawberry.lazy("resolvers.recommendations")] | None = None,
-        filter: Annotated[ItemFilterInput, strawberry.lazy("resolvers.recommendations")] | None = None,
+        filter: Annotated[ItemFilterInput, strawberry.lazy("resolvers.recommendations")]
+        | None = None,
         diversity: float = 0.0,
         max_per_category: int | None = None,
-        context: Annotated[RecommendationContext, strawberry.lazy("resolvers.recommendations")] | None = None,
+        context: Annotated[RecommendationContext, strawberry.lazy("resolvers.recommendations")]
+        | None = None,
     ) -> list[Recommendation]:
         from resolvers.recommendations import Strategy as S
         from resolvers.recommendations import user_recommendations
 
         return await user_recommendations(
-            info, self._profile_key, first, strategy or S.HYBRID, filter, diversity, max_per_category, context
+            info,
+            self._profile_key,
+            first,
+            strategy or S.HYBRID,
+            filter,
+            diversity,
+            max_per_category,
+            context,
         )
 
     @strawberry.field(

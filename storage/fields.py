@@ -13,7 +13,7 @@ from typing import Any
 MAX_ID_LENGTH = 128
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]*$")
 # The common case in one C call: a well-formed id of legal length.
-_VALID_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@\-]{0,%d}" % (MAX_ID_LENGTH - 1)).fullmatch
+_VALID_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@\-]{{0,{MAX_ID_LENGTH - 1}}}").fullmatch
 
 
 class FieldError(ValueError):
@@ -26,7 +26,7 @@ class FieldError(ValueError):
 def ident(row: dict[str, Any], field: str, *, required: bool = True) -> str | None:
     value = row.get(field)
     if value.__class__ is str and _VALID_ID(value):
-        return value  # type: ignore[no-any-return]
+        return value
     if value is None or value == "":
         if required:
             raise FieldError(field, "is required")

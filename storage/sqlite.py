@@ -202,7 +202,8 @@ class SQLiteStore:
     def items_updated_since(self, since: float) -> list[ItemRecord]:
         """Items written after ``since`` (UTC epoch seconds), e.g. by an import in another process."""
         rows = self._reader().execute(
-            f"SELECT {self._ITEM_COLS} FROM items WHERE updated_at > ? ORDER BY updated_at", (since,)
+            f"SELECT {self._ITEM_COLS} FROM items WHERE updated_at > ? ORDER BY updated_at",
+            (since,),
         )
         return [self._item(row) for row in rows]
 

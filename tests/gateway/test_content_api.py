@@ -157,11 +157,17 @@ async def test_index_swap_fails_no_request(gateway: Gateway) -> None:
 async def test_without_personalization_consent_answers_are_generic(gateway: Gateway) -> None:
     seed(gateway)
     track = "mutation($e:[EventInput!]!){ track(events:$e){ accepted } }"
-    await gateway.gql(track, {"e": [{"messageId": "k1", "type": "purchase", "itemId": "b1", "timestamp": NOW}]}, user="u7")
+    await gateway.gql(
+        track,
+        {"e": [{"messageId": "k1", "type": "purchase", "itemId": "b1", "timestamp": NOW}]},
+        user="u7",
+    )
     q = "{ me { recommendations(first: 3) { item { id } reason source } } }"
     personal = (await gql_data(gateway, q, user="u7"))["me"]["recommendations"]
     assert any(r["source"] != "trending" for r in personal)
-    off = await gql_data(gateway, "mutation { setConsent(personalization: false) { personalization } }", user="u7")
+    off = await gql_data(
+        gateway, "mutation { setConsent(personalization: false) { personalization } }", user="u7"
+    )
     assert off["setConsent"]["personalization"] is False
     generic = (await gql_data(gateway, q, user="u7"))["me"]["recommendations"]
     assert generic and all(r["source"] == "trending" for r in generic)

@@ -13,16 +13,19 @@ from tests.conftest import SECRET
 
 
 async def test_demo_world_loads_and_serves(tmp_path: Path) -> None:
-    settings = load_settings(environ={}, data_dir=tmp_path / "var", jwt_secret=SECRET, encoder="hashing")
+    settings = load_settings(
+        environ={}, data_dir=tmp_path / "var", jwt_secret=SECRET, encoder="hashing"
+    )
     info = load_demo_world(settings, seed=7, n_users=80, n_items=300)
     assert info["items"] == 300 and info["users"] == 80
     assert info["events"] > 1000
     again = load_demo_world(settings, seed=7, n_users=80, n_items=300)  # reuses the data dir
     assert again["events"] == info["events"]
     app = create_app(settings)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t"
-    ) as c:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
         r = await c.post(
             "/graphql", json={"query": "{ trending(first: 3) { item { id title } score } }"}
         )
