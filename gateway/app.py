@@ -20,9 +20,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from catalog.lookup import CatalogLookup
-from gateway.auth import AuthError, viewer_from_headers
 from gateway.edge import build_edge
-from gateway.graphql_http import GraphQLEndpoint, HTTPProblem, problem_response, read_body
+from gateway.graphql_http import (
+    GraphQLEndpoint,
+    HTTPProblem,
+    authenticate,
+    problem_response,
+    read_body,
+)
 from gateway.models import blend_weights, build_content, poll_models, refresh_models
 from gateway.security import (
     operation_limits,
@@ -196,21 +201,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
         try:
             if request.method != "POST":
                 raise HTTPProblem(405, "use POST", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
-            try:
-                viewer = viewer_from_headers(
-                    request.headers.get("authorization"),
-                    request.headers.get("x-anonymous-id"),
-                    secret=settings.jwt_secret,
-                    issuer=settings.jwt_issuer,
-                    audience=settings.jwt_audience,
-                )
-            except AuthError as exc:
-                raise HTTPProblem(
-                    401,
-                    str(exc),
-                    "UNAUTHENTICATED",
-                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                ) from None
+            viewer = authenticate(
+                request.headers.get("authorization"),
+                request.headers.get("x-anonymous-id"),
+                secret=settings.jwt_secret,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+            )
             raws = parse_event_body(
                 request.headers.get("content-type", ""),
                 await read_body(request, settings.max_body_bytes),
@@ -283,21 +280,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
                     "UNAUTHENTICATED",
                     {"WWW-Authenticate": "Bearer"},
                 )
-            try:
-                viewer = viewer_from_headers(
-                    request.headers.get("authorization"),
-                    None,
-                    secret=settings.jwt_secret,
-                    issuer=settings.jwt_issuer,
-                    audience=settings.jwt_audience,
-                )
-            except AuthError as exc:
-                raise HTTPProblem(
-                    401,
-                    str(exc),
-                    "UNAUTHENTICATED",
-                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                ) from None
+            viewer = authenticate(
+                request.headers.get("authorization"),
+                None,
+                secret=settings.jwt_secret,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+            )
             return await state["edge"].handle_purge(request, viewer)
         except HTTPProblem as p:
             return problem_response(p)

@@ -38,6 +38,7 @@ from graphql.pyutils import is_awaitable
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from gateway.auth import AuthError, viewer_from_headers
 from gateway.limits import (
     NoIntrospectionRule,
     OperationLimits,
@@ -45,7 +46,7 @@ from gateway.limits import (
     measure,
     parse_limited,
 )
-from resolvers.context import Services, TailorContext
+from resolvers.context import Services, TailorContext, Viewer
 from resolvers.errors import TailorGraphQLError
 
 if TYPE_CHECKING:
@@ -186,6 +187,25 @@ async def read_body(request: Request, max_body: int) -> bytes:
     return b"".join(chunks)
 
 
+def authenticate(
+    authorization: str | None,
+    anonymous_id: str | None,
+    *,
+    secret: str,
+    issuer: str | None,
+    audience: str | None,
+) -> Viewer:
+    """The caller from the request's credentials; bad credentials are a 401 problem."""
+    try:
+        return viewer_from_headers(
+            authorization, anonymous_id, secret=secret, issuer=issuer, audience=audience
+        )
+    except AuthError as exc:
+        raise HTTPProblem(
+            401, str(exc), "UNAUTHENTICATED", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        ) from None
+
+
 def problem_response(p: HTTPProblem, media: str = JSON_TYPE) -> Response:
     body = {"errors": [{"message": p.message, "extensions": {"code": p.code}}]}
     headers = {"Cache-Control": "no-store", **p.headers}
@@ -263,8 +283,6 @@ class GraphQLEndpoint:
         return None if operation is None else operation.operation
 
     async def handle(self, request: Request) -> Response:
-        from gateway.auth import AuthError, viewer_from_headers
-
         try:
             if request.method not in ("GET", "POST"):
                 raise HTTPProblem(
@@ -290,21 +308,13 @@ class GraphQLEndpoint:
                 request, self.max_body
             )
             secret, issuer, audience = self.auth
-            try:
-                viewer = viewer_from_headers(
-                    request.headers.get("authorization"),
-                    request.headers.get("x-anonymous-id"),
-                    secret=secret,
-                    issuer=issuer,
-                    audience=audience,
-                )
-            except AuthError as exc:
-                raise HTTPProblem(
-                    401,
-                    str(exc),
-                    "UNAUTHENTICATED",
-                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                ) from None
+            viewer = authenticate(
+                request.headers.get("authorization"),
+                request.headers.get("x-anonymous-id"),
+                secret=secret,
+                issuer=issuer,
+                audience=audience,
+            )
             if self.edge is not None:
                 return await self.edge.respond(self, request, params, viewer, media)
             status, body = await self.run(
