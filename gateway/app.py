@@ -162,6 +162,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             audience=settings.jwt_audience,
         )
         app.state.services = services
+        state["graphql"].batch_max = settings.graphql_batch_max
         state["graphql"].configure_limits(
             operation_limits(settings), introspection=settings.introspection_enabled
         )

@@ -165,7 +165,9 @@ class EdgeLayer:
 
     # -- /graphql --------------------------------------------------------------------------
 
-    async def read_params(self, request: Request, max_body: int) -> GraphQLParams:
+    async def read_params(
+        self, request: Request, max_body: int
+    ) -> GraphQLParams | list[GraphQLParams]:
         """``graphql_http.read_params`` with a memo of parsed GET query strings.
 
         A persisted query over GET is the same URL over and over (that is what makes it
@@ -177,7 +179,9 @@ class EdgeLayer:
         raw: bytes = request.scope.get("query_string", b"")
         found = self._parsed.get(raw)
         if found is None:
-            found = await read_params(request, max_body)
+            parsed = await read_params(request, max_body)
+            assert not isinstance(parsed, list)  # GET carries one operation
+            found = parsed
             if len(raw) <= _MAX_MEMO_URL:
                 self._parsed[raw] = found
         return found

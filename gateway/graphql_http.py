@@ -144,7 +144,8 @@ def params_from_mapping(data: Any) -> GraphQLParams:
     return GraphQLParams(query, variables, op, extensions)
 
 
-async def read_params(request: Request, max_body: int) -> GraphQLParams:
+async def read_params(request: Request, max_body: int) -> GraphQLParams | list[GraphQLParams]:
+    """The request's operation, or a list of them for a batch (a JSON array body)."""
     if request.method == "GET":
         qp = request.query_params
         return params_from_mapping(
@@ -169,6 +170,10 @@ async def read_params(request: Request, max_body: int) -> GraphQLParams:
         raise HTTPProblem(
             400, f"the request body is not valid JSON: {exc}", "BAD_REQUEST"
         ) from None
+    if isinstance(data, list):
+        if not data:
+            raise HTTPProblem(400, "an empty batch", "BAD_REQUEST")
+        return [params_from_mapping(item) for item in data]
     return params_from_mapping(data)
 
 
@@ -233,6 +238,7 @@ class GraphQLEndpoint:
         self.schema = schema._schema
         self.services = services
         self.max_body = max_body
+        self.batch_max = 0  # GraphQL batching: off unless configured (see run_batch)
         self.production = production
         self.graphiql = graphiql
         self.auth = (secret, issuer, audience)
@@ -315,6 +321,8 @@ class GraphQLEndpoint:
                 issuer=issuer,
                 audience=audience,
             )
+            if isinstance(params, list):
+                return await self.run_batch(params, viewer, request, media)
             if self.edge is not None:
                 return await self.edge.respond(self, request, params, viewer, media)
             status, body = await self.run(
@@ -324,6 +332,35 @@ class GraphQLEndpoint:
             return problem_response(p, media)
         return Response(
             body, status_code=status, media_type=media, headers={"Cache-Control": "no-store"}
+        )
+
+    async def run_batch(
+        self, batch: list[GraphQLParams], viewer: Viewer, request: Request, media: str
+    ) -> Response:
+        """A batch (a JSON array of operations): off unless ``graphql_batch_max`` > 0, and bounded.
+
+        Operations run one after another, each with its own limits; the answer is the array of
+        their results. Batches bypass the response cache and are never cacheable.
+        """
+        if self.batch_max <= 0:
+            raise HTTPProblem(
+                400, "batched requests are disabled (TAILOR_GRAPHQL_BATCH_MAX)", "BAD_REQUEST"
+            )
+        if len(batch) > self.batch_max:
+            raise HTTPProblem(
+                400,
+                f"a batch of {len(batch)} operations; the limit is {self.batch_max}",
+                "BAD_REQUEST",
+            )
+        bodies = []
+        for params in batch:
+            context = TailorContext(self.services, viewer, request)
+            _status, body = await self.run(params, context, request.method, media)
+            bodies.append(body)
+        return Response(
+            b"[" + b",".join(bodies) + b"]",
+            media_type=media,
+            headers={"Cache-Control": "no-store", "X-Cache": "BYPASS"},
         )
 
     async def run(

@@ -57,6 +57,7 @@ class Settings:
     max_body_bytes: int = 1_000_000
     max_batch_events: int = 1000
     max_first: int = 100
+    graphql_batch_max: int = 0  # operations per batched POST (a JSON array); 0 = batching off
 
     # --- ingestion ---
     custom_event_types: tuple[str, ...] = ()

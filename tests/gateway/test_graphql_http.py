@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import orjson
 import pytest
 
-from tests.conftest import Gateway
+from gateway.app import create_app
+from tests.conftest import SECRET, Gateway
 
 GQL_RESPONSE = "application/graphql-response+json"
 
@@ -65,7 +69,8 @@ async def test_unsupported_content_type_is_415(gateway: Gateway, ctype: str) -> 
     ("body", "fragment"),
     [
         (b"{not json", "not valid JSON"),
-        (b"[]", "must be a JSON object"),
+        (b"[]", "an empty batch"),
+        (b"42", "must be a JSON object"),
         (b'{"variables": {}}', "`query` is required"),
         (b'{"query": 42}', "`query` must be a string"),
         (b'{"query": "{ me { id } }", "variables": [1]}', "`variables` must be an object"),
@@ -177,3 +182,34 @@ async def test_health_and_readiness(gateway: Gateway) -> None:
     ready = await gateway.client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"]["store"] is True
+
+
+async def test_batching_is_off_by_default(gateway: Gateway) -> None:
+    batch = [{"query": "{ me { id } }"}, {"query": "{ trending(first: 1) { score } }"}]
+    r = await gateway.client.post("/graphql", json=batch)
+    assert r.status_code == 400
+    assert "batched requests are disabled" in r.json()["errors"][0]["message"]
+
+
+async def test_batching_when_on_is_bounded(tmp_path: Path) -> None:
+    app = create_app(
+        data_dir=tmp_path / "var", jwt_secret=SECRET, encoder="hashing", graphql_batch_max=2
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as c,
+    ):
+        batch = [
+            {"query": "{ me { id } }"},
+            {"query": "query($n: Int) { trending(first: $n) { score } }", "variables": {"n": 1}},
+        ]
+        r = await c.post("/graphql", json=batch, headers={"x-anonymous-id": "a1"})
+        assert r.status_code == 200
+        assert r.headers["cache-control"] == "no-store"
+        assert r.json() == [{"data": {"me": {"id": "a1"}}}, {"data": {"trending": []}}]
+        too_many = await c.post("/graphql", json=batch * 2)
+        assert too_many.status_code == 400
+        assert "the limit is 2" in too_many.json()["errors"][0]["message"]
+        bad = await c.post("/graphql", json=[{"query": "{ me { id } }"}, {"nope": 1}])
+        assert bad.status_code == 400
