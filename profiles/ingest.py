@@ -125,6 +125,8 @@ class IngestionService:
         now = self.clock()
         results: list[EventResult | None] = [None] * len(raws)
         valid: list[tuple[int, EventRecord]] = []
+        # Consent is per person: decide once per (user, anonymous id) in a batch, not per event.
+        tracking: dict[tuple[str | None, str | None], bool] = {}
         for i, raw in enumerate(raws):
             try:
                 ev = validate_event(
@@ -143,9 +145,16 @@ class IngestionService:
             if denied is not None:
                 results[i] = EventResult(i, "rejected", ev.message_id, denied[0], denied[1])
                 continue
-            if self.tracking_allowed is not None and not self.tracking_allowed(ev):
-                results[i] = EventResult(i, "dropped", ev.message_id, None, "no tracking consent")
-                continue
+            if self.tracking_allowed is not None:
+                who = (ev.user_id, ev.anonymous_id)
+                allowed = tracking.get(who)
+                if allowed is None:
+                    allowed = tracking[who] = self.tracking_allowed(ev)
+                if not allowed:
+                    results[i] = EventResult(
+                        i, "dropped", ev.message_id, None, "no tracking consent"
+                    )
+                    continue
             valid.append((i, ev))
         return results, valid
 
