@@ -14,12 +14,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gateway.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from resolvers.context import Services
 
 console = Console(stderr=True)
 
@@ -40,6 +43,18 @@ def progress_bar(label: str, total: int | None = None) -> Iterator[Callable[[int
     ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def open_services(settings: Settings) -> Iterator[Services]:
+    """The domain services over the data dir, for one command; the store is closed after."""
+    from gateway.app import build_services
+
+    services = build_services(settings)
+    try:
+        yield services
+    finally:
+        services.store.close()
 
 
 def _count_lines(path: Path) -> int | None:
@@ -85,15 +100,13 @@ def serve(settings: Settings) -> None:
 def cmd_import(args: argparse.Namespace) -> int:
     from catalog.importer import import_items
     from catalog.types import ImportRejected
-    from gateway.app import build_services
     from profiles.imports import import_events, import_transactions, import_users
     from storage.files import parse_mapping
 
     settings = _settings(args)
     path = Path(args.file)
     mapping = parse_mapping(args.map)
-    services = build_services(settings)
-    try:
+    with open_services(settings) as services:
         total = _count_lines(path) if path.is_file() else None
         with progress_bar(f"import {args.kind}", total) as advance:
             if args.kind == "items":
@@ -137,8 +150,6 @@ def cmd_import(args: argparse.Namespace) -> int:
                 )
         console.print(summary.summary())
         return 1 if summary.rejected else 0
-    finally:
-        services.store.close()
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -165,11 +176,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from gateway.app import build_services
-
     settings = _settings(args)
-    services = build_services(settings)
-    try:
+    with open_services(settings) as services:
         with progress_bar("rebuild profiles", services.store.count_events()) as advance:
             started = time.perf_counter()
             n = services.ingest.rebuild_profiles(progress=advance)
@@ -178,17 +186,13 @@ def cmd_profiles(args: argparse.Namespace) -> int:
             f"in {time.perf_counter() - started:.1f}s"
         )
         return 0
-    finally:
-        services.store.close()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gateway.app import build_services
     from gateway.models import train_cf
 
     settings = _settings(args)
-    services = build_services(settings)
-    try:
+    with open_services(settings) as services:
         started = time.perf_counter()
         if args.what == "index":
             items = services.catalog.all_items()
@@ -236,19 +240,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                 flush=True,
             )
         return 0
-    finally:
-        services.store.close()
 
 
 def cmd_segments_report(args: argparse.Namespace) -> int:
-    from gateway.app import build_services
     from gateway.segmentation import segment_inputs
     from profiles.state import ProfileState
     from segments.report import render_report
 
     settings = _settings(args)
-    services = build_services(settings)
-    try:
+    with open_services(settings) as services:
         seg = services.segments
         if not seg.load_latest():
             console.print("[red]no segment model yet: run `tailor train segments`[/red]")
@@ -270,8 +270,6 @@ def cmd_segments_report(args: argparse.Namespace) -> int:
         render_report(seg.model, rows, out, json_out)
         console.print(f"wrote {out} and {json_out} ({len(rows)} profiles, model {seg.version})")
         return 0
-    finally:
-        services.store.close()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -398,7 +396,6 @@ def cmd_apikey(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from gateway.app import build_services
     from storage.fields import FieldError, ident
 
     try:
@@ -406,11 +403,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
     except FieldError as exc:
         console.print(f"[red]USER {exc.reason}[/red]")
         return 2
-    services = build_services(_settings(args))
-    try:
+    with open_services(_settings(args)) as services:
         receipt = services.extras["privacy"].erase(args.user)
-    finally:
-        services.store.close()
     print(
         _json({"userId": receipt.user_id, "total": receipt.total, "counts": dict(receipt.counts)})
     )
@@ -418,15 +412,10 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    from gateway.app import build_services
-
     settings = _settings(args)
     days = settings.retention_days if args.days is None else args.days
-    services = build_services(settings)
-    try:
+    with open_services(settings) as services:
         counts = services.extras["privacy"].prune(days)
-    finally:
-        services.store.close()
     console.print(
         f"retention {days} days: deleted {counts['events']} events and "
         f"{counts['profiles']} profiles left without events"
