@@ -25,6 +25,7 @@ from gateway.graphql_http import (
     GraphQLEndpoint,
     HTTPProblem,
     authenticate,
+    json_body,
     problem_response,
     read_body,
 )
@@ -339,12 +340,7 @@ def parse_event_body(content_type: str, body: bytes) -> list[Any]:
             'use Content-Type application/json (array or {"batch": [...]}) or application/x-ndjson',
             "UNSUPPORTED_MEDIA_TYPE",
         )
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise HTTPProblem(
-            400, f"the request body is not valid JSON: {exc}", "BAD_REQUEST"
-        ) from None
+    data = json_body(body)
     if isinstance(data, dict) and isinstance(data.get("batch"), list):
         data = data["batch"]
     if not isinstance(data, list):

@@ -163,18 +163,22 @@ async def read_params(request: Request, max_body: int) -> GraphQLParams | list[G
             f"unsupported Content-Type {ctype or '(none)'!r}; POST requests must use {JSON_TYPE}",
             "UNSUPPORTED_MEDIA_TYPE",
         )
-    body = await read_body(request, max_body)
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise HTTPProblem(
-            400, f"the request body is not valid JSON: {exc}", "BAD_REQUEST"
-        ) from None
+    data = json_body(await read_body(request, max_body))
     if isinstance(data, list):
         if not data:
             raise HTTPProblem(400, "an empty batch", "BAD_REQUEST")
         return [params_from_mapping(item) for item in data]
     return params_from_mapping(data)
+
+
+def json_body(body: bytes) -> Any:
+    """Decode a JSON request body; malformed JSON is a 400 problem."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPProblem(
+            400, f"the request body is not valid JSON: {exc}", "BAD_REQUEST"
+        ) from None
 
 
 async def read_body(request: Request, max_body: int) -> bytes:
