@@ -20,7 +20,7 @@ from storage.files import ParseFailure, read_rows
 from storage.timeutil import parse_timestamp
 from storage.types import CatalogStore, ItemRecord
 
-_KNOWN = {
+ITEM_FIELDS = {
     "id",
     "title",
     "description",
@@ -54,7 +54,7 @@ def validate_item(row: dict[str, Any], now: float) -> ItemRecord:
                 stamps[name] = parse_timestamp(row[name])
             except ValueError as exc:
                 raise fields.FieldError(name, str(exc)) from None
-    unknown = {k for k in row if k not in _KNOWN and not str(k).startswith("attributes.")}
+    unknown = {k for k in row if k not in ITEM_FIELDS and not str(k).startswith("attributes.")}
     if unknown:
         raise fields.FieldError(sorted(unknown)[0], "unknown field (map it with --map or drop it)")
     return ItemRecord(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from cache import ObjectCache, SingleFlight
-from catalog.importer import _KNOWN as ITEM_FIELDS
+from catalog.importer import ITEM_FIELDS
 from catalog.importer import validate_item
 from gateway.upstream_client import UpstreamClient
 from gateway.upstream_types import Page, UpstreamError, UpstreamPayloadError
