@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from cache import ObjectCache, SingleFlight
-from catalog.importer import ITEM_FIELDS
-from catalog.importer import validate_item
+from catalog.importer import ITEM_FIELDS, validate_item
 from gateway.upstream_client import UpstreamClient
 from gateway.upstream_types import Page, UpstreamError, UpstreamPayloadError
 from profiles.imports import validate_user
