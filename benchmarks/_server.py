@@ -33,7 +33,7 @@ def gateway_process(data_dir: Path, **env: str) -> Iterator[str]:
         "TAILOR_LOG_LEVEL": "warning",
         **env,
     }
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=environ)
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli.main", "serve"], env=environ)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

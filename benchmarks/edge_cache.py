@@ -34,7 +34,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._server import SECRET, gateway_process
-from gateway.auth import issue_token
+from gateway.security.auth import issue_token
 
 ITEM_QUERY = "query Item($id: ID!) { item(id: $id) { id title price categories } }"
 PERSONAL_QUERY = (
@@ -53,7 +53,7 @@ SERVER_ENV = {
 def seed(data_dir: Path, n_items: int = 200, n_events: int = 300) -> None:
     """A small catalog and one user with a history (through the real import paths)."""
     from catalog.importer import validate_item
-    from gateway.app import build_services
+    from gateway.wiring import build_services
     from gateway.settings import load_settings
 
     settings = load_settings(data_dir=data_dir, jwt_secret=SECRET, encoder="hashing")

@@ -22,7 +22,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._server import SECRET, gateway_process
-from gateway.auth import issue_token
+from gateway.security.auth import issue_token
 from profiles.events import validate_event
 from storage import open_store
 

@@ -30,7 +30,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.app import create_app
-from gateway.auth import issue_token
+from gateway.security.auth import issue_token
 from storage.types import ItemRecord
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
@@ -141,7 +141,8 @@ async def main(quick: bool) -> None:
 
 async def _middleware(rounds: int, headers: dict[str, str], request_s: float) -> None:
     """The security middleware stack around a trivial endpoint vs the endpoint alone."""
-    from gateway.security import security_middleware
+    from gateway.wiring import security_middleware
+
     from gateway.settings import load_settings
 
     async def endpoint(scope: Any, receive: Any, send: Any) -> None:
@@ -184,7 +185,7 @@ def _components(rounds: int) -> None:
     """The limits' own work, timed in tight interleaved loops (far less sensitive to noise)."""
     from graphql import parse, validate
 
-    from gateway.limits import OperationLimits, measure, parse_limited
+    from gateway.graphql.limits import OperationLimits, measure, parse_limited
     from resolvers.schema import build_schema
 
     schema = build_schema()._schema

@@ -42,8 +42,8 @@ from graphql import ExecutionResult, execute, parse, validate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from catalog.importer import validate_item
-from gateway.app import build_services
 from gateway.models import ensure_index, refresh_models, train_cf
+from gateway.wiring import build_services, model_stores
 from gateway.settings import load_settings
 from resolvers.context import Services, TailorContext, Viewer
 from resolvers.schema import build_schema
@@ -166,9 +166,9 @@ def main() -> None:
             t1 = time.perf_counter()
             ensure_index(services)
             t2 = time.perf_counter()
-            _, info = train_cf(services, settings)
+            _, info = train_cf(services, model_stores(settings))
             t3 = time.perf_counter()
-            refresh_models(services, settings)
+            refresh_models(services, model_stores(settings))
             print(
                 f"world: {n_items} items, {n_users} users, {n_events} events in {t1 - t0:.0f}s; "
                 f"index (hashing encoder) {t2 - t1:.0f}s; CF {info['kind']} over {info['items']} "

@@ -9,6 +9,8 @@ split with a fixed seed; top-k excluding each user's training items; metrics wit
 relevance on the held-out items, averaged over users. The target line compares the best CF
 model's NDCG@10 with popularity measured in the same run (target: >= 0.37 and >= 1.8x).
 Timings are wall-clock on a shared machine: read them as ratios, not absolutes.
+Data: ``$TAILOR_DATASETS_DIR/ml-latest-small`` (default ``../shared/data`` beside the checkout;
+not the gateway's ``TAILOR_DATA_DIR``); see docs/DATA.md.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recommend.cf import ALS, EASE, ItemKNN
-from recommend.evaluate import (
+from recommend.interactions import InteractionMatrix
+from recommend.offline.evaluate import (
     BlendStrategy,
     Strategy,
     evaluate_strategies,
@@ -31,10 +34,9 @@ from recommend.evaluate import (
     to_json,
     tune_blend_weights,
 )
-from recommend.interactions import InteractionMatrix
-from recommend.movielens import load_movielens
+from recommend.offline.movielens import load_movielens
+from recommend.offline.splits import random_split
 from recommend.popularity import Popularity
-from recommend.splits import random_split
 
 COLUMNS = ["strategy", "users", "precision", "recall", "ndcg", "hit_rate", "map"]
 COLUMNS += ["coverage", "novelty", "fit_s", "recommend_s"]

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segments import FEATURE_NAMES, SegmentingConfig, train_segments_matrix
-from segments.synthetic import synthetic_matrix
+from tests.segments.synthetic import synthetic_matrix
 
 
 def fit_seconds(n: int, config: SegmentingConfig) -> tuple[float, int, str]:

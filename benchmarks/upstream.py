@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._server import free_port, gateway_process
 from catalog.importer import validate_item
-from gateway.upstream_demo import upstream_process
+from gateway.cli.upstream_demo import upstream_process
 from storage import open_store
 
 QUERY = "query($ids: [ID!]!) { items(ids: $ids) { id title price categories } }"

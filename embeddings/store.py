@@ -3,22 +3,20 @@
 Layout under ``root``::
 
     root/
-      20261126T150102123456Z/      one version = one directory, named by UTC build time
+      v000001/                     one version = one directory (``storage.artifacts`` names)
         manifest.json              version, model_id, dimension, count, kind, params, built_at
         index.faiss, items.json    written by FaissIndex.save
       .tmp-<random>/               a write in progress (never read; cleaned up on failure)
 
-A version is written into a temp directory next to its final place and renamed into place
-(atomic on one filesystem), so a reader sees either no version or a complete one. Version
-names sort chronologically, so ``latest()`` is the greatest name; the newest ``keep``
-versions are kept.
+Versions are written through :class:`storage.artifacts.ArtifactStore` (one naming scheme for
+every model and index): filled in a temp directory and renamed into place, so a reader sees
+either no version or a complete one. Version names sort in write order, so ``latest()`` is the
+newest; the newest ``keep`` versions are kept.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,9 +26,9 @@ from typing import Any, Generic, TypeVar
 
 from embeddings.faiss_index import FaissIndex
 from embeddings.types import ArtifactError, IndexMismatch, VectorIndex
+from storage.artifacts import ArtifactStore
 
 MANIFEST_FILE = "manifest.json"
-_TMP_PREFIX = ".tmp-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +47,9 @@ class Manifest:
 class IndexStore:
     """Writes, lists and loads `FaissIndex` versions under ``root``.
 
-    ``clock`` returns the current UTC time (injected for tests); ``keep`` is how many of the
-    newest versions survive a ``write``. Writers must not run concurrently against the same
-    root (one builder job owns a store); readers may load while a writer writes.
+    ``clock`` returns the current UTC time (injected for tests) and stamps the manifest's
+    ``built_at``; ``keep`` is how many of the newest versions survive a ``write``. Readers may
+    load while a writer writes.
     """
 
     def __init__(
@@ -61,34 +59,31 @@ class IndexStore:
         keep: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        if keep < 1:
-            raise ValueError("keep must be >= 1")
-        self.root = Path(root)
-        self.keep = keep
+        self.artifacts = ArtifactStore(root, kind="index", marker=MANIFEST_FILE, keep=keep)
         self._clock = clock
+
+    @property
+    def root(self) -> Path:
+        return self.artifacts.root
+
+    @property
+    def keep(self) -> int:
+        assert self.artifacts.keep is not None
+        return self.artifacts.keep
 
     def versions(self) -> list[str]:
         """Complete versions, oldest first."""
-        if not self.root.is_dir():
-            return []
-        return sorted(
-            p.name
-            for p in self.root.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_FILE).is_file()
-        )
+        return self.artifacts.versions()
 
     def latest(self) -> str | None:
         """The newest complete version, or None if nothing was written yet."""
-        versions = self.versions()
-        return versions[-1] if versions else None
+        return self.artifacts.latest()
 
     def write(self, index: FaissIndex, model_id: str) -> str:
         """Persist ``index`` as a new version built with ``model_id``; returns the version."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        now = self._clock().astimezone(UTC)
-        version = self._unique_version(now.strftime("%Y%m%dT%H%M%S%fZ"))
-        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=self.root))
-        try:
+        built_at = self._clock().astimezone(UTC).isoformat()
+
+        def fill(tmp: Path, version: str) -> None:
             index.save(tmp)
             manifest = Manifest(
                 version=version,
@@ -97,21 +92,18 @@ class IndexStore:
                 count=len(index),
                 kind=index.kind,
                 params=index.params,
-                built_at=now.isoformat(),
+                built_at=built_at,
             )
             (tmp / MANIFEST_FILE).write_text(
                 json.dumps(asdict(manifest), indent=2, sort_keys=True), encoding="utf-8"
             )
-            tmp.rename(self.root / version)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        self._prune()
-        return version
+
+        return self.artifacts.write(fill)
 
     def manifest(self, version: str) -> Manifest:
-        """The manifest of ``version``; ``ArtifactError`` if missing or unreadable."""
-        path = self.root / version / MANIFEST_FILE
+        """The manifest of ``version``; ``ArtifactError`` if missing, unreadable or not a
+        version name."""
+        path = self._path(version) / MANIFEST_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             return Manifest(**data)
@@ -144,23 +136,16 @@ class IndexStore:
             raise IndexMismatch(
                 f"index {version} has dimension {manifest.dimension}, encoder has {dimension}"
             )
-        index = FaissIndex.load(self.root / version)
+        index = FaissIndex.load(self._path(version))
         if index.dimension != manifest.dimension or len(index) != manifest.count:
             raise ArtifactError(f"index {version} does not match its manifest")
         return index
 
-    def _unique_version(self, base: str) -> str:
-        # Two writes within one clock tick (an injected clock) still get distinct names
-        # that sort after each other.
-        version, n = base, 0
-        while (self.root / version).exists():
-            n += 1
-            version = f"{base}-{n:03d}"
-        return version
-
-    def _prune(self) -> None:
-        for old in self.versions()[: -self.keep]:
-            shutil.rmtree(self.root / old, ignore_errors=True)
+    def _path(self, version: str) -> Path:
+        try:
+            return self.artifacts.path(version)
+        except ValueError as exc:
+            raise ArtifactError(f"no index version {version!r} under {self.root}: {exc}") from exc
 
 
 IndexT = TypeVar("IndexT", bound=VectorIndex)

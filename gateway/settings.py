@@ -107,7 +107,7 @@ class Settings:
     profile_cache_ttl_s: float = 30.0
     profile_cache_max_bytes: int = 16 * 1024 * 1024
 
-    # --- security and privacy (issue 9; see gateway/limits.py, ratelimit.py, csrf.py,
+    # --- security and privacy (issue 9; see gateway/graphql/limits.py, ratelimit.py, csrf.py,
     # apikeys.py and profiles/privacy.py). 0 disables a numeric limit. ---
     limits_enabled: bool = True  # all operation limits below at once
     max_depth: int = 15

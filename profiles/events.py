@@ -26,7 +26,7 @@ from profiles.types import BUILTIN_EVENT_TYPES, CHANNELS, FLAG_CLAMPED, ITEM_EVE
 from storage import fields
 from storage.fields import FieldError
 from storage.timeutil import parse_timestamp
-from storage.types import EventRecord
+from storage.types import EventRecord, profile_key
 
 KNOWN_FIELDS = frozenset(
     {
@@ -110,11 +110,10 @@ def validate_event(
         raise FieldError("traits", "only identify events carry traits")
 
     assert message_id is not None
-    profile_key = user_id if user_id is not None else f"anon:{anonymous_id}"
     return EventRecord(
         message_id=message_id,
         type=etype,
-        profile_key=profile_key,
+        profile_key=profile_key(user_id, anonymous_id),
         ts=ts,
         received_at=received_at,
         payload_hash=payload_hash(raw),

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from cachetools import LRUCache
 
@@ -38,7 +38,9 @@ from profiles.types import (
 )
 from storage.fields import FieldError
 from storage.sqlite import SQLiteStore
-from storage.types import JSON, EventRecord
+from storage.types import JSON, EventRecord, anonymous_key
+
+T = TypeVar("T")
 
 log = logging.getLogger("tailor.ingest")
 
@@ -286,7 +288,11 @@ class IngestionService:
         batch, and a profile changed by another process (e.g. a CLI import) is re-read.
         """
         keys = {ev.profile_key for ev in accepted}
-        keys |= {f"anon:{ev.anonymous_id}" for ev in accepted if ev.type == "identify"}
+        keys |= {
+            anonymous_key(ev.anonymous_id)
+            for ev in accepted
+            if ev.type == "identify" and ev.anonymous_id
+        }
         keys |= {ev.user_id for ev in accepted if ev.type == "identify" and ev.user_id}
         versions = self.store.get_profile_versions(sorted(keys))
         states: dict[str, ProfileState] = {}
@@ -305,7 +311,7 @@ class IngestionService:
         for ev in accepted:
             if ev.type == "identify" and ev.anonymous_id and ev.user_id:
                 # The anonymous history joins the user's profile (the store re-keys the events).
-                anon = states.pop(f"anon:{ev.anonymous_id}", None) or ProfileState()
+                anon = states.pop(anonymous_key(ev.anonymous_id), None) or ProfileState()
                 states.setdefault(ev.user_id, ProfileState()).merge(anon, self.profile_config)
                 continue
             states[ev.profile_key].apply(ev, self.profile_config, self.categories)
@@ -346,6 +352,15 @@ class IngestionService:
             self.store.replace_profile_states({k: v.to_json() for k, v in states.items()})
             self._state_cache.clear()
         return len(states)
+
+    def forget(self, keys: Sequence[str], erase: Callable[[], T]) -> T:
+        """Run ``erase`` (the durable deletion of these profiles) while no write group runs,
+        then drop their in-memory states, so no later write re-creates what was erased."""
+        with self._lock:
+            result = erase()
+            for key in keys:
+                self._state_cache.pop(key, None)
+        return result
 
     def profile(self, profile_key: str) -> ProfileState | None:
         doc = self.store.get_profile_state(profile_key)

@@ -30,7 +30,7 @@ from cachetools import TTLCache
 
 from storage.privacy import erase_subject, prune_events_before
 from storage.sqlite import SQLiteStore
-from storage.types import EventRecord, UserRecord
+from storage.types import EventRecord, UserRecord, anonymous_key
 
 log = logging.getLogger("tailor.privacy")
 
@@ -90,6 +90,31 @@ class ErasureReceipt:
         return sum(self.counts.values())
 
 
+class PiiHasher:
+    """Salted HMAC-SHA256 of the configured PII traits (names case-insensitive).
+
+    The store applies :meth:`hash_traits` to every user row it writes (its ``traits_filter``),
+    so no configured PII trait reaches the disk in clear, whichever path wrote it.
+    """
+
+    def __init__(self, pii_traits: Sequence[str], salt: str) -> None:
+        self.pii_traits = frozenset(t.lower() for t in pii_traits)
+        self._salt = salt.encode()
+
+    def hash_value(self, value: Any) -> str:
+        if isinstance(value, str) and value.startswith(PII_PREFIX):
+            return value  # already hashed (re-imports, merges)
+        norm = str(value).strip().lower().encode()
+        return PII_PREFIX + hmac.new(self._salt, norm, hashlib.sha256).hexdigest()
+
+    def hash_traits(self, traits: Mapping[str, Any]) -> dict[str, Any]:
+        """``traits`` with every configured PII trait hashed."""
+        return {
+            k: (self.hash_value(v) if k.lower() in self.pii_traits and v is not None else v)
+            for k, v in traits.items()
+        }
+
+
 class PrivacyService:
     """Consent, erasure, PII hashing and retention over one store (and the ingestion state)."""
 
@@ -97,20 +122,17 @@ class PrivacyService:
         self,
         store: SQLiteStore,
         *,
-        pii_traits: Sequence[str] = ("email", "phone"),
-        salt: str,
+        hasher: PiiHasher,
         clock: Callable[[], float] = time.time,
-        state_lock: Any = None,
-        forget_state: Callable[[Sequence[str]], None] | None = None,
+        forget: Callable[[Sequence[str], Callable[[], dict[str, int]]], dict[str, int]]
+        | None = None,
     ) -> None:
+        """``forget(keys, erase)``: the ingestion service's :meth:`IngestionService.forget`, so
+        erasure never interleaves with a write group that could re-create the profile."""
         self.store = store
-        self.pii_traits = frozenset(t.lower() for t in pii_traits)
-        self._salt = salt.encode()
+        self.hasher = hasher
         self.clock = clock
-        # The ingestion writer's lock: erasure must not interleave with a write group that
-        # could re-create the profile it is deleting.
-        self._state_lock = state_lock or contextlib.nullcontext()
-        self._forget_state = forget_state
+        self._forget = forget
         self.erasers: list[Eraser] = []
         # Consent is read once per tracked event; a short TTL bounds how long a consent change
         # made by another process (a CLI import) takes to apply. Changes made here apply at once.
@@ -170,38 +192,10 @@ class PrivacyService:
 
     # ------------------------------------------------------------------ PII
     def hash_value(self, value: Any) -> str:
-        if isinstance(value, str) and value.startswith(PII_PREFIX):
-            return value  # already hashed (re-imports, merges)
-        norm = str(value).strip().lower().encode()
-        return PII_PREFIX + hmac.new(self._salt, norm, hashlib.sha256).hexdigest()
+        return self.hasher.hash_value(value)
 
     def hash_traits(self, traits: Mapping[str, Any]) -> dict[str, Any]:
-        """``traits`` with every configured PII trait (case-insensitive name) hashed."""
-        return {
-            k: (self.hash_value(v) if k.lower() in self.pii_traits and v is not None else v)
-            for k, v in traits.items()
-        }
-
-    def hashing_upsert(
-        self, upsert: Callable[[Sequence[UserRecord]], int]
-    ) -> Callable[[Sequence[UserRecord]], int]:
-        """Wrap a store's ``upsert_users`` so no configured PII trait reaches the disk in clear."""
-
-        def wrapped(users: Sequence[UserRecord]) -> int:
-            return upsert(
-                [
-                    UserRecord(
-                        u.id,
-                        self.hash_traits(u.traits),
-                        u.consent_personalization,
-                        u.consent_tracking,
-                        u.updated_at,
-                    )
-                    for u in users
-                ]
-            )
-
-        return wrapped
+        return self.hasher.hash_traits(traits)
 
     # ------------------------------------------------------------------ erasure
     def add_eraser(self, eraser: Eraser) -> None:
@@ -218,11 +212,12 @@ class PrivacyService:
         Returns the counts per table and the profile keys the person had.
         """
         anon = [a for a, _u in self._identities(user_id)]
-        keys = [user_id, *(f"anon:{a}" for a in anon)]
-        with self._state_lock:
-            counts = {f"store.{t}": n for t, n in erase_subject(self.store, user_id).items()}
-            if self._forget_state is not None:
-                self._forget_state(keys)
+        keys = [user_id, *(anonymous_key(a) for a in anon)]
+
+        def erase() -> dict[str, int]:
+            return {f"store.{t}": n for t, n in erase_subject(self.store, user_id).items()}
+
+        counts = erase() if self._forget is None else self._forget(keys, erase)
         with self._consent_lock:
             self._consent.pop(user_id, None)
         return counts, keys
@@ -258,5 +253,8 @@ class PrivacyService:
         # Profiles that lose every event are deleted; the ingestion state cache checks stored
         # versions before using a cached state, so it cannot resurrect them. Profiles that keep
         # events keep their aggregates (``tailor profiles rebuild`` recomputes them from the log).
-        with self._state_lock:
+
+        def prune() -> dict[str, int]:
             return prune_events_before(self.store, cutoff)
+
+        return prune() if self._forget is None else self._forget([], prune)

@@ -17,8 +17,6 @@ segment (segment-popular only), so an edge cache can share it per segment.
 
 Blend weights: the serving CF version's tuned weights (``tailor evaluate --tune`` writes them next
 to the model) when it has any, else the configured ones.
-
-``segment_popular`` may be set after construction (the gateway wires segments separately).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Popularity baseline: every user gets the items the most users interacted with.
 
-It is the yardstick CF has to beat in :mod:`recommend.evaluate` (and a sane fallback for cold
+It is the yardstick CF has to beat in :mod:`recommend.offline.evaluate` (and a sane fallback for cold
 visitors). Popularity counts *distinct interacting users*, not summed weights, so one heavy user
 cannot make an item popular.
 """

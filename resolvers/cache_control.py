@@ -37,7 +37,7 @@ from graphql.pyutils import Path, is_awaitable
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef, TypeNameMetaFieldDef
 from strawberry.schema_directive import Location
 
-from cache import CacheHint, CachePolicy, CacheScope, FieldFact, ObjectCache, compute_policy
+from cache import CacheHint, CachePolicy, CacheScope, FieldFact, compute_policy
 from profiles.state import ProfileState
 
 # Object types whose instances are purge targets: GraphQL type name -> tag prefix. A resolved
@@ -291,9 +291,8 @@ def viewer_segment(info: Any) -> str | None:
     """
     recorder = recorder_of(info)
     if recorder is None:
-        segment_of = info.context.services.extras.get("segment_of")
         key = info.context.viewer.profile_key
-        return segment_of(key) if segment_of is not None and key else None
+        return info.context.services.segment_of(key) if key else None
     recorder.segment_read = True
     recorder.restrict_scope(info.path, CacheScope.SEGMENT)
     if recorder.segment is not None:
@@ -309,7 +308,7 @@ async def profile_state(info: Any, profile_key: str) -> ProfileState | None:
     """
     services = info.context.services
     add_cache_tags(info, f"user:{profile_key}")
-    cache: ObjectCache[str, ProfileState] | None = services.extras.get("profile_cache")
+    cache = services.profile_cache
     if cache is None:
         state: ProfileState | None = services.ingest.profile(profile_key)
         return state

@@ -10,16 +10,20 @@ from typing import Any, Protocol, TypeVar
 
 from strawberry.dataloader import DataLoader
 
+from cache import ObjectCache
 from catalog.lookup import CatalogLookup
-from profiles.conversion import ConversionModel
 from profiles.ingest import IngestionService
+from profiles.privacy import PrivacyService
+from profiles.state import ProfileState
 from profiles.types import ProfileConfig
 from recommend.content import ContentService
+from recommend.conversion import ConversionModel
 from recommend.engine import Recommender
 from recommend.trending import TrendingModel
-from resolvers.errors import TailorGraphQLError
+from resolvers.errors import UpstreamUnavailable
+from segments.service import SegmentService
 from storage.sqlite import SQLiteStore
-from storage.types import EventRecord, ItemRecord, UserRecord
+from storage.types import EventRecord, ItemRecord, UserRecord, anonymous_key
 
 ADMIN_SCOPES = frozenset({"admin", "service"})
 T_co = TypeVar("T_co", covariant=True)
@@ -65,13 +69,19 @@ class Viewer:
         if self.user_id:
             return self.user_id
         if self.anonymous_id:
-            return f"anon:{self.anonymous_id}"
+            return anonymous_key(self.anonymous_id)
         return None
 
 
 @dataclass
 class Services:
-    """Long-lived objects the app owns (built and closed by the gateway's lifespan)."""
+    """Long-lived objects the app owns (built by ``gateway/wiring.py``, closed by the lifespan).
+
+    ``segment_of`` is the one segment lookup of the read path (profile key -> segment id; the
+    live segment model's by default). ``item_source`` / ``traits_source`` are the upstream
+    record sources the request loaders ask before the local store (None: local store only).
+    ``profile_cache`` is the edge layer's cache of profile states (None: read the store).
+    """
 
     store: SQLiteStore
     ingest: IngestionService
@@ -80,23 +90,22 @@ class Services:
     catalog: CatalogLookup
     content: ContentService
     recommender: Recommender
-    segments: Any = None  # gateway.segmentation.SegmentService (resolvers read it duck-typed)
+    segments: SegmentService
+    privacy: PrivacyService
+    segment_of: Callable[[str], str | None]
     max_first: int = 100
     search_personal_weight: float = 0.3
     clock: Callable[[], float] = time.time
-    extras: dict[str, Any] = field(default_factory=dict)
+    item_source: RecordSource[ItemRecord] | None = None
+    traits_source: RecordSource[dict[str, Any]] | None = None
+    profile_cache: ObjectCache[str, ProfileState] | None = None
     # The serving conversion-propensity model (None until one is trained); swapped by assignment.
     conversion: ConversionModel | None = None
 
-    def segment_of(self, profile_key: str, state: Any = None) -> tuple[str | None, str | None]:
+    def segment_and_name(self, profile_key: str) -> tuple[str | None, str | None]:
         """(segment id, segment name) of a profile, or (None, None) when no segment applies."""
-        hook = self.extras.get("segment_of")
-        if hook is None:
-            return None, None
-        found = hook(profile_key)
-        if isinstance(found, tuple):
-            return found
-        return found, None
+        sid = self.segment_of(profile_key)
+        return (sid, self.segments.name_of(sid)) if sid is not None else (None, None)
 
     def merge_traits(self, user_id: str, traits: dict[str, Any]) -> None:
         """Merge CRM-style traits into a user's record (creating the user if needed)."""
@@ -116,21 +125,15 @@ class Services:
 
 
 class RecordSource(Protocol[T_co]):
-    """An upstream service answering records by id (``gateway/upstream.py`` builds them).
+    """An upstream service answering records by id (``upstream/service.py`` builds them).
 
     ``await fetch(ids)`` -> one entry per id, in order: the record; ``None`` when the upstream
     does not know the id (the local store answers instead); or an exception when it cannot
     answer now and has no usable cached answer (that field gets ``UPSTREAM_UNAVAILABLE``).
-    Found in ``services.extras``: ``"item_source"`` (ItemRecord), ``"traits_source"`` (dict).
+    ``Services.item_source`` answers ItemRecord, ``Services.traits_source`` traits dicts.
     """
 
     async def fetch(self, ids: list[str]) -> Sequence[T_co | BaseException | None]: ...
-
-
-class UpstreamUnavailable(TailorGraphQLError):
-    """A field whose upstream service failed (and had no answer within stale-if-error)."""
-
-    code = "UPSTREAM_UNAVAILABLE"
 
 
 def _field_errors(values: Sequence[Any]) -> list[Any]:
@@ -155,10 +158,8 @@ class TailorContext:
 
     def __post_init__(self) -> None:
         store = self.services.store
-        item_source: RecordSource[ItemRecord] | None = self.services.extras.get("item_source")
-        traits_source: RecordSource[dict[str, Any]] | None = self.services.extras.get(
-            "traits_source"
-        )
+        item_source = self.services.item_source
+        traits_source = self.services.traits_source
 
         async def load_items(ids: list[str]) -> list[Any]:
             if item_source is None:

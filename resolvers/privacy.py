@@ -1,7 +1,7 @@
 """Privacy fields: ``Query.consent``, ``Mutation.setConsent``, ``forgetMe`` and admin ``forgetUser``.
 
 Merged into the root types by ``resolvers/schema.py``. The domain work lives in
-``profiles/privacy.py`` (a :class:`PrivacyService` in ``services.extras["privacy"]``).
+``profiles/privacy.py`` (the app's :class:`PrivacyService`, ``Services.privacy``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from strawberry.types import Info
 
 from profiles.privacy import Consent, ErasureReceipt, PrivacyService
 from resolvers.context import TailorContext
-from resolvers.errors import BadUserInput, Forbidden, ServiceUnavailable, Unauthenticated
+from resolvers.errors import BadUserInput, Forbidden, Unauthenticated
 from storage.fields import FieldError, ident
 from storage.timeutil import iso
 
@@ -53,11 +53,7 @@ class ErasureReceiptType:
 
 
 def _privacy(info: Info[TailorContext, Any]) -> PrivacyService:
-    service = info.context.services.extras.get("privacy")
-    if service is None:
-        raise ServiceUnavailable("privacy operations are not configured")
-    assert isinstance(service, PrivacyService)
-    return service
+    return info.context.services.privacy
 
 
 def _signed_in(info: Info[TailorContext, Any], what: str) -> str:

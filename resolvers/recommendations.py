@@ -3,19 +3,16 @@ segmentRecommendations.
 
 CPU work (query encoding, CF scoring, FAISS search) runs in a worker thread, off the event loop.
 
-Segments come from hooks in ``services.extras`` (set by the segments wiring): ``segment_of``
-(profile key -> id or (id, name)), ``segment_name`` (id -> name or None) and ``segment_popular``
-(see :data:`recommend.engine.SegmentPopular`). Without them segment answers are empty.
+A profile's segment comes from the one lookup ``Services.segment_of``; its name from the
+serving segment model. Without a segment model, segment answers are empty.
 """
 
 from __future__ import annotations
 
 import asyncio
-from enum import Enum
 from typing import Any
 
 import strawberry
-from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from embeddings import EmbeddingError
@@ -26,38 +23,9 @@ from resolvers.arguments import clamp_first, id_arg
 from resolvers.cache_control import add_cache_tags, viewer_segment
 from resolvers.context import Services, TailorContext
 from resolvers.errors import BadUserInput, ServiceUnavailable
+from resolvers.inputs import ItemFilterInput, RecommendationContext, Strategy
 from resolvers.types import Item, Recommendation
-
-
-@strawberry.enum(description="Which candidate sources answer.")
-class Strategy(Enum):
-    HYBRID = "hybrid"
-    CF = "cf"
-    CONTENT = "content"
-    SEGMENT = "segment"
-    TRENDING = "trending"
-
-
-@strawberry.input(
-    description="Business filters; results still number `first` whenever enough items qualify."
-)
-class ItemFilterInput:
-    exclude_ids: list[strawberry.ID] | None = None
-    categories: list[str] | None = strawberry.field(
-        default=None, description="Only these categories."
-    )
-    exclude_categories: list[str] | None = None
-    price_min: float | None = None
-    price_max: float | None = None
-    available_only: bool = True
-    attributes: JSON | None = strawberry.field(
-        default=None, description='Equality, e.g. {"color": "red"}.'
-    )
-
-
-@strawberry.input(description="What the user is looking at right now.")
-class RecommendationContext:
-    item_id: strawberry.ID
+from storage.types import user_id_of
 
 
 def to_filter(f: ItemFilterInput | None, max_ids: int = 1000) -> ItemFilter:
@@ -191,9 +159,7 @@ async def user_recommendations(
         return await _materialize(info, recs)
     state = services.ingest.profile(profile_key)
     history = state.recent_history(200) if state is not None else []
-    segment_id, segment_name = services.segment_of(profile_key, state)
-    if segment_id is not None and segment_name is None:
-        segment_name = _segment_name(services, segment_id)
+    segment_id, segment_name = services.segment_and_name(profile_key)
     req = RecommendRequest(
         history=history,
         k=n,
@@ -211,17 +177,7 @@ async def user_recommendations(
 
 def personalization_allowed(services: Services, profile_key: str) -> bool:
     """Consent check: a user's personalization flag, and the request's Sec-GPC/DNT opt-out."""
-    privacy = services.extras.get("privacy")
-    if privacy is None:
-        return True
-    return bool(
-        privacy.personalization_allowed(None if profile_key.startswith("anon:") else profile_key)
-    )
-
-
-def _segment_name(services: Services, segment_id: str) -> str | None:
-    hook = services.extras.get("segment_name")
-    return hook(segment_id) if hook is not None else None
+    return services.privacy.personalization_allowed(user_id_of(profile_key))
 
 
 async def segment_recommendations(
@@ -242,9 +198,9 @@ async def segment_recommendations(
         sid = found[0] if isinstance(found, tuple) else found
     else:
         sid = id_arg(str(segment_id), "segmentId")
-    if sid is None or services.extras.get("segment_popular") is None:
+    if sid is None:
         return []
     add_cache_tags(info, f"segment:{sid}")
-    name = _segment_name(services, sid)
+    name = services.segments.name_of(sid)
     recs = await asyncio.to_thread(services.recommender.for_segment, sid, n, filt, name)
     return await _materialize(info, recs)

@@ -14,7 +14,8 @@ from resolvers.arguments import clamp_first, id_arg
 from resolvers.cache_control import CacheControl, CacheControlScope
 from resolvers.context import TailorContext
 from resolvers.errors import BadUserInput, Forbidden, Unauthenticated, from_domain
-from resolvers.types import Item, Recommendation, User
+from resolvers.types import Item, Recommendation
+from resolvers.user import User
 
 
 async def _trending(

@@ -53,29 +53,24 @@ def to_graphql(seg: Any) -> Segment:
 
 
 def all_segments(info: Info[TailorContext, Any]) -> list[Segment]:
-    service = info.context.services.segments
-    return [] if service is None else [to_graphql(s) for s in service.all_segments()]
+    return [to_graphql(s) for s in info.context.services.segments.all_segments()]
 
 
 def segment(info: Info[TailorContext, Any], id: strawberry.ID) -> Segment | None:
-    service = info.context.services.segments
-    seg = None if service is None else service.segment(str(id))
+    seg = info.context.services.segments.segment(str(id))
     return to_graphql(seg) if seg is not None else None
 
 
 def user_segment(info: Info[TailorContext, Any], profile_key: str) -> Segment | None:
-    service = info.context.services.segments
-    if service is None:
-        return None
-    seg_id = service.segment_of(profile_key)
-    seg = service.segment(seg_id) if seg_id else None
+    services = info.context.services
+    seg_id = services.segment_of(profile_key)
+    seg = services.segments.segment(seg_id) if seg_id else None
     return to_graphql(seg) if seg is not None else None
 
 
 def user_segments(info: Info[TailorContext, Any], profile_key: str) -> list[Segment]:
-    service = info.context.services.segments
-    if service is None:
-        return []
-    ids = [i for i in (service.segment_of(profile_key), *service.rules_of(profile_key)) if i]
-    found = [service.segment(i) for i in ids]
+    services = info.context.services
+    rules = services.segments.rules_of(profile_key)
+    ids = [i for i in (services.segment_of(profile_key), *rules) if i]
+    found = [services.segments.segment(i) for i in ids]
     return [to_graphql(s) for s in found if s is not None]

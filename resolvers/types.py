@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import cast
 
 import strawberry
 from strawberry.scalars import JSON
-from strawberry.types import Info
 
 from profiles.state import ProfileState
 from profiles.types import ProfileConfig
-from resolvers.cache_control import CacheControl, CacheControlScope, profile_state
-from resolvers.context import TailorContext
+from resolvers.cache_control import CacheControl, CacheControlScope
 from storage.timeutil import iso
 from storage.types import ItemRecord
-
-if TYPE_CHECKING:
-    from resolvers.recommendations import ItemFilterInput, RecommendationContext, Strategy
-    from resolvers.segments import Segment
 
 
 @strawberry.type(
@@ -176,93 +170,3 @@ class Profile:
 
 def make_profile(state: ProfileState, now: float, config: ProfileConfig) -> Profile:
     return Profile(_state=state, _features=state.features(now, config), _now=now, _config=config)
-
-
-@strawberry.type(
-    description="A person: a signed-in user or an anonymous visitor.",
-    directives=[CacheControl(max_age=60, scope=CacheControlScope.PRIVATE)],
-)
-class User:
-    id: strawberry.ID
-    anonymous: bool
-    _profile_key: strawberry.Private[str]
-
-    @strawberry.field(
-        description="CRM traits (null for anonymous visitors). With a CRM upstream configured "
-        "they come from it (the local record as fallback); when it fails with no cached answer, "
-        "this field alone is null with extensions.code UPSTREAM_UNAVAILABLE."
-    )
-    async def traits(self, info: Info[TailorContext, Any]) -> JSON | None:
-        if self.anonymous:
-            return None
-        found = await info.context.traits.load(str(self.id))
-        return cast(JSON, found if found is not None else {})
-
-    @strawberry.field(
-        description="The user's behavioural cluster segment (null before segments are trained)."
-    )
-    def segment(
-        self, info: Info[TailorContext, Any]
-    ) -> Annotated[Segment, strawberry.lazy("resolvers.segments")] | None:
-        from resolvers.segments import user_segment
-
-        return user_segment(info, self._profile_key)
-
-    @strawberry.field(
-        description="Every segment the user is in: the cluster, then matching rule segments."
-    )
-    def segments(
-        self, info: Info[TailorContext, Any]
-    ) -> list[Annotated[Segment, strawberry.lazy("resolvers.segments")]]:
-        from resolvers.segments import user_segments
-
-        return user_segments(info, self._profile_key)
-
-    @strawberry.field(description="Personalized recommendations with a reason and source for each.")
-    async def recommendations(
-        self,
-        info: Info[TailorContext, Any],
-        first: int = 10,
-        strategy: Annotated[Strategy, strawberry.lazy("resolvers.recommendations")] | None = None,
-        filter: Annotated[ItemFilterInput, strawberry.lazy("resolvers.recommendations")]
-        | None = None,
-        diversity: float = 0.0,
-        max_per_category: int | None = None,
-        context: Annotated[RecommendationContext, strawberry.lazy("resolvers.recommendations")]
-        | None = None,
-    ) -> list[Recommendation]:
-        from resolvers.recommendations import Strategy as S
-        from resolvers.recommendations import user_recommendations
-
-        return await user_recommendations(
-            info,
-            self._profile_key,
-            first,
-            strategy or S.HYBRID,
-            filter,
-            diversity,
-            max_per_category,
-            context,
-        )
-
-    @strawberry.field(
-        description="Probability (0-1) that this user purchases within the conversion horizon "
-        "(TAILOR_CONVERSION_HORIZON_DAYS, 7 by default); null without a trained model or a profile."
-    )
-    async def conversion_score(self, info: Info[TailorContext, Any]) -> float | None:
-        services = info.context.services
-        model = services.conversion  # one reference: a poller swap cannot split this read
-        if model is None:
-            return None
-        state = await profile_state(info, self._profile_key)
-        if state is None:
-            return None
-        return round(model.predict(state, services.clock()), 6)
-
-    @strawberry.field(description="The behavioural profile; null when there are no events yet.")
-    async def profile(self, info: Info[TailorContext, Any]) -> Profile | None:
-        services = info.context.services
-        state = await profile_state(info, self._profile_key)
-        if state is None:
-            return None
-        return make_profile(state, services.clock(), services.profile_config)

@@ -1,18 +1,14 @@
 """`SegmentModelStore`: versioned segment models on disk.
 
 Layout: ``<root>/<version>/{manifest.json, model.json, arrays.npz}`` with versions ``v000001``,
-``v000002``... A version directory is written under a temporary name and renamed into place, so
-readers never see a half-written model; the rename fails if another writer took that version
-number first, and the writer moves on to the next one.
+``v000002``... Versions are written through :class:`storage.artifacts.ArtifactStore`: filled in a
+temporary directory and renamed into place, so readers never see a half-written model, and
+concurrent writers get distinct versions.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import tempfile
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,10 +27,10 @@ from segments.types import (
     SegmentKind,
     SegmentTrait,
 )
+from storage.artifacts import ArtifactStore
 
 FORMAT = 1
-_PREFIX = "v"
-_VERSION = re.compile(r"v\d{6,}")
+MANIFEST_FILE = "manifest.json"
 
 
 def _segment_json(seg: Segment) -> dict[str, Any]:
@@ -64,47 +60,33 @@ class SegmentModelStore:
     """Versioned `SegmentModel`s under `root` (created on first write)."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.artifacts = ArtifactStore(root, kind="segment model", marker=MANIFEST_FILE)
+
+    @property
+    def root(self) -> Path:
+        return self.artifacts.root
 
     def versions(self) -> list[str]:
         """Complete versions, oldest first."""
-        if not self.root.is_dir():
-            return []
-        return sorted(
-            p.name
-            for p in self.root.iterdir()
-            if _VERSION.fullmatch(p.name) and (p / "manifest.json").is_file()
-        )
+        return self.artifacts.versions()
 
     def write(self, model: SegmentModel) -> str:
         """Persist `model` as a new version and return the version string."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
-        try:
+
+        def fill(tmp: Path, version: str) -> None:
             self._write_files(model, tmp)
-            while True:
-                existing = [int(v[len(_PREFIX) :]) for v in self.versions()]
-                version = f"{_PREFIX}{(max(existing) if existing else 0) + 1:06d}"
-                manifest = {
-                    "format": FORMAT,
-                    "version": version,
-                    "algorithm": model.metrics.algorithm,
-                    "k": model.k,
-                    "n_users": model.n_users,
-                    "built_at": model.built_at.astimezone(UTC).isoformat(),
-                    "written_at": datetime.now(UTC).isoformat(),
-                }
-                (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-                try:
-                    # rename() of a directory onto an existing non-empty one fails: that is
-                    # the lock between concurrent writers.
-                    os.rename(tmp, self.root / version)
-                    return version
-                except OSError:
-                    if not (self.root / version).exists():
-                        raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            manifest = {
+                "format": FORMAT,
+                "version": version,
+                "algorithm": model.metrics.algorithm,
+                "k": model.k,
+                "n_users": model.n_users,
+                "built_at": model.built_at.astimezone(UTC).isoformat(),
+                "written_at": datetime.now(UTC).isoformat(),
+            }
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+
+        return self.artifacts.write(fill)
 
     @staticmethod
     def _write_files(model: SegmentModel, path: Path) -> None:
@@ -134,9 +116,9 @@ class SegmentModelStore:
 
     def load(self, version: str) -> SegmentModel:
         """Load one version; `ModelNotFound` if it does not exist."""
-        path = self.root / version
-        if not _VERSION.fullmatch(version) or not (path / "manifest.json").is_file():
+        if not self.artifacts.exists(version):
             raise ModelNotFound(f"no segment model {version!r} in {self.root}")
+        path = self.artifacts.path(version)
         doc = json.loads((path / "model.json").read_text())
         with np.load(path / "arrays.npz", allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}

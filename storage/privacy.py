@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.sqlite import SQLiteStore
+from storage.types import anonymous_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ def erase_subject(store: SQLiteStore, user_id: str) -> dict[str, int]:
             r[0]
             for r in conn.execute("SELECT anonymous_id FROM identities WHERE user_id=?", (user_id,))
         ]
-        keys = [user_id, *(f"anon:{a}" for a in anon_ids)]
+        keys = [user_id, *(anonymous_key(a) for a in anon_ids)]
         counts: dict[str, int] = {}
         counts["events"] = _delete_in(
             conn,

@@ -26,6 +26,7 @@ from storage.types import (
     ItemRecord,
     SchemaError,
     UserRecord,
+    anonymous_key,
 )
 
 ProfileUpdate = Callable[[list[EventRecord]], Mapping[str, JSON]]
@@ -40,8 +41,16 @@ def _dumps(value: Any) -> str:
 class SQLiteStore:
     """All stores of :class:`storage.types.Store` in one SQLite database file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        traits_filter: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    ) -> None:
+        """``traits_filter``: applied to every user's traits before they are written (the
+        gateway passes the PII hasher, so no configured PII trait reaches the disk in clear)."""
         self.path = Path(path)
+        self._traits_filter = traits_filter
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.RLock()
@@ -212,10 +221,11 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ users
     def upsert_users(self, users: Sequence[UserRecord]) -> int:
+        keep = self._traits_filter
         rows = [
             (
                 u.id,
-                _dumps(dict(u.traits)),
+                _dumps(dict(keep(u.traits) if keep is not None else u.traits)),
                 int(u.consent_personalization),
                 int(u.consent_tracking),
                 u.updated_at or time.time(),
@@ -378,7 +388,7 @@ class SQLiteStore:
             "ON CONFLICT(anonymous_id) DO UPDATE SET user_id=excluded.user_id",
             (anonymous_id, user_id, time.time()),
         )
-        anon_key = f"anon:{anonymous_id}"
+        anon_key = anonymous_key(anonymous_id)
         conn.execute("UPDATE events SET profile_key=? WHERE profile_key=?", (user_id, anon_key))
         conn.execute("DELETE FROM profiles WHERE profile_key=?", (anon_key,))
 

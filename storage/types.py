@@ -65,6 +65,28 @@ class UserRecord:
     updated_at: float = 0.0
 
 
+ANONYMOUS_PREFIX = "anon:"
+
+
+def anonymous_key(anonymous_id: str) -> str:
+    """The profile key of an anonymous visitor: ``"anon:" + anonymous_id``."""
+    return ANONYMOUS_PREFIX + anonymous_id
+
+
+def profile_key(user_id: str | None, anonymous_id: str | None) -> str:
+    """The profile an actor's data belongs to: the user id when known, else the anonymous key."""
+    if user_id is not None:
+        return user_id
+    if anonymous_id is None:
+        raise ValueError("a profile needs a user id or an anonymous id")
+    return anonymous_key(anonymous_id)
+
+
+def user_id_of(key: str) -> str | None:
+    """The user id a profile key names, or None for an anonymous visitor's key."""
+    return None if key.startswith(ANONYMOUS_PREFIX) else key
+
+
 @dataclass(frozen=True, slots=True)
 class EventRecord:
     """A validated event ready to store. ``ts`` and ``received_at`` are UTC epoch seconds.

@@ -11,7 +11,9 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.auth import issue_token
+from gateway.security.auth import issue_token
+from recommend.offline import movielens
+from recommend.types import RecommendError
 
 SECRET = "test-secret-0123456789abcdef0123456789"
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -60,6 +62,23 @@ class Gateway:
         if variables is not None:
             body["variables"] = variables
         return await self.client.post("/graphql", json=body, headers=h)
+
+
+def datasets_dir() -> Path:
+    """Where tests read shared datasets: ``$TAILOR_DATASETS_DIR``, by default ``../shared/data``
+    beside the checkout (the lookup of recommend.offline.movielens, which benchmarks use too;
+    docs/DATA.md). Not the gateway's state directory ``TAILOR_DATA_DIR``."""
+    return movielens.data_dir()
+
+
+def movielens_dir() -> Path:
+    """``ml-latest-small`` under :func:`datasets_dir`. Call it in the test body: a test that needs
+    the dataset FAILS (never skips) when it is missing, with a message naming TAILOR_DATASETS_DIR."""
+    try:
+        return movielens.dataset_dir(datasets_dir())
+    except RecommendError as exc:
+        missing = str(exc)
+    pytest.fail(missing, pytrace=False)  # outside the except: no chained traceback
 
 
 @pytest.fixture

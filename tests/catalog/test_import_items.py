@@ -10,7 +10,7 @@ import pytest
 
 from catalog.importer import import_items
 from catalog.types import ImportRejected
-from gateway.cli import main
+from gateway.cli.main import main
 from storage import open_store
 from tests.conftest import item_rows
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +16,8 @@ from embeddings import (
     SentenceTransformerEncoder,
     render_item_text,
 )
+from tests.conftest import movielens_dir
 
-REPO = Path(__file__).resolve().parents[2]
-MOVIELENS = Path(os.environ.get("TAILOR_DATA_DIR", REPO.parent / "shared" / "data")) / (
-    "ml-latest-small"
-)
 CATALOG_SIZE = 400  # most-rated movies indexed (keeps encoding to seconds on 2 cores)
 QUERIES = 100
 
@@ -43,16 +38,17 @@ def test_minilm_vectors_are_normalized_and_meaningful(minilm: SentenceTransforme
 
 def _movielens_items() -> tuple[list[str], dict[str, dict[str, object]]]:
     """Movie ids of the CATALOG_SIZE most-rated movies (most rated first) and their records."""
+    movielens = movielens_dir()  # fails (never skips) when the dataset is missing
     counts: Counter[str] = Counter()
-    with (MOVIELENS / "ratings.csv").open(newline="", encoding="utf-8") as f:
+    with (movielens / "ratings.csv").open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             counts[row["movieId"]] += 1
     tags: defaultdict[str, set[str]] = defaultdict(set)
-    with (MOVIELENS / "tags.csv").open(newline="", encoding="utf-8") as f:
+    with (movielens / "tags.csv").open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             tags[row["movieId"]].add(row["tag"].strip().lower())
     movies: dict[str, dict[str, object]] = {}
-    with (MOVIELENS / "movies.csv").open(newline="", encoding="utf-8") as f:
+    with (movielens / "movies.csv").open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             genres = [] if row["genres"] == "(no genres listed)" else row["genres"].split("|")
             movies[row["movieId"]] = {

@@ -40,7 +40,7 @@ def test_write_load_and_manifest(tmp_path: Path) -> None:
 
     version = store.write(index, "minilm")
 
-    assert store.latest() == version == "20260102T030405000000Z"
+    assert store.latest() == version == "v000001"
     manifest = json.loads((tmp_path / version / "manifest.json").read_text())
     assert manifest == {
         "version": version,
@@ -84,12 +84,12 @@ def test_same_clock_tick_gets_distinct_sorted_versions(tmp_path: Path) -> None:
 def test_incomplete_versions_are_invisible(tmp_path: Path) -> None:
     store = _store(tmp_path)
     (tmp_path / ".tmp-crashed").mkdir()
-    (tmp_path / "20990101T000000000000Z").mkdir()  # no manifest: a partial copy
+    (tmp_path / "v000099").mkdir()  # no manifest: a partial copy
     assert store.latest() is None
     with pytest.raises(ArtifactError):
         store.load()
     with pytest.raises(ArtifactError):
-        store.load("20990101T000000000000Z")
+        store.load("v000099")
 
 
 def test_failed_write_leaves_no_version(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import time
 import jwt
 import pytest
 
-from gateway.auth import issue_token
+from gateway.security.auth import issue_token
 from tests.conftest import SECRET, Gateway
 
 ME = "{ me { id anonymous } }"

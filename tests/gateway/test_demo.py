@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from gateway.app import create_app
-from gateway.demo import load_demo_world
+from gateway.cli.demo_world import load_demo_world
 from gateway.settings import load_settings
 from tests.conftest import SECRET
 
@@ -31,7 +31,7 @@ async def test_demo_world_loads_and_serves(tmp_path: Path) -> None:
         )
         rows = r.json()["data"]["trending"]
         assert len(rows) == 3 and all(row["item"]["title"] for row in rows)
-        from gateway.auth import issue_token
+        from gateway.security.auth import issue_token
 
         token = issue_token(SECRET, info["sample_user"])
         me = await c.post(

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.cli import main
-from gateway.edge_apq import ManifestError, parse_manifest
+from gateway.cli.main import main
+from gateway.edge.apq import ManifestError, parse_manifest
 from tests.conftest import SECRET, FakeClock, Gateway
 from tests.gateway.test_edge_helpers import apq_params, edge, seed_items, sha
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from gateway.edge_segment import SegmentTokens
+from gateway.edge.segment_tokens import SegmentTokens
 from tests.conftest import NOW, FakeClock, Gateway
 from tests.gateway.test_edge_helpers import SharedCache, bearer, edge, seed_items
 

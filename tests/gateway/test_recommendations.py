@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from catalog.importer import validate_item
-from gateway.models import ensure_index, refresh_models, save_tuned_weights, train_cf
+from gateway.models import ensure_index, refresh_models, train_cf
+from gateway.wiring import blend_weights, model_stores
 from tests.conftest import NOW, Gateway
 
 CATS = ("Shoes", "Dresses", "Bags", "Coats")
@@ -92,7 +93,7 @@ async def open_shop(gw: Gateway, *, cf: bool = True) -> None:
     await ingest(gw, events)
     ensure_index(gw.services)
     if cf:
-        train_cf(gw.services, gw.app.state.settings)
+        train_cf(gw.services, model_stores(gw.app.state.settings))
 
 
 async def recs(
@@ -219,12 +220,8 @@ def segment_hooks(gw: Gateway, members: dict[str, str], popular: list[str]) -> N
         ids = [i for i in popular if accept(i)][:k] if segment_id == "s-coats" else []
         return ids, np.arange(len(ids), 0, -1, dtype=np.float32)
 
-    gw.services.extras["segment_of"] = lambda key: (
-        members.get(key),
-        "Coat lovers" if key in members else None,
-    )
-    gw.services.extras["segment_popular"] = popular_in
-    gw.services.extras["segment_name"] = {"s-coats": "Coat lovers"}.get
+    gw.services.segment_of = members.get
+    gw.services.segments.name_of = {"s-coats": "Coat lovers"}.get  # type: ignore[method-assign]
     gw.services.recommender.segment_popular = popular_in
 
 
@@ -286,13 +283,13 @@ async def test_tuned_weights_saved_next_to_the_model_are_served(gateway: Gateway
     await open_shop(gateway)
     settings = gateway.app.state.settings
     version = gateway.services.recommender.cf.version
-    path = save_tuned_weights(
-        settings, {"cf": 0.0, "content": 0.0, "trending": 1.0}, {"metric": "ndcg"}
+    path = model_stores(settings).cf.save_weights(
+        {"cf": 0.0, "content": 0.0, "trending": 1.0}, {"metric": "ndcg"}, blend_weights(settings)
     )
     assert path.parent.name == version
     saved = json.loads(path.read_text())["weights"]
     assert saved["trending"] == 1.0 and saved["cf"] == 0.0 and set(saved) >= {"context", "segment"}
-    refresh_models(gateway.services, settings)  # what the poller runs
+    refresh_models(gateway.services, model_stores(settings))  # what the poller runs
     rows = await recs(gateway, "u0", 5)
     assert {r["source"] for r in rows} == {"trending"}
 

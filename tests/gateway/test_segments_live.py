@@ -10,10 +10,11 @@ import httpx
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from gateway.app import build_services, create_app
-from gateway.auth import issue_token
-from gateway.cli import main
-from gateway.demo import load_demo_world
+from gateway.app import create_app
+from gateway.wiring import build_services
+from gateway.cli.demo_world import load_demo_world
+from gateway.cli.main import main
+from gateway.security.auth import issue_token
 from gateway.settings import load_settings
 from segments import SegmentError
 from tests.conftest import SECRET

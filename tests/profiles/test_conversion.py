@@ -10,24 +10,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
-from profiles.conversion import (
+from profiles.events import validate_event
+from profiles.state import DAY, ProfileState
+from profiles.types import ProfileConfig
+from recommend.conversion import (
     ConversionModel,
     ConversionModelNotFound,
     ConversionModelStore,
     InsufficientTrainingData,
     TreeEnsemble,
+    TreeExportError,
     build_dataset,
     conversion_cutoffs,
     conversion_features,
     feature_names,
     train_conversion,
 )
-from profiles.events import validate_event
-from profiles.state import DAY, ProfileState
-from profiles.types import ProfileConfig
 from storage.types import EventRecord
 from tests.conftest import NOW
 
@@ -264,6 +266,79 @@ def test_store_versions(tmp_path: Path, trained: tuple[ConversionModel, dict[str
         store.load("v000009")
     with pytest.raises(ConversionModelNotFound):
         store.load("../etc")
+
+
+def _small_classifier() -> tuple[HistGradientBoostingClassifier, np.ndarray]:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(600, 4))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    y = ((np.nan_to_num(X[:, 0]) + np.isnan(X[:, 2]) + rng.normal(size=600)) > 0.5).astype(int)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(X, y), X
+
+
+def test_export_records_and_checks_its_scikit_learn(
+    tmp_path: Path, trained: tuple[ConversionModel, dict[str, float]]
+) -> None:
+    model, _ = trained
+    made = model.trees.provenance
+    assert made["scikit-learn"] == sklearn.__version__
+    assert made["checked_rows"] > model.metrics["n_train"] + model.metrics["n_holdout"]
+    assert made["checked_max_abs_log_odds_diff"] <= 1e-9
+    model.save(tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["trees"] == made
+    assert ConversionModel.load(tmp_path / "m").trees.provenance == made
+
+
+def test_export_refuses_an_unverified_scikit_learn(monkeypatch: pytest.MonkeyPatch) -> None:
+    clf, X = _small_classifier()
+    monkeypatch.setattr(sklearn, "__version__", "1.10.0")
+    with pytest.raises(TreeExportError, match=r"scikit-learn 1\.10\.0 is outside >=1\.4,<1\.10"):
+        TreeEnsemble.from_estimator(clf, X)
+
+
+@pytest.mark.parametrize("change", ["baseline", "missing", "threshold"])
+def test_export_fails_when_the_internals_change_meaning(
+    monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """A scikit-learn whose private tree layout still reads but means something else (a
+    different baseline, NaN routing, or split rule) must fail the export, not be served."""
+    clf, _ = _small_classifier()
+    read = TreeEnsemble._read_private
+
+    def changed(cls: type[TreeEnsemble], c: HistGradientBoostingClassifier) -> TreeEnsemble:
+        t = read(c)
+        if change == "baseline":
+            return replace(t, baseline=t.baseline + 1e-6)
+        if change == "missing":
+            return replace(t, missing_left=~t.missing_left)
+        return replace(t, threshold=np.nextafter(t.threshold, -np.inf))  # x < threshold
+
+    monkeypatch.setattr(TreeEnsemble, "_read_private", classmethod(changed))
+    with pytest.raises(TreeExportError, match="disagree"):
+        TreeEnsemble.from_estimator(clf)  # the probe rows alone catch it
+
+
+def test_damaged_artifact_is_not_found(
+    tmp_path: Path, trained: tuple[ConversionModel, dict[str, float]]
+) -> None:
+    model, _ = trained
+    arrays = model.trees.arrays()
+    outside = dict(arrays, left=np.full_like(arrays["left"], arrays["left"].shape[1]))
+    shallow = dict(arrays, baseline_depth=np.asarray([model.trees.baseline, 1.0]))
+    missing = {k: v for k, v in arrays.items() if k != "value"}
+    for name, bad in (("outside", outside), ("shallow", shallow), ("missing", missing)):
+        model.save(tmp_path / name)
+        np.savez(tmp_path / name / "trees.npz", **bad)
+        with pytest.raises(ConversionModelNotFound):
+            ConversionModel.load(tmp_path / name)
+    model.save(tmp_path / "features")
+    doc = json.loads((tmp_path / "features" / "manifest.json").read_text())
+    doc["feature_names"] = doc["feature_names"][:1]  # the trees split on later columns
+    (tmp_path / "features" / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(ConversionModelNotFound, match="features"):
+        ConversionModel.load(tmp_path / "features")
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.auth import issue_token
+from gateway.security.auth import issue_token
 from tests.conftest import SECRET
 
 BATCH = 50
@@ -35,7 +35,7 @@ def _start(data: Path, port: int) -> subprocess.Popen[bytes]:
         "TAILOR_PORT": str(port),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve"],
+        [sys.executable, "-m", "gateway.cli.main", "serve"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

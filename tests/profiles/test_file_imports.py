@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gateway.cli import main
+from gateway.cli.main import main
 from storage import open_store
-
-ML = (
-    Path(os.environ.get("TAILOR_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
-    / "ml-latest-small"
-)
+from tests.conftest import movielens_dir
 
 
 def _run(*args: str) -> int:
@@ -126,7 +121,7 @@ def test_crm_users_with_traits_and_consent(tmp_path: Path) -> None:
 
 def test_movielens_ratings_import_as_rate_events(tmp_path: Path) -> None:
     head = tmp_path / "ratings.csv"
-    with (ML / "ratings.csv").open() as src:
+    with (movielens_dir() / "ratings.csv").open() as src:
         head.write_text("".join(next(src) for _ in range(2001)))
     data = tmp_path / "var"
     code = _run(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from profiles.ingest import IngestionService
 from profiles.state import ProfileState
 from profiles.types import ProfileConfig

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from recommend.cf import EASE, ItemKNN
-from recommend.evaluate import (
+from recommend.interactions import InteractionMatrix
+from recommend.offline.evaluate import (
     METRIC_COLUMNS,
     BlendStrategy,
     evaluate_strategies,
@@ -14,9 +15,8 @@ from recommend.evaluate import (
     to_json,
     tune_blend_weights,
 )
-from recommend.interactions import InteractionMatrix
+from recommend.offline.splits import random_split
 from recommend.popularity import Popularity
-from recommend.splits import random_split
 
 
 def clustered(seed: int = 0, n_users: int = 120) -> InteractionMatrix:

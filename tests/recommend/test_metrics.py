@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommend.metrics import coverage, hits_matrix, novelty, ranking_metrics
+from recommend.offline.metrics import coverage, hits_matrix, novelty, ranking_metrics
 
 
 def relevant(rows: list[list[int]], n_items: int = 10) -> sp.csr_matrix:

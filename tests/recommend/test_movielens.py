@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from recommend.movielens import load_movie_genres, load_movielens
+from recommend.offline.movielens import load_movie_genres, load_movielens
 from recommend.types import RecommendError
 
 
@@ -22,7 +22,7 @@ def fake_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "Animation|Children|Drama|Musical\n",
         encoding="utf-8",
     )
-    monkeypatch.setenv("TAILOR_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TAILOR_DATASETS_DIR", str(tmp_path))
     return tmp_path
 
 
@@ -41,5 +41,17 @@ def test_genres(fake_data_dir: Path) -> None:
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(RecommendError, match="TAILOR_DATA_DIR"):
+    with pytest.raises(RecommendError, match="TAILOR_DATASETS_DIR") as err:
         load_movielens(tmp_path)
+    assert str(tmp_path / "ml-latest-small") in str(err.value)  # the path it looked at
+
+
+def test_the_gateway_state_dir_is_not_the_datasets_dir(
+    fake_data_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path_factory.mktemp("empty")
+    monkeypatch.setenv("TAILOR_DATASETS_DIR", str(empty))
+    monkeypatch.setenv("TAILOR_DATA_DIR", str(fake_data_dir))  # the gateway's state dir: ignored
+    with pytest.raises(RecommendError, match="TAILOR_DATASETS_DIR") as err:
+        load_movielens()
+    assert str(empty.resolve() / "ml-latest-small") in str(err.value)

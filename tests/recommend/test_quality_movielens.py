@@ -11,17 +11,18 @@ from __future__ import annotations
 import pytest
 
 from recommend.cf import ALS, EASE, ItemKNN
-from recommend.evaluate import evaluate_strategies, render_table
-from recommend.movielens import load_movielens
+from recommend.offline.evaluate import evaluate_strategies, render_table
+from recommend.offline.movielens import load_movielens
+from recommend.offline.splits import random_split
 from recommend.popularity import Popularity
-from recommend.splits import random_split
+from tests.conftest import movielens_dir
 
 SEED = 42
 
 
 @pytest.mark.slow
 def test_best_cf_model_beats_popularity_on_movielens() -> None:
-    split = random_split(load_movielens(), 0.25, seed=SEED)
+    split = random_split(load_movielens(movielens_dir().parent), 0.25, seed=SEED)
     rows = evaluate_strategies(
         [
             Popularity(),

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from recommend.interactions import InteractionMatrix
-from recommend.splits import leave_last_n_split, random_split, temporal_split
+from recommend.offline.splits import leave_last_n_split, random_split, temporal_split
 
 
 def many_users(n_users: int = 30, per_user: int = 8) -> InteractionMatrix:

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from gateway.apikeys import ApiKeyError, ApiKeyRegistry
-from gateway.cli import main as cli
-from gateway.ratelimit import GuardConfig, RequestGuard, TokenBuckets
+from gateway.cli.main import main as cli
+from gateway.security.apikeys import ApiKeyError, ApiKeyRegistry
+from gateway.security.guard import GuardConfig, RequestGuard, TokenBuckets
 from storage import open_store
 from tests.conftest import SECRET, FakeClock
 from tests.security.conftest import NORMAL_QUERY, code_of, open_gateway
@@ -103,7 +103,7 @@ async def test_timeout_answers_504_and_cancels_the_handler() -> None:
 
 async def test_api_keys_are_scoped_hashed_and_revocable(tmp_path: Path) -> None:
     async with open_gateway(tmp_path / "var", rate_limit_per_s=0) as gw:
-        registry: ApiKeyRegistry = gw.services.extras["apikeys"]
+        registry: ApiKeyRegistry = gw.app.state.runtime.apikeys
         key, plaintext = registry.create("edge-worker", ["service"])
         assert plaintext.startswith(f"tk_{key.id}_")
         secret = plaintext.split("_", 2)[2]
@@ -147,7 +147,7 @@ def test_apikey_cli_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 async def test_cookie_credentials_work_for_non_simple_requests(tmp_path: Path) -> None:
-    from gateway.auth import issue_token
+    from gateway.security.auth import issue_token
 
     async with open_gateway(tmp_path / "var", auth_cookie="tt", rate_limit_per_s=0) as gw:
         cookie = {"cookie": f"tt={issue_token(SECRET, 'carol')}"}

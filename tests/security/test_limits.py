@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from graphql import get_introspection_query
 
-from gateway.limits import (
+from gateway.graphql.limits import (
     MAX_ALIASES,
     MAX_COST,
     MAX_DEPTH,

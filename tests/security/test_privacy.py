@@ -105,7 +105,7 @@ async def test_registered_erasers_run_and_are_counted(gw: Gateway) -> None:
     from profiles.privacy import FunctionEraser
 
     held = {"alice": [1, 2, 3], "bob": [4]}
-    gw.services.extras["privacy"].add_eraser(
+    gw.services.privacy.add_eraser(
         FunctionEraser("cache.test", lambda uid, keys: len(held.pop(uid, [])))
     )
     r = await gw.gql("mutation { forgetMe { counts { store count } } }", user="alice")
@@ -160,10 +160,10 @@ async def test_only_privileged_callers_set_someone_elses_consent(gw: Gateway) ->
     q = 'mutation { setConsent(userId: "alice", personalization: false) { personalization } }'
     denied = await gw.gql(q, user="bob")
     assert denied.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    assert gw.services.extras["privacy"].consent("alice").personalization is True
+    assert gw.services.privacy.consent("alice").personalization is True
     ok = await gw.gql(q, user="crm", scopes=("service",))
     assert ok.json()["data"]["setConsent"] == {"personalization": False}
-    assert gw.services.extras["privacy"].personalization_allowed("alice") is False
+    assert gw.services.privacy.personalization_allowed("alice") is False
 
 
 async def test_pii_traits_are_stored_only_as_salted_hashes(gw: Gateway, tmp_path: Path) -> None:
@@ -176,10 +176,10 @@ async def test_pii_traits_are_stored_only_as_salted_hashes(gw: Gateway, tmp_path
     disk = _disk_bytes(gw.data_dir).lower()
     assert b"alice@example.org" not in disk
     # normalized: the same address in another case hashes the same; another salt differs
-    privacy = gw.services.extras["privacy"]
+    privacy = gw.services.privacy
     assert privacy.hash_value(" alice@example.ORG ") == traits["email"]
     async with open_gateway(tmp_path / "other", pii_salt="another-salt") as other:
-        assert other.services.extras["privacy"].hash_value("alice@example.org") != traits["email"]
+        assert other.services.privacy.hash_value("alice@example.org") != traits["email"]
 
 
 async def test_retention_prunes_old_events(tmp_path: Path) -> None:
@@ -188,9 +188,9 @@ async def test_retention_prunes_old_events(tmp_path: Path) -> None:
         await track(g, "old", [("view", "i1")])
         clock.advance(40 * 86_400)
         await track(g, "new", [("view", "i1")])
-        counts = g.services.extras["privacy"].prune(30)
+        counts = g.services.privacy.prune(30)
         assert counts == {"events": 1, "profiles": 1}
         assert [e.user_id for e in g.services.store.iter_events()] == ["new"]
         assert g.services.store.get_profile_state("old") is None
         assert g.services.store.get_profile_state("new") is not None
-        assert g.services.extras["privacy"].prune(0) == {"events": 0, "profiles": 0}
+        assert g.services.privacy.prune(0) == {"events": 0, "profiles": 0}

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.auth import issue_token
+from gateway.security.auth import issue_token
 from resolvers.schema import build_schema
 from tests.conftest import SECRET
 

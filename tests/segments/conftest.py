@@ -4,7 +4,7 @@ import pytest
 
 from segments import SegmentingConfig, SegmentModel, train_segments
 from segments.features import FeatureRow
-from segments.synthetic import synthetic_rows
+from tests.segments.synthetic import synthetic_rows
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from segments import (
 )
 from segments.features import FeatureRow
 from segments.fit import knee_eps
-from segments.synthetic import synthetic_matrix
+from tests.segments.synthetic import synthetic_matrix
 
 Personas = tuple[list[FeatureRow], list[str]]
 

@@ -7,7 +7,7 @@ import numpy as np
 from segments import SegmentingConfig, SegmentModel, train_segments
 from segments.features import FeatureRow
 from segments.identity import match_ids
-from segments.synthetic import PERSONAS, synthetic_rows
+from tests.segments.synthetic import PERSONAS, synthetic_rows
 
 Personas = tuple[list[FeatureRow], list[str]]
 

@@ -15,7 +15,7 @@ from segments import (
     train_segments,
 )
 from segments.features import FeatureRow
-from segments.synthetic import PERSONAS
+from tests.segments.synthetic import PERSONAS
 
 Personas = tuple[list[FeatureRow], list[str]]
 

@@ -1,4 +1,4 @@
-"""Upstream fixtures: a real upstream service process on loopback (``gateway.upstream_demo``)
+"""Upstream fixtures: a real upstream service process on loopback (``gateway.cli.upstream_demo``)
 with fault injection, and the gateway app pointed at an upstream (real or ``MockTransport``)."""
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def upstream_process(upstream_world: Path) -> Iterator[UpstreamProcess]:
         [
             sys.executable,
             "-m",
-            "gateway.upstream_demo",
+            "gateway.cli.upstream_demo",
             "--dir",
             str(upstream_world),
             "--port",

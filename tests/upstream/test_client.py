@@ -9,9 +9,10 @@ import time
 import httpx
 import pytest
 
-from gateway.upstream_breaker import CircuitBreaker
-from gateway.upstream_client import UpstreamClient, remaining_deadline, upstream_deadline
-from gateway.upstream_types import (
+from tests.conftest import FakeClock
+from upstream.breaker import CircuitBreaker
+from upstream.client import UpstreamClient, remaining_deadline, upstream_deadline
+from upstream.types import (
     BreakerState,
     CircuitOpen,
     DeadlineExceeded,
@@ -20,7 +21,6 @@ from gateway.upstream_types import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from tests.conftest import FakeClock
 
 
 def make_client(
@@ -139,25 +139,27 @@ def test_half_open_lets_one_probe_through_at_a_time() -> None:
 
 async def test_request_deadline_bounds_the_call_and_its_retries() -> None:
     async def slow(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(5)
+        await asyncio.sleep(3600)
         return httpx.Response(200, json={})
 
     client = UpstreamClient(
         UpstreamConfig(
-            "catalog", "http://up.test", total_timeout_s=10, retries=5, read_timeout_s=10
+            "catalog", "http://up.test", total_timeout_s=60, retries=5, read_timeout_s=60
         ),
         transport=httpx.MockTransport(slow),
     )
     assert remaining_deadline() is None
     started = time.monotonic()
-    with upstream_deadline(0.2):
+    with upstream_deadline(1.0):
         left = remaining_deadline()
-        assert left is not None and 0.1 < left <= 0.2
+        assert left is not None and 0 < left <= 1.0
         with upstream_deadline(30):  # a nested scope never extends the caller's deadline
-            assert (remaining_deadline() or 0) <= 0.2
+            assert (remaining_deadline() or 0) <= 1.0
         with pytest.raises(UpstreamTimeout):
             await client.get_json("/items")
-    assert time.monotonic() - started < 1.0
+    # The 1 s deadline, not the client's own 60 s limits (nor the upstream's hour); the bound is
+    # generous because it is wall clock on a possibly loaded machine.
+    assert time.monotonic() - started < 20
     assert remaining_deadline() is None
     await client.aclose()
 

@@ -104,7 +104,7 @@ async def test_traits_from_the_crm_with_pii_hashed_and_fail_alone(
     assert traits["tier"] == "gold"
     assert traits["email"].startswith("hmac-sha256:")  # a configured PII trait: hashed as stored
     up.down = {"crm.test"}
-    gw.services.extras["upstreams"].crm.invalidate()
+    gw.app.state.upstreams.crm.invalidate()
     body = (await gw.gql(query, user="admin", scopes=("admin",))).json()
     assert body["data"]["user"] == {"id": "c1", "traits": None}
     assert body["errors"][0]["path"] == ["user", "traits"]
@@ -151,7 +151,7 @@ async def test_request_deadline_reaches_upstream_calls(tmp_path: Path, clock: Fa
     import asyncio
 
     async def slow(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(3)
+        await asyncio.sleep(3600)
         return httpx.Response(200, json={"items": []})
 
     async for g in open_gateway(
@@ -161,14 +161,17 @@ async def test_request_deadline_reaches_upstream_calls(tmp_path: Path, clock: Fa
         upstream_catalog_url="http://catalog.test",
         upstream_total_timeout_s=30,
         upstream_read_timeout_s=30,
-        request_timeout_s=0.3,
+        # 3 s: the upstream deadline is 90% of it, so 0.3 s remain to answer before the guard's
+        # 504 (ample even on a loaded machine).
+        request_timeout_s=3.0,
     ):
         started = time.monotonic()
         r = await g.gql('{ item(id: "u1") { id } trending { score } }')
         elapsed = time.monotonic() - started
-        # The upstream call gave up inside the request's 0.3 s budget (its own limit is 30 s),
-        # early enough for a partial answer instead of the guard's 504.
-        assert elapsed < 1.0 and r.status_code == 200
+        # The upstream call gave up inside the request's 3 s budget (its own limit is 30 s, the
+        # upstream would take an hour), early enough for a partial answer instead of the guard's
+        # 504. The bound is generous: wall clock on a possibly loaded machine.
+        assert elapsed < 15 and r.status_code == 200
         body: dict[str, Any] = r.json()
         assert body["data"] == {"item": None, "trending": []}
         assert body["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from storage import open_store
 from tests.conftest import FakeClock, Gateway
 from tests.upstream.conftest import BASE_TS, UpstreamProcess, free_port, open_gateway
@@ -47,10 +47,12 @@ async def test_added_latency_within_timeouts_is_fine_beyond_is_unavailable(
 ) -> None:
     upstream.faults(latency_ms=50)
     assert (await gw.gql(ONE, {"id": "u1"})).json()["data"]["item"]["title"] == "Upstream item 1"
-    upstream.faults(latency_ms=2000)  # read timeout 0.5 s, budget 1 s per call
+    # Read timeout 0.5 s, budget 1 s per call; the server would take a minute. The bound is wall
+    # clock on a possibly loaded machine: far above the 1 s budget, far below the minute.
+    upstream.faults(latency_ms=60_000)
     started = time.monotonic()
     body = (await gw.gql(ONE, {"id": "u2"})).json()
-    assert time.monotonic() - started < 1.8
+    assert time.monotonic() - started < 20
     assert body["data"]["item"] is None and code(body) == "UPSTREAM_UNAVAILABLE"
 
 
@@ -71,11 +73,18 @@ async def test_500s_are_retried_then_served_stale(
 
 async def test_connection_refused_opens_the_breaker(tmp_path: Path, clock: FakeClock) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    async for g in open_gateway(tmp_path, clock, upstream_catalog_url=dead):
+    # Timeouts of 30-60 s: waiting any of them out would show; a refusal takes milliseconds
+    # (the bound is generous: wall clock on a possibly loaded machine).
+    slow_timeouts = dict(
+        upstream_connect_timeout_s=30.0,
+        upstream_read_timeout_s=30.0,
+        upstream_total_timeout_s=60.0,
+    )
+    async for g in open_gateway(tmp_path, clock, upstream_catalog_url=dead, **slow_timeouts):
         started = time.monotonic()
         body = (await g.gql(ONE, {"id": "u1"})).json()
         assert code(body) == "UPSTREAM_UNAVAILABLE"
-        assert time.monotonic() - started < 1.0  # refused at once; no timeout to wait out
+        assert time.monotonic() - started < 10  # refused at once; no timeout to wait out
         ready = (await g.client.get("/readyz")).json()
         assert ready["upstreams"]["catalog"]["state"] == "open"  # 3 attempts = 3 failures
         attempts = ready["upstreams"]["catalog"]["attempts"]
@@ -112,7 +121,8 @@ async def test_a_body_that_stalls_halfway_times_out(gw: Gateway, upstream: Upstr
     upstream.faults(stall=True)
     started = time.monotonic()
     body = (await gw.gql(ONE, {"id": "u8"})).json()
-    assert time.monotonic() - started < 1.8  # the 1 s call budget, not the server's hour
+    # The 1 s call budget, not the server's hour (a generous wall-clock bound: loaded machines).
+    assert time.monotonic() - started < 30
     assert body["data"]["item"] is None and code(body) == "UPSTREAM_UNAVAILABLE"
 
 

@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.upstream_client import UpstreamClient
-from gateway.upstream_sources import catalog_source, crm_source, parse_field_map
-from gateway.upstream_types import UpstreamConfig, UpstreamError, UpstreamPayloadError
 from storage.types import ItemRecord, UserRecord
 from tests.conftest import FakeClock
+from upstream.client import UpstreamClient
+from upstream.sources import catalog_source, crm_source, parse_field_map
+from upstream.types import UpstreamConfig, UpstreamError, UpstreamPayloadError
 
 
 class Catalog:

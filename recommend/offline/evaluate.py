@@ -2,7 +2,7 @@
 
 Protocol: every strategy is fitted on ``split.train``; each user with held-out items gets a
 top-k list computed from their training row, excluding their training items; lists are scored
-against ``split.test`` with :mod:`recommend.metrics`. Results are a list of dicts (one row per
+against ``split.test`` with :mod:`recommend.offline.metrics`. Results are a list of dicts (one row per
 strategy) with a plain-text renderer and JSON. Everything is deterministic for a given split
 (timings are reported only when asked for, since they are not).
 """
@@ -21,8 +21,8 @@ import scipy.sparse as sp
 
 from recommend.blend import Normalization, blend_batch
 from recommend.interactions import InteractionMatrix
-from recommend.metrics import coverage, novelty, ranking_metrics
-from recommend.splits import Split, random_split
+from recommend.offline.metrics import coverage, novelty, ranking_metrics
+from recommend.offline.splits import Split, random_split
 
 METRIC_COLUMNS = ("precision", "recall", "ndcg", "hit_rate", "map", "coverage", "novelty")
 Row = dict[str, Any]

@@ -1,10 +1,9 @@
-"""Segmentation wired to live profiles: training from profiles, live assignment, sizes,
-segment-popular items, and the model swap.
+"""Segment serving over live profiles: training from profiles, live assignment, sizes, and the
+model swap.
 
-Profiles and segments are separate domain packages; this module is the glue. Every committed
-profile change re-assigns that profile at once (nearest centroid + rule segments) and keeps the
-segment sizes current; each interaction event also feeds the popularity model of the user's
-segment (the "Popular with <segment>" source).
+Every committed profile change re-assigns that profile at once (nearest centroid + rule
+segments) and keeps the segment sizes current. Listeners added with :meth:`on_swap` hear every
+model swap with the full assignment (``recommend.segment_popular`` rebuilds from it).
 """
 
 from __future__ import annotations
@@ -13,14 +12,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from gateway.settings import Settings, SettingsError
 from profiles.state import ProfileState
 from profiles.types import ProfileConfig
-from recommend.trending import TrendingModel
 from segments import (
     FEATURE_NAMES,
     Segment,
@@ -33,7 +29,6 @@ from segments import (
 )
 from segments.types import ModelNotFound, SegmentError
 from storage.sqlite import SQLiteStore
-from storage.types import EventRecord
 
 log = logging.getLogger("tailor.segments")
 
@@ -56,8 +51,6 @@ class SegmentService:
         profile_config: ProfileConfig,
         clock: Callable[[], float],
         segments_file: Path | None = None,
-        trending_half_life_s: float = 7 * 86400.0,
-        categories: Callable[[str], tuple[str, ...]] = lambda _i: (),
         config: SegmentingConfig | None = None,
     ) -> None:
         self.store = store
@@ -71,9 +64,11 @@ class SegmentService:
         self.sizes = SegmentSizes()
         self._rules: dict[str, list[str]] = {}
         self._lock = threading.Lock()
-        self._half_life = trending_half_life_s
-        self._categories = categories
-        self._popular: dict[str, TrendingModel] = {}
+        self._swap_listeners: list[Callable[[Mapping[str, str]], None]] = []
+
+    def on_swap(self, listener: Callable[[Mapping[str, str]], None]) -> None:
+        """Call ``listener(assignments)`` (profile key -> segment id) after every model swap."""
+        self._swap_listeners.append(listener)
 
     # ------------------------------------------------------------------ model lifecycle
     def load_latest(self) -> bool:
@@ -127,31 +122,13 @@ class SegmentService:
             features, top = segment_inputs(state, now, self.profile_config)
             assignments[key] = model.assign(features)
             rules[key] = model.rule_segments(features, top)
-        popular = self._bootstrap_popular(assignments, now)
         with self._lock:
             self.model, self.version = model, version
             self.sizes.reset(assignments)
             self._rules = rules
-            self._popular = popular
         log.info("serving segments %s (%d profiles assigned)", version, len(assignments))
-
-    def _bootstrap_popular(
-        self, assignments: Mapping[str, str], now: float
-    ) -> dict[str, TrendingModel]:
-        popular: dict[str, TrendingModel] = {}
-        for ev in self.store.iter_events(since=now - 30 * 86400.0):
-            seg = assignments.get(ev.profile_key)
-            if seg is not None and ev.item_id:
-                self._model_for(popular, seg).add_events([ev])
-        return popular
-
-    def _model_for(self, popular: dict[str, TrendingModel], seg: str) -> TrendingModel:
-        model = popular.get(seg)
-        if model is None:
-            model = popular[seg] = TrendingModel(
-                half_life_s=self._half_life, clock=self.clock, categories=self._categories
-            )
-        return model
+        for listener in self._swap_listeners:
+            listener(assignments)
 
     # ------------------------------------------------------------------ live updates
     def on_profiles(self, changed: dict[str, ProfileState]) -> None:
@@ -167,15 +144,6 @@ class SegmentService:
             with self._lock:
                 self.sizes.assign(key, seg)
                 self._rules[key] = rules
-
-    def on_events(self, events: list[EventRecord]) -> None:
-        """Ingestion listener: feed segment popularity with the user's current segment."""
-        for ev in events:
-            seg = self.sizes.segment_of(ev.profile_key)
-            if seg is not None and ev.item_id:
-                with self._lock:
-                    model = self._model_for(self._popular, seg)
-                model.add_events([ev])
 
     # ------------------------------------------------------------------ reads
     def segment_of(self, profile_key: str) -> str | None:
@@ -203,8 +171,6 @@ class SegmentService:
         return [] if model is None else [self._with_size(s) for s in model.all_segments()]
 
     def _with_size(self, seg: Segment) -> Segment:
-        from dataclasses import replace
-
         if seg.kind.value == "rule":
             size = sum(1 for rules in list(self._rules.values()) if seg.id in rules)
         else:
@@ -215,26 +181,6 @@ class SegmentService:
         seg = self.segment(segment_id)
         return seg.name if seg else None
 
-    def popular(
-        self, segment_id: str, k: int, accept: Callable[[str], bool]
-    ) -> tuple[list[str], np.ndarray]:
-        model = self._popular.get(segment_id)
-        if model is None:
-            return [], np.zeros(0, dtype=np.float32)
-        return model.top(k, accept=accept)
-
     @staticmethod
     def feature_names() -> tuple[str, ...]:
         return FEATURE_NAMES
-
-
-def segmenting_config(settings: Settings) -> SegmentingConfig:
-    try:
-        return SegmentingConfig(
-            algorithm=settings.segment_algorithm,  # type: ignore[arg-type]
-            k_min=settings.segment_k_min,
-            k_max=settings.segment_k_max,
-            scaler=settings.segment_scaler,  # type: ignore[arg-type]
-        )
-    except (SegmentError, ValueError) as exc:
-        raise SettingsError(f"segment settings: {exc}") from exc

@@ -16,9 +16,9 @@ from typing import Any
 
 from catalog.importer import import_items
 from demo.world import generate_world
-from gateway.app import build_services
-from gateway.models import conversion_store, ensure_index, train_cf, train_conversion_model
+from gateway.models import ensure_index, train_cf, train_conversion_model
 from gateway.settings import Settings
+from gateway.wiring import build_services, model_stores
 from profiles.imports import import_events, import_users
 from profiles.types import InsufficientTrainingData
 
@@ -44,6 +44,7 @@ def load_demo_world(
     world_dir = settings.data_dir / "demo"
     params = json.dumps({"seed": seed, "users": n_users, "items": n_items}, sort_keys=True)
     services = build_services(settings)
+    stores = model_stores(settings)
     try:
         store = services.store
         if store.get_meta("demo_world") != params:
@@ -67,18 +68,18 @@ def load_demo_world(
         if not services.segments.models.versions():
             with progress("train segments", None):
                 services.segments.train()
-        if not (settings.data_dir / "models" / "cf").is_dir():
+        if not stores.cf.versions():
             with progress("train collaborative filtering", None):
-                train_cf(services, settings)
+                train_cf(services, stores)
         conversion = None
-        if not conversion_store(settings).versions():
+        if not stores.conversion.versions():
             # A tiny world (tests) may hold too few weeks for the temporal cutoffs: the demo
             # then serves without conversionScore rather than failing.
             with (
                 progress("train conversion propensity", None),
                 contextlib.suppress(InsufficientTrainingData),
             ):
-                conversion = train_conversion_model(services, settings)[1]
+                conversion = train_conversion_model(services, stores)[1]
         personas = json.loads((world_dir / "personas.json").read_text())
         sample = next((u for u, p in sorted(personas.items()) if p == "high_value_loyalist"), None)
         return {

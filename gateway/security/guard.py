@@ -25,7 +25,7 @@ import orjson
 from cachetools import LRUCache
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.auth import ALGORITHM
+from gateway.security.auth import ALGORITHM
 from resolvers.context import ADMIN_SCOPES as PRIVILEGED
 
 log = logging.getLogger("tailor.ratelimit")

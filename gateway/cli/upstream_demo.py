@@ -3,9 +3,9 @@
 For ``tailor demo --upstream`` (it serves the demo world's ``items.jsonl`` and ``users.jsonl``)
 and for the tests and the benchmark, which start it as a real process on loopback::
 
-    python -m gateway.upstream_demo --dir var/demo --port 8100 [--rename id=sku,title=name]
+    python -m gateway.cli.upstream_demo --dir var/demo --port 8100 [--rename id=sku,title=name]
 
-Contract (``kind`` is ``items`` or ``users``; see ``gateway/upstream_sources.py``)::
+Contract (``kind`` is ``items`` or ``users``; see ``upstream/sources.py``)::
 
     GET /{kind}?ids=a,b                       -> {"{kind}": [row, ...]}
     GET /{kind}?updated_since=T&limit=N[&cursor=C]
@@ -197,7 +197,7 @@ def upstream_process(world: Path, port: int, host: str = "127.0.0.1") -> Iterato
         [
             sys.executable,
             "-m",
-            "gateway.upstream_demo",
+            "gateway.cli.upstream_demo",
             "--dir",
             str(world),
             "--host",

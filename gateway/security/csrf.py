@@ -11,7 +11,7 @@ cross-site request, i.e. one a page on another origin can send without a CORS pr
 
 Those answer 403 ``CSRF_REJECTED`` before anything runs. Otherwise the cookie's token becomes the
 request's ``Authorization: Bearer`` (unless one is already present), so the one JWT path in
-``gateway/auth.py`` verifies it. GET never runs mutations (the GraphQL endpoint answers 405).
+``gateway/security/auth.py`` verifies it. GET never runs mutations (the GraphQL endpoint answers 405).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from http.cookies import CookieError, SimpleCookie
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.ratelimit import send_problem
+from gateway.security.guard import send_problem
 from profiles.privacy import request_opt_out
 
 SIMPLE_TYPES = frozenset(

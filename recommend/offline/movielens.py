@@ -3,8 +3,10 @@
 Mapping: every rating row ``userId,movieId,rating,timestamp`` becomes one interaction
 ``(userId, movieId, weight=1.0, ts=timestamp)`` — the *fact* of rating a movie is the
 implicit signal, whatever the star value (the usual implicit-feedback protocol on MovieLens).
-Ids stay the dataset's own ids, as strings. Nothing is downloaded: the data must already be
-under ``$TAILOR_DATA_DIR/ml-latest-small`` (default ``<repo>/../shared/data``).
+Ids stay the dataset's own ids, as strings. Nothing is downloaded and nothing is copied into the
+repository: the data must already be under ``$TAILOR_DATASETS_DIR/ml-latest-small`` (default
+``<repo>/../shared/data``, beside the checkout). ``TAILOR_DATASETS_DIR`` is not the gateway's
+state directory (``TAILOR_DATA_DIR``). See docs/DATA.md.
 """
 
 from __future__ import annotations
@@ -18,18 +20,27 @@ from recommend.interactions import InteractionMatrix, InteractionRow
 from recommend.types import RecommendError
 
 DATASET = "ml-latest-small"
+ENV_VAR = "TAILOR_DATASETS_DIR"
+# This file is <repo>/recommend/offline/movielens.py: parents[2] is the checkout itself.
+REPO = Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path:
-    """The shared data directory: ``$TAILOR_DATA_DIR`` or ``<repo>/../shared/data``."""
-    default = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    return Path(os.environ.get("TAILOR_DATA_DIR", default)).resolve()
+    """The datasets directory: ``$TAILOR_DATASETS_DIR`` or ``<repo>/../shared/data``."""
+    configured = os.environ.get(ENV_VAR)
+    default = REPO.parent / "shared" / "data"
+    return Path(configured or default).expanduser().resolve()
 
 
 def dataset_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """``<root>/ml-latest-small`` (root: :func:`data_dir`); a clear error when it is missing."""
     path = (Path(root) if root is not None else data_dir()) / DATASET
     if not (path / "ratings.csv").is_file():
-        raise RecommendError(f"{DATASET} not found at {path} (set TAILOR_DATA_DIR)")
+        raise RecommendError(
+            f"MovieLens {DATASET} not found at {path} (no ratings.csv there): set {ENV_VAR} "
+            f"to the folder that holds {DATASET}/ (default: ../shared/data beside the "
+            f"checkout, {REPO.parent / 'shared' / 'data'}; see docs/DATA.md)"
+        )
     return path
 
 

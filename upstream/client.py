@@ -31,8 +31,8 @@ from typing import Any
 import httpx
 import orjson
 
-from gateway.upstream_breaker import CircuitBreaker
-from gateway.upstream_types import (
+from upstream.breaker import CircuitBreaker
+from upstream.types import (
     CircuitOpen,
     DeadlineExceeded,
     UpstreamConfig,

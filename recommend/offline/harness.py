@@ -4,7 +4,7 @@ Data: ``movielens`` (``ml-latest-small`` ratings as implicit interactions, from
 ``$TAILOR_DATA_DIR``) or ``store`` (the gateway's own event log, weighted per event type as in
 training). Splits: per-user ``random`` (75/25, seeded), global ``temporal`` (newest 20% of the
 entries held out) and per-user ``leave-last-n``. Strategies, each scored by
-:func:`recommend.evaluate.evaluate_strategies` (fitted on train, top-k excluding each user's
+:func:`recommend.offline.evaluate.evaluate_strategies` (fitted on train, top-k excluding each user's
 training items):
 
 * ``popularity``: distinct users per item (the baseline);
@@ -36,23 +36,20 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from gateway.models import (
-    blend_weights,
-    cf_config,
-    interaction_matrix,
-    latest_cf_version,
-    read_tuned_weights,
-    save_tuned_weights,
-)
-from gateway.settings import Settings
 from recommend.cf import choose_cf_model
 from recommend.content import ContentService
-from recommend.evaluate import BlendStrategy, Row, Strategy, evaluate_strategies, tune_blend_weights
 from recommend.interactions import InteractionMatrix
 from recommend.model import top_k
-from recommend.movielens import load_movielens
+from recommend.offline.evaluate import (
+    BlendStrategy,
+    Row,
+    Strategy,
+    evaluate_strategies,
+    tune_blend_weights,
+)
+from recommend.offline.splits import Split, leave_last_n_split, random_split, temporal_split
 from recommend.popularity import Popularity
-from recommend.splits import Split, leave_last_n_split, random_split, temporal_split
+from recommend.training import CFStore
 from recommend.types import CFConfig, RecommendError
 
 log = logging.getLogger("tailor.evaluate")
@@ -232,10 +229,26 @@ def _fields(config: CFConfig) -> dict[str, Any]:
     return {name: getattr(config, name) for name in config.__dataclass_fields__}
 
 
+@dataclass(frozen=True)
+class EvaluationInputs:
+    """What an evaluation runs on: the interactions and the serving configuration.
+
+    ``data`` names the source (``movielens`` or ``store``); for store data, ``content`` is the
+    serving item index (None: content is left out) and ``cf_store`` the CF versions whose tuned
+    weights the hybrid uses, and where ``--tune`` saves new ones."""
+
+    data: str
+    matrix: InteractionMatrix
+    cf_config: CFConfig
+    half_life_s: float
+    weights: Mapping[str, float]
+    content: ContentService | None = None
+    cf_store: CFStore | None = None
+
+
 def evaluate(
-    settings: Settings,
+    inputs: EvaluationInputs,
     *,
-    data: str = "movielens",
     split: str = "random",
     k: int = 10,
     seed: int = 42,
@@ -247,30 +260,17 @@ def evaluate(
     """Run the comparison (see the module docstring); ``max_users`` subsamples users first;
     ``only`` names the strategies to report (default: all; ``popularity`` is always kept, as
     the baseline)."""
+    data, matrix, content = inputs.data, inputs.matrix, inputs.content
     if data not in DATASETS:
         raise ValueError(f"unknown data {data!r}; one of {DATASETS}")
-    content: ContentService | None = None
-    if data == "movielens":
-        matrix = load_movielens()
-    else:
-        from gateway.app import build_services  # the app wiring, only for store data
-
-        services = build_services(settings)
-        try:
-            matrix = interaction_matrix(services)
-            if services.content.store.latest() is not None:
-                services.content.load_latest()
-                content = services.content
-        finally:
-            services.store.close()
     if matrix.nnz == 0:
         raise RecommendError(f"no interactions in {data}: import events first")
     if max_users is not None:
         matrix = subsample_users(matrix, max_users, seed)
     parts = make_split(matrix, split, seed, last_n)
-    config = cf_config(settings)
+    config = inputs.cf_config
     serving_kind = choose_cf_model(matrix.n_items, config).kind
-    half_life = settings.trending_half_life_h * 3600.0
+    half_life = inputs.half_life_s
 
     popularity = Popularity()
     cf_models = {kind: _cf(kind, matrix.n_items, config, seed) for kind in ("ease", "knn", "als")}
@@ -289,9 +289,10 @@ def evaluate(
     elif data == "store":
         notes.append("no item index: content left out (run `tailor train index`)")
 
-    weights = blend_weights(settings)
-    version = latest_cf_version(settings) if data == "store" else None
-    tuned_saved = read_tuned_weights(settings, version) if version else None
+    weights = dict(inputs.weights)
+    cf_store = inputs.cf_store if data == "store" else None
+    version = cf_store.latest() if cf_store is not None else None
+    tuned_saved = cf_store.read_weights(version) if cf_store is not None and version else None
     if tuned_saved:
         weights = tuned_saved
         notes.append(f"hybrid uses the weights tuned for CF version {version}")
@@ -324,7 +325,7 @@ def evaluate(
     if tune:
         _tune(
             report,
-            settings,
+            inputs,
             parts,
             sources,
             content,
@@ -339,7 +340,7 @@ def evaluate(
 
 def _tune(
     report: EvaluationReport,
-    settings: Settings,
+    inputs: EvaluationInputs,
     parts: Split,
     sources: Mapping[str, Any],
     content: ContentService | None,
@@ -369,9 +370,8 @@ def _tune(
         "seconds": round(time.perf_counter() - started, 1),
         "saved_to": None,
     }
-    if report.data == "store" and version is not None:
-        path = save_tuned_weights(
-            settings,
+    if report.data == "store" and version is not None and inputs.cf_store is not None:
+        path = inputs.cf_store.save_weights(
             result.weights,
             {
                 "metric": result.metric,
@@ -380,6 +380,7 @@ def _tune(
                 "split": report.split,
                 "trials": len(result.trials),
             },
+            inputs.weights,
             version,
         )
         report.tuned["saved_to"] = str(path)

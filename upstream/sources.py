@@ -29,12 +29,12 @@ from typing import Any, Generic, TypeVar
 
 from cache import ObjectCache, SingleFlight
 from catalog.importer import ITEM_FIELDS, validate_item
-from gateway.upstream_client import UpstreamClient
-from gateway.upstream_types import Page, UpstreamError, UpstreamPayloadError
 from profiles.imports import validate_user
 from storage import fields
 from storage.timeutil import parse_timestamp
 from storage.types import ItemRecord, UserRecord
+from upstream.client import UpstreamClient
+from upstream.types import Page, UpstreamError, UpstreamPayloadError
 
 log = logging.getLogger("tailor.upstream")
 

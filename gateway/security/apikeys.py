@@ -8,7 +8,7 @@ and a fast hash keeps verification off the request budget.
 Callers send ``X-Api-Key: tk_...`` or ``Authorization: ApiKey tk_...``. :class:`ApiKeyMiddleware`
 verifies the key and exchanges it for a short-lived internal bearer token (``sub`` =
 ``apikey:<id>``, the key's scopes), so every route authenticates through the one JWT path in
-``gateway/auth.py``; minted tokens are cached for a fraction of their lifetime.
+``gateway/security/auth.py``; minted tokens are cached for a fraction of their lifetime.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.auth import issue_token
-from gateway.ratelimit import send_problem
+from gateway.security.auth import issue_token
+from gateway.security.guard import send_problem
 from storage.privacy import (
     ApiKeyRow,
     get_api_key,

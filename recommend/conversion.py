@@ -14,16 +14,27 @@ so every training label window closes at or before the holdout cutoff: the holdo
 period leaks into training. The model is a scikit-learn `HistGradientBoostingClassifier`.
 
 Serving does not call scikit-learn: its per-call overhead (input validation, thread pools) is
-tens of milliseconds for one row. The fitted trees are exported to padded numpy arrays and
-walked level by level for all trees at once, which gives the same probabilities (to float
-rounding) in tens of microseconds, and an artifact that loads without pickle or a matching
-scikit-learn version.
+about half a millisecond for one row. The fitted trees are exported to padded numpy arrays
+and walked level by level for all trees at once, which gives the same probabilities (to float
+rounding) in tens of microseconds, and an artifact that loads without pickle or scikit-learn.
+
+scikit-learn has no public API that exposes HistGradientBoosting's trees, so the export
+(`TreeEnsemble.from_estimator`, at training time only) reads its private attributes. That read
+is fenced in three ways: it refuses scikit-learn versions outside `SKLEARN_VERIFIED` (the
+range the layout was checked against; pyproject.toml pins the same range); a layout it cannot
+read raises `TreeExportError` rather than guessing; and every export is checked against the
+estimator's public ``decision_function`` on the training rows plus probe rows that sit on
+every split threshold, just past it, and on NaN, so a change in the internals' meaning fails
+training loudly instead of serving wrong probabilities. Serving and loading never touch
+scikit-learn: the artifact is this module's own array format (`FORMAT`).
 
 Artifacts: ``save(dir)`` writes ``trees.npz`` and then ``manifest.json`` (version, horizon,
-metrics, feature names, trained_at UTC...), each through a temp file and an atomic rename, the
-manifest last, so a directory with a manifest is complete. `ConversionModelStore` keeps
-numbered versions (``v000001``...) under one root, each written into a temp directory and
-renamed into place.
+metrics, feature names, trained_at UTC, and under ``"trees"`` the scikit-learn version the
+trees were exported from and the export check's result), each through a temp file and an
+atomic rename, the manifest last, so a directory with a manifest is complete. `load` checks
+the arrays' shapes and indices, so a damaged or foreign artifact is `ConversionModelNotFound`
+rather than an IndexError mid-request. `ConversionModelStore` keeps numbered versions
+(``v000001``...) under one root, each written into a temp directory and renamed into place.
 """
 
 from __future__ import annotations
@@ -38,12 +49,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import sklearn
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
@@ -63,6 +75,14 @@ MANIFEST_FILE = "manifest.json"
 TREES_FILE = "trees.npz"
 _NEVER_DAYS = 365.0  # the same "never happened" stand-in ProfileState.features uses
 _VERSION = re.compile(r"v\d{6,}")
+# scikit-learn versions [from, to) whose HistGradientBoosting internals (`_predictors` node
+# records, `_baseline_prediction`) `TreeEnsemble.from_estimator` was checked against. Keep in
+# step with the scikit-learn pin in pyproject.toml; to widen both, read the new version's
+# PREDICTOR_RECORD_DTYPE and _predictor.pyx and run tests/profiles/test_conversion.py.
+SKLEARN_VERIFIED = ((1, 4), (1, 10))
+# Largest |log-odds| difference the export check accepts: the walk sums the same float64
+# leaf values as scikit-learn, in another order.
+_EXPORT_ATOL = 1e-9
 
 SESSION_FEATURES = (
     "last_session_events",
@@ -207,6 +227,22 @@ def build_dataset(
 
 
 # ---------------------------------------------------------------------------------- trees
+class TreeExportError(RuntimeError):
+    """The fitted estimator cannot be exported faithfully with this scikit-learn version."""
+
+
+def _sklearn_version() -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", sklearn.__version__)
+    if m is None:
+        raise TreeExportError(f"unrecognised scikit-learn version {sklearn.__version__!r}")
+    return int(m[1]), int(m[2])
+
+
+def _verified_range() -> str:
+    (a, b), (c, d) = SKLEARN_VERIFIED
+    return f">={a}.{b},<{c}.{d}"
+
+
 @dataclass(frozen=True, eq=False)  # arrays: compare with np.array_equal, not ==
 class TreeEnsemble:
     """Fitted boosting trees as padded arrays, each [n_trees, max_nodes].
@@ -214,7 +250,8 @@ class TreeEnsemble:
     A leaf's ``left`` and ``right`` point at itself, so walking ``depth`` levels from the
     roots lands every row on a leaf whatever its depth. ``raw = baseline + sum(value[leaf])``
     (log-odds); probability = sigmoid(raw). Split rule as in scikit-learn: NaN goes where
-    ``missing_left`` says, otherwise ``x <= threshold`` goes left.
+    ``missing_left`` says, otherwise ``x <= threshold`` goes left. ``provenance`` says what
+    the arrays were exported from and how the export was checked (it goes in the manifest).
     """
 
     feature: np.ndarray  # int32
@@ -225,6 +262,7 @@ class TreeEnsemble:
     value: np.ndarray  # float64
     baseline: float
     depth: int
+    provenance: Mapping[str, Any] = field(default_factory=dict)
     # Derived in __post_init__ (see there), not stored.
     _roots: np.ndarray = field(init=False, repr=False)
     _feature: np.ndarray = field(init=False, repr=False)
@@ -243,9 +281,58 @@ class TreeEnsemble:
     )
 
     @classmethod
-    def from_estimator(cls, clf: HistGradientBoostingClassifier) -> TreeEnsemble:
-        if len(clf.classes_) != 2:
+    def from_estimator(
+        cls, clf: HistGradientBoostingClassifier, X: np.ndarray | None = None
+    ) -> TreeEnsemble:
+        """Export a fitted binary ``clf``; checked against its ``decision_function``.
+
+        The check runs on probe rows built from the trees' own thresholds and, when given, on
+        ``X`` (e.g. the training rows). `TreeExportError` when scikit-learn is outside
+        `SKLEARN_VERIFIED`, its internals cannot be read, or the check disagrees.
+        """
+        version = _sklearn_version()
+        lo, hi = SKLEARN_VERIFIED
+        if not lo <= version < hi:
+            raise TreeExportError(
+                f"scikit-learn {sklearn.__version__} is outside {_verified_range()}, the range "
+                "whose HistGradientBoosting internals the conversion tree export was checked "
+                "against (pyproject.toml pins it); install a version in range, or check the "
+                "new layout and widen SKLEARN_VERIFIED and the pin together"
+            )
+        if len(clf.classes_) != 2 or clf.n_trees_per_iteration_ != 1:
             raise ValueError("a binary classifier is required")
+        try:
+            trees = cls._read_private(clf)
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise TreeExportError(
+                f"cannot read HistGradientBoosting trees from scikit-learn "
+                f"{sklearn.__version__}: {type(exc).__name__}: {exc}"
+            ) from exc
+        probe = trees._probe_rows(int(clf.n_features_in_))
+        check = probe if X is None else np.vstack([np.asarray(X, dtype=np.float64), probe])
+        with threadpool_limits(limits=1, user_api="openmp"):  # one thread: see train_conversion
+            expected = np.asarray(clf.decision_function(check), dtype=np.float64).ravel()
+        diff = float(np.max(np.abs(trees.raw(check) - expected), initial=0.0))
+        if not diff <= _EXPORT_ATOL:  # also catches NaN
+            raise TreeExportError(
+                f"exported trees disagree with scikit-learn {sklearn.__version__}'s "
+                f"decision_function by up to {diff:.3g} log-odds on {len(check)} rows: its "
+                "HistGradientBoosting internals changed meaning"
+            )
+        provenance = {
+            "exported_from": f"{type(clf).__module__}.{type(clf).__name__}",
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "checked_rows": len(check),
+            "checked_max_abs_log_odds_diff": diff,
+        }
+        return replace(trees, provenance=provenance)
+
+    @classmethod
+    def _read_private(cls, clf: HistGradientBoostingClassifier) -> TreeEnsemble:
+        # The only place that reads scikit-learn's private attributes (see the module doc):
+        # `_predictors[iteration][0].nodes` is a structured array of PREDICTOR_RECORD_DTYPE
+        # records, `_baseline_prediction` the initial log-odds.
         trees = [it[0].nodes for it in clf._predictors]
         if any(bool(n["is_categorical"].any()) for n in trees):
             raise ValueError("categorical splits are not supported")
@@ -268,8 +355,24 @@ class TreeEnsemble:
             right[t, :k] = np.where(leaf, np.arange(k), nodes["right"])
             value[t, :k] = np.where(leaf, nodes["value"], 0.0)
             depth = max(depth, int(nodes["depth"].max()))
-        baseline = float(np.asarray(clf._baseline_prediction).ravel()[0])
-        return cls(feature, threshold, missing_left, left, right, value, baseline, depth)
+        baseline = np.asarray(clf._baseline_prediction, dtype=np.float64)
+        if baseline.size != 1:
+            raise ValueError(f"_baseline_prediction has shape {baseline.shape}, expected one value")
+        return cls(feature, threshold, missing_left, left, right, value, baseline.item(), depth)
+
+    def _probe_rows(self, n_features: int, n_rows: int = 512) -> np.ndarray:
+        """Deterministic rows that exercise the split rule: each value is a split threshold of
+        its feature (goes left), the next float above one (goes right), or NaN."""
+        rng = np.random.default_rng(0)
+        split = self.left != np.arange(self.left.shape[1])  # leaves and padding point at self
+        X = rng.normal(size=(n_rows, n_features))
+        for f in range(n_features):
+            th = self.threshold[split & (self.feature == f)]
+            if th.size:
+                pick = rng.choice(th, size=n_rows)
+                X[:, f] = np.where(rng.random(n_rows) < 0.5, pick, np.nextafter(pick, np.inf))
+        X[rng.random(X.shape) < 0.15] = np.nan
+        return X
 
     def __post_init__(self) -> None:
         # Flat views for the walk: node ids are global (tree * max_nodes + local), and both
@@ -307,18 +410,70 @@ class TreeEnsemble:
         return out
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> TreeEnsemble:
-        baseline, depth = arrays["baseline_depth"]
-        return cls(
-            feature=arrays["feature"],
-            threshold=arrays["threshold"],
-            missing_left=arrays["missing_left"],
-            left=arrays["left"],
-            right=arrays["right"],
-            value=arrays["value"],
+    def from_arrays(
+        cls,
+        arrays: Mapping[str, np.ndarray],
+        *,
+        n_features: int | None = None,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> TreeEnsemble:
+        """The inverse of `arrays`; ValueError (or KeyError) when they are not a valid
+        ensemble, e.g. mismatched shapes, a child or (with ``n_features``) a feature out of
+        range."""
+        got = {name: np.asarray(arrays[name]) for name in cls.ARRAYS}
+        shape = got["feature"].shape
+        if len(shape) != 2 or 0 in shape or any(a.shape != shape for a in got.values()):
+            raise ValueError(
+                f"tree arrays must share one 2-D shape: { {k: a.shape for k, a in got.items()} }"
+            )
+        kinds = {
+            "feature": "iu",
+            "left": "iu",
+            "right": "iu",
+            "threshold": "f",
+            "value": "f",
+            "missing_left": "b",
+        }
+        for name, kind in kinds.items():
+            if got[name].dtype.kind not in kind:
+                raise ValueError(f"tree array {name!r} has dtype {got[name].dtype}")
+        for name in ("left", "right"):
+            if got[name].min() < 0 or got[name].max() >= shape[1]:
+                raise ValueError(f"tree array {name!r} points outside its tree")
+        if got["feature"].min() < 0 or (
+            n_features is not None and got["feature"].max() >= n_features
+        ):
+            raise ValueError(f"tree array 'feature' is outside the model's {n_features} features")
+        bd = np.asarray(arrays["baseline_depth"], dtype=np.float64)
+        if bd.shape != (2,) or not np.isfinite(bd).all() or bd[1] < 0 or bd[1] != int(bd[1]):
+            raise ValueError(f"bad baseline_depth {bd.tolist()}")
+        if bd[1] > shape[1]:
+            raise ValueError(f"depth {bd[1]:g} exceeds the {shape[1]} nodes of a tree")
+        baseline, depth = bd
+        trees = cls(
+            feature=got["feature"],
+            threshold=got["threshold"],
+            missing_left=got["missing_left"],
+            left=got["left"],
+            right=got["right"],
+            value=got["value"],
             baseline=float(baseline),
             depth=int(depth),
+            provenance=dict(provenance or {}),
         )
+        # Every path must end on a leaf (a self-loop) within ``depth`` levels, or the walk
+        # would stop on an inner node and silently drop the rest of that tree.
+        reach = np.zeros(trees._child.size // 2, dtype=bool)
+        reach[trees._roots] = True
+        for _ in range(trees.depth):
+            at = np.flatnonzero(reach)
+            reach[:] = False
+            reach[trees._child[2 * at]] = True
+            reach[trees._child[2 * at + 1]] = True
+        at = np.flatnonzero(reach)
+        if (trees._child[2 * at] != at).any() or (trees._child[2 * at + 1] != at).any():
+            raise ValueError(f"some tree is deeper than its recorded depth {trees.depth}")
+        return trees
 
 
 # ---------------------------------------------------------------------------------- model
@@ -363,6 +518,9 @@ class ConversionModel:
             "feature_names": list(self.feature_names),
             "trained_at": self.trained_at.astimezone(UTC).isoformat(),
             "n_trees": int(self.trees.feature.shape[0]),
+            # What the trees were exported from and how the export was checked; loading needs
+            # only numpy (npz without pickle) and this module's FORMAT.
+            "trees": dict(self.trees.provenance),
             "config": {
                 "weights": dict(self.config.weights),
                 "affinity_half_life_days": self.config.affinity_half_life_days,
@@ -389,22 +547,34 @@ class ConversionModel:
                 arrays = {k: npz[k] for k in npz.files}
         except (OSError, ValueError) as exc:
             raise ConversionModelNotFound(f"no conversion model in {path}: {exc}") from exc
-        if doc.get("format") != FORMAT:
-            raise ConversionModelNotFound(f"unsupported model format {doc.get('format')!r}")
-        cfg = doc["config"]
-        return cls(
-            trees=TreeEnsemble.from_arrays(arrays),
-            feature_names=tuple(doc["feature_names"]),
-            horizon_days=float(doc["horizon_days"]),
-            config=ProfileConfig(
-                weights=dict(cfg["weights"]),
-                affinity_half_life_days=float(cfg["affinity_half_life_days"]),
-                history_size=int(cfg["history_size"]),
-            ),
-            metrics={k: float(v) for k, v in doc["metrics"].items()},
-            trained_at=datetime.fromisoformat(doc["trained_at"]),
-            version=doc.get("version"),
-        )
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            found = doc.get("format") if isinstance(doc, dict) else None
+            raise ConversionModelNotFound(f"unsupported model format {found!r} in {path}")
+        try:
+            names = tuple(str(n) for n in doc["feature_names"])
+            cfg = doc["config"]
+            model = cls(
+                trees=TreeEnsemble.from_arrays(
+                    arrays, n_features=len(names), provenance=doc.get("trees") or {}
+                ),
+                feature_names=names,
+                horizon_days=float(doc["horizon_days"]),
+                config=ProfileConfig(
+                    weights=dict(cfg["weights"]),
+                    affinity_half_life_days=float(cfg["affinity_half_life_days"]),
+                    history_size=int(cfg["history_size"]),
+                ),
+                metrics={k: float(v) for k, v in doc["metrics"].items()},
+                trained_at=datetime.fromisoformat(doc["trained_at"]),
+                version=doc.get("version"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConversionModelNotFound(f"invalid conversion model in {path}: {exc!r}") from exc
+        if not model.trees.provenance:
+            # Saved before exports were checked against scikit-learn; the arrays are valid, but
+            # nothing records what produced them.
+            log.warning("conversion model in %s does not record its export; retrain it", path)
+        return model
 
 
 def _write_json_atomic(target: Path, doc: Mapping[str, Any]) -> None:
@@ -516,7 +686,8 @@ def train_conversion(
 
     ``events`` in timestamp order; ``now`` (UTC epoch s) is the end of the usable log: the
     holdout cutoff is ``now - horizon`` so its label window is complete. Raises
-    `InsufficientTrainingData` when the train or holdout rows lack one of the classes.
+    `InsufficientTrainingData` when the train or holdout rows lack one of the classes, and
+    `TreeExportError` when the installed scikit-learn's trees cannot be exported faithfully.
     """
     began = time.perf_counter()
     cutoffs = conversion_cutoffs(now, horizon_days, n_cutoffs)
@@ -537,7 +708,8 @@ def train_conversion(
     with threadpool_limits(limits=1, user_api="openmp"):
         clf = _classifier(seed).fit(X_tr, y_tr)
     model = ConversionModel(
-        trees=TreeEnsemble.from_estimator(clf),
+        # Checked against clf.decision_function on every row the model has seen.
+        trees=TreeEnsemble.from_estimator(clf, np.vstack([X_tr, X_ho])),
         feature_names=data.feature_names,
         horizon_days=float(horizon_days),
         config=config,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.upstream_types import BreakerState
+from upstream.types import BreakerState
 
 log = logging.getLogger("tailor.upstream")
 

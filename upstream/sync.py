@@ -27,9 +27,9 @@ from typing import Any
 
 import orjson
 
-from gateway.upstream_sources import RecordSource
-from gateway.upstream_types import UpstreamError
 from storage.types import ItemRecord, UserRecord
+from upstream.sources import RecordSource
+from upstream.types import UpstreamError
 
 log = logging.getLogger("tailor.upstream")
 
@@ -160,43 +160,3 @@ async def sync_forever(
             except Exception:  # a bug in one run must not end the schedule
                 log.exception("sync %s failed", source.kind)
         await asyncio.sleep(interval_s)
-
-
-def run_sync(
-    settings: Any,
-    kind: str,
-    *,
-    full: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> SyncSummary:
-    """``tailor sync items|users``: one incremental run against the configured upstream.
-
-    Raises ``ValueError`` when that upstream is not configured. A gateway running in another
-    process sees the new rows through its model poller; its upstream cache expires by TTL.
-    """
-    from gateway.app import build_services
-    from gateway.upstream import build_upstreams
-
-    ups = build_upstreams(settings)
-    source = None if ups is None else (ups.catalog if kind == "items" else ups.crm)
-    if ups is None or source is None:
-        name = "TAILOR_UPSTREAM_CATALOG_URL" if kind == "items" else "TAILOR_UPSTREAM_CRM_URL"
-        raise ValueError(f"no upstream for {kind}: set {name}")
-    services = build_services(settings)
-
-    async def run() -> SyncSummary:
-        try:
-            return await sync_records(
-                source,
-                services.store,
-                page_size=settings.upstream_sync_page_size,
-                progress=progress,
-                full=full,
-            )
-        finally:
-            await ups.aclose()
-
-    try:
-        return asyncio.run(run())
-    finally:
-        services.store.close()

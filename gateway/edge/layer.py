@@ -4,7 +4,7 @@ Per request (``EdgeLayer.respond``): resolve the operation (APQ / safelist) -> w
 asking (``Audience``: private key, segment, whether the segment came from a valid token) ->
 queries go through ``cache.ResponseCache.get_or_compute`` keyed by (operation id + name,
 canonical variables, scope key, ``Accept``); mutations and invalid documents bypass it ->
-``gateway.edge_http.cache_headers`` turns the policy into ``Cache-Control``/``Vary``/``ETag``/
+``gateway.edge.headers.cache_headers`` turns the policy into ``Cache-Control``/``Vary``/``ETag``/
 tags, and ``If-None-Match`` answers 304.
 
 The scope of an operation's answer is only known after executing it, so the key is built for
@@ -27,8 +27,8 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import httpx
 import orjson
@@ -46,17 +46,15 @@ from cache import (
     segment_scope,
     user_scope,
 )
-from gateway.edge_apq import PersistedQueries
-from gateway.edge_http import Audience, EdgeHeaders, Memo, not_modified
-from gateway.edge_segment import SegmentTokens
-from gateway.graphql_http import GraphQLParams, HTTPProblem, read_params
-from gateway.settings import Settings
+from gateway.edge.apq import PersistedQueries
+from gateway.edge.headers import Audience, EdgeHeaders, Memo, not_modified
+from gateway.edge.segment_tokens import SegmentTokens
+from gateway.graphql.params import read_params
+from gateway.graphql.types import Executor, GraphQLParams
+from gateway.http import HTTPProblem
 from resolvers.cache_control import CacheControlRecorder, install
 from resolvers.context import Services, TailorContext, Viewer
-from storage.types import EventRecord
-
-if TYPE_CHECKING:
-    from gateway.graphql_http import GraphQLEndpoint
+from storage.types import EventRecord, anonymous_key
 
 log = logging.getLogger("tailor.edge")
 
@@ -115,8 +113,12 @@ class EdgeLayer:
         tokens: SegmentTokens,
         config: EdgeConfig,
         purger: CdnPurger | None = None,
+        purge_listeners: Sequence[Callable[[list[str] | None], Any]] = (),
     ) -> None:
+        """``purge_listeners``: called with the purged tags (None: everything) on every
+        ``/admin/purge``, so caches outside this layer (upstream answers) follow it."""
         self.services = services
+        self.purge_listeners = tuple(purge_listeners)
         self.responses = responses
         self.profiles = profiles
         self.persisted = persisted
@@ -142,7 +144,6 @@ class EdgeLayer:
         """Bind to the running loop and subscribe to ingestion (call from the lifespan)."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self.services.extras["profile_cache"] = self.profiles
         self.services.ingest.subscribe(self.on_events)
 
     async def aclose(self) -> None:
@@ -156,11 +157,8 @@ class EdgeLayer:
     def audience(self, request: Request, viewer: Viewer) -> Audience:
         token_segment = self.tokens.verify(request.headers.get("x-tailor-segment"))
         key = viewer.profile_key
-        if key is None:
-            segment = token_segment
-        else:
-            # Credentials win over a token: the token may be stale, the profile is not.
-            segment = _segment_id(self.services.extras.get("segment_of"), key)
+        # Credentials win over a token: the token may be stale, the profile is not.
+        segment = token_segment if key is None else self.services.segment_of(key)
         return Audience(profile_key=key, segment=segment, token_segment=token_segment)
 
     # -- /graphql --------------------------------------------------------------------------
@@ -188,7 +186,7 @@ class EdgeLayer:
 
     async def respond(
         self,
-        endpoint: GraphQLEndpoint,
+        executor: Executor,
         request: Request,
         params: GraphQLParams,
         viewer: Viewer,
@@ -200,7 +198,7 @@ class EdgeLayer:
         else:
             raw_params = params
             params, op_id = self.persisted.resolve(params)
-            op_type = endpoint.operation_type(params)
+            op_type = executor.operation_type(params)
             # A hash names one text forever, so a resolved GET URL stays resolved.
             if request.method == "GET":
                 self._resolved[id(raw_params)] = (raw_params, params, op_id, op_type)
@@ -208,7 +206,7 @@ class EdgeLayer:
         method = request.method
 
         async def compute() -> CachedResponse:
-            return await self._execute(endpoint, params, viewer, request, media, who, method)
+            return await self._execute(executor, params, viewer, request, media, who, method)
 
         if op_type is not OperationType.QUERY or not self.config.cache_enabled:
             entry = await compute()
@@ -247,7 +245,7 @@ class EdgeLayer:
 
     async def _execute(
         self,
-        endpoint: GraphQLEndpoint,
+        executor: Executor,
         params: GraphQLParams,
         viewer: Viewer,
         request: Request,
@@ -262,7 +260,7 @@ class EdgeLayer:
         )
         context = TailorContext(self.services, viewer, request)
         install(context, recorder)
-        status, body = await endpoint.run(params, context, method, media)
+        status, body = await executor.run(params, context, method, media)
         # ``GraphQLEndpoint.encode`` writes "errors" first whenever there are any.
         failed = status != 200 or body.startswith(b'{"errors"')
         policy = (
@@ -337,7 +335,7 @@ class EdgeLayer:
             if ev.user_id:
                 tags.add(f"user:{ev.user_id}")
             if ev.anonymous_id:
-                tags.add(f"user:anon:{ev.anonymous_id}")
+                tags.add(f"user:{anonymous_key(ev.anonymous_id)}")
         self._on_loop(self.invalidate_tags, tags)
 
     def items_changed(self, item_ids: Iterable[str]) -> None:
@@ -363,6 +361,8 @@ class EdgeLayer:
         self, tags: list[str], keys: list[str], everything: bool = False
     ) -> dict[str, Any]:
         """Purge locally (tags, keys or everything) and forward to the CDN if configured."""
+        for listener in self.purge_listeners:
+            listener(None if everything else tags)
         if everything:
             purged = self.responses.purge_all()
             self.profiles.clear()
@@ -396,20 +396,6 @@ class EdgeLayer:
         )
 
 
-def _segment_id(hook: Callable[[str], Any] | None, profile_key: str) -> str | None:
-    """The segment id from the ``services.extras["segment_of"]`` hook.
-
-    The hook answers ``None``, an id, or ``(id, name)``; it runs on every request, so it must
-    be a cheap in-memory lookup.
-    """
-    if hook is None:
-        return None
-    found = hook(profile_key)
-    if isinstance(found, tuple):
-        found = found[0] if found else None
-    return None if found is None else str(found)
-
-
 def _strings(data: dict[str, Any], name: str) -> list[str]:
     value = data.get(name, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -417,42 +403,3 @@ def _strings(data: dict[str, Any], name: str) -> list[str]:
     if len(value) > 1000:
         raise HTTPProblem(400, f"at most 1000 `{name}` per purge", "BAD_REQUEST")
     return list(dict.fromkeys(value))
-
-
-def build_edge(
-    settings: Settings,
-    services: Services,
-    *,
-    clock: Callable[[], float],
-    cdn_transport: httpx.AsyncBaseTransport | None = None,
-) -> EdgeLayer:
-    """The app's edge layer from its settings (caches on the app clock, so tests move time)."""
-    purger = None
-    if settings.cdn_purge_url:
-        purger = CdnPurger(
-            settings.cdn_purge_url,
-            token=settings.cdn_purge_token,
-            client=httpx.AsyncClient(transport=cdn_transport),
-        )
-    return EdgeLayer(
-        services,
-        responses=ResponseCache(settings.edge_cache_max_bytes, timer=clock),
-        profiles=ObjectCache(
-            settings.profile_cache_max_bytes, default_ttl=settings.profile_cache_ttl_s, timer=clock
-        ),
-        persisted=PersistedQueries(
-            services.store,
-            safelist=settings.persisted_queries_safelist,
-            max_bytes=settings.apq_max_bytes,
-        ),
-        tokens=SegmentTokens(settings.jwt_secret, ttl_s=settings.segment_token_ttl_s, clock=clock),
-        config=EdgeConfig(
-            cache_enabled=settings.edge_cache,
-            default_max_age=settings.edge_default_max_age,
-            default_swr=settings.edge_default_swr,
-            default_sie=settings.edge_default_sie,
-            browser_max_age=settings.edge_browser_max_age,
-            shared_max_age=settings.edge_shared_max_age,
-        ),
-        purger=purger,
-    )

@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import strawberry
@@ -38,194 +37,25 @@ from graphql.pyutils import is_awaitable
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from gateway.auth import AuthError, viewer_from_headers
-from gateway.limits import (
+from gateway.graphql.limits import (
     NoIntrospectionRule,
     OperationLimits,
     is_limit_error,
     measure,
     parse_limited,
 )
+from gateway.graphql.params import GRAPHQL_RESPONSE, negotiate, read_params
+from gateway.graphql.types import GraphQLParams, ResponseLayer
+from gateway.http import HTTPProblem, authenticate, problem_response
 from resolvers.context import Services, TailorContext, Viewer
 from resolvers.errors import TailorGraphQLError
-
-if TYPE_CHECKING:
-    from gateway.edge import EdgeLayer
 
 log = logging.getLogger("tailor.graphql")
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
-GRAPHQL_RESPONSE = "application/graphql-response+json"
-JSON_TYPE = "application/json"
-
-
-class HTTPProblem(Exception):
-    """A request-level failure answered without executing (status + GraphQL-shaped body)."""
-
-    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.headers = headers or {}
-
-
-@dataclass(frozen=True, slots=True)
-class GraphQLParams:
-    query: str
-    variables: dict[str, Any] | None
-    operation_name: str | None
-    extensions: dict[str, Any] | None
-
-
-def negotiate(accept: str | None) -> str:
-    """Pick the response media type from an Accept header (q-values honoured)."""
-    if not accept:
-        return JSON_TYPE
-    best, best_q = None, 0.0
-    for i, part in enumerate(accept.split(",")):
-        fields = [f.strip() for f in part.split(";")]
-        media = fields[0].lower()
-        q = 1.0
-        for f in fields[1:]:
-            if f.startswith("q="):
-                try:
-                    q = float(f[2:])
-                except ValueError:
-                    q = 0.0
-        if media in (GRAPHQL_RESPONSE, JSON_TYPE, "application/*", "*/*"):
-            chosen = GRAPHQL_RESPONSE if media == GRAPHQL_RESPONSE else JSON_TYPE
-            # Ties go to the earlier entry; graphql-response+json wins a tie against wildcards.
-            if q > best_q or (
-                q == best_q and chosen == GRAPHQL_RESPONSE and media == GRAPHQL_RESPONSE and i == 0
-            ):
-                best, best_q = chosen, q
-    if best is None or best_q <= 0:
-        raise HTTPProblem(
-            406,
-            f"cannot answer with any of the accepted media types; use {GRAPHQL_RESPONSE} or {JSON_TYPE}",
-            "NOT_ACCEPTABLE",
-        )
-    return best
-
-
-def _json_param(raw: str | None, name: str) -> dict[str, Any] | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise HTTPProblem(400, f"`{name}` must be a JSON object", "BAD_REQUEST") from None
-    if value is not None and not isinstance(value, dict):
-        raise HTTPProblem(400, f"`{name}` must be a JSON object", "BAD_REQUEST")
-    return value
-
-
-def params_from_mapping(data: Any) -> GraphQLParams:
-    if not isinstance(data, dict):
-        raise HTTPProblem(400, "the request body must be a JSON object", "BAD_REQUEST")
-    query = data.get("query")
-    extensions = data.get("extensions")
-    if extensions is not None and not isinstance(extensions, dict):
-        raise HTTPProblem(400, "`extensions` must be an object", "BAD_REQUEST")
-    if query is None or query == "":
-        # An APQ request may carry only the hash; the edge layer resolves it to the text.
-        if not (isinstance(extensions, dict) and "persistedQuery" in extensions):
-            raise HTTPProblem(400, "`query` is required", "BAD_REQUEST")
-        query = ""
-    if not isinstance(query, str):
-        raise HTTPProblem(400, "`query` must be a string", "BAD_REQUEST")
-    variables = data.get("variables")
-    if variables is not None and not isinstance(variables, dict):
-        raise HTTPProblem(400, "`variables` must be an object", "BAD_REQUEST")
-    op = data.get("operationName")
-    if op is not None and not isinstance(op, str):
-        raise HTTPProblem(400, "`operationName` must be a string", "BAD_REQUEST")
-    return GraphQLParams(query, variables, op, extensions)
-
-
-async def read_params(request: Request, max_body: int) -> GraphQLParams | list[GraphQLParams]:
-    """The request's operation, or a list of them for a batch (a JSON array body)."""
-    if request.method == "GET":
-        qp = request.query_params
-        return params_from_mapping(
-            {
-                "query": qp.get("query"),
-                "variables": _json_param(qp.get("variables"), "variables"),
-                "operationName": qp.get("operationName") or None,
-                "extensions": _json_param(qp.get("extensions"), "extensions"),
-            }
-        )
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != JSON_TYPE:
-        raise HTTPProblem(
-            415,
-            f"unsupported Content-Type {ctype or '(none)'!r}; POST requests must use {JSON_TYPE}",
-            "UNSUPPORTED_MEDIA_TYPE",
-        )
-    data = json_body(await read_body(request, max_body))
-    if isinstance(data, list):
-        if not data:
-            raise HTTPProblem(400, "an empty batch", "BAD_REQUEST")
-        return [params_from_mapping(item) for item in data]
-    return params_from_mapping(data)
-
-
-def json_body(body: bytes) -> Any:
-    """Decode a JSON request body; malformed JSON is a 400 problem."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise HTTPProblem(
-            400, f"the request body is not valid JSON: {exc}", "BAD_REQUEST"
-        ) from None
-
-
-async def read_body(request: Request, max_body: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body:
-        raise HTTPProblem(413, f"request body larger than {max_body} bytes", "PAYLOAD_TOO_LARGE")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_body:
-            raise HTTPProblem(
-                413, f"request body larger than {max_body} bytes", "PAYLOAD_TOO_LARGE"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def authenticate(
-    authorization: str | None,
-    anonymous_id: str | None,
-    *,
-    secret: str,
-    issuer: str | None,
-    audience: str | None,
-) -> Viewer:
-    """The caller from the request's credentials; bad credentials are a 401 problem."""
-    try:
-        return viewer_from_headers(
-            authorization, anonymous_id, secret=secret, issuer=issuer, audience=audience
-        )
-    except AuthError as exc:
-        raise HTTPProblem(
-            401, str(exc), "UNAUTHENTICATED", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        ) from None
-
-
-def problem_response(p: HTTPProblem, media: str = JSON_TYPE) -> Response:
-    body = {"errors": [{"message": p.message, "extensions": {"code": p.code}}]}
-    headers = {"Cache-Control": "no-store", **p.headers}
-    return Response(orjson.dumps(body), status_code=p.status, media_type=media, headers=headers)
-
 
 class GraphQLEndpoint:
     """Parses (with a document cache), validates, executes, and encodes GraphQL requests."""
-
-    # Edge caching, APQ and HTTP cache headers (gateway/edge.py); set by the app's lifespan.
-    edge: EdgeLayer | None = None
 
     def __init__(
         self,
@@ -238,31 +68,30 @@ class GraphQLEndpoint:
         secret: str,
         issuer: str | None,
         audience: str | None,
+        limits: OperationLimits | None = None,
+        introspection: bool = True,
+        batch_max: int = 0,
+        layer: ResponseLayer | None = None,
     ) -> None:
+        """``limits``: operation limits (``limits.py``), None = off. ``batch_max``: GraphQL
+        batching, off at 0. ``layer``: the response layer (edge caching, APQ, cache headers)
+        between the request and execution; None executes every request directly."""
         self.schema = schema._schema
         self.services = services
         self.max_body = max_body
-        self.batch_max = 0  # GraphQL batching: off unless configured (see run_batch)
+        self.batch_max = batch_max
         self.production = production
         self.graphiql = graphiql
         self.auth = (secret, issuer, audience)
+        self.layer = layer
+        self.limits = limits
+        self.introspection = introspection
+        self._rules: list[Any] = list(specified_rules)
+        if not introspection:
+            self._rules.append(NoIntrospectionRule)
         self._documents: LRUCache[str, tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(
             2048
         )
-
-    # Operation limits (gateway/limits.py); None = off. Set by the app via configure_limits.
-    limits: OperationLimits | None = None
-    introspection: bool = True
-    _rules: list[Any] | None = None
-
-    def configure_limits(self, limits: OperationLimits | None, *, introspection: bool) -> None:
-        self.limits = limits
-        self.introspection = introspection
-        rules = list(specified_rules)
-        if not introspection:
-            rules.append(NoIntrospectionRule)
-        self._rules = rules
-        self._documents.clear()
 
     def _document(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
         cached = self._documents.get(query)
@@ -314,7 +143,7 @@ class GraphQLEndpoint:
             return problem_response(p)
         try:
             # The edge layer memoizes parsed GET URLs: a cached GET must not pay for parsing.
-            params = await (read_params if self.edge is None else self.edge.read_params)(
+            params = await (read_params if self.layer is None else self.layer.read_params)(
                 request, self.max_body
             )
             secret, issuer, audience = self.auth
@@ -327,8 +156,8 @@ class GraphQLEndpoint:
             )
             if isinstance(params, list):
                 return await self.run_batch(params, viewer, request, media)
-            if self.edge is not None:
-                return await self.edge.respond(self, request, params, viewer, media)
+            if self.layer is not None:
+                return await self.layer.respond(self, request, params, viewer, media)
             status, body = await self.run(
                 params, TailorContext(self.services, viewer, request), request.method, media
             )

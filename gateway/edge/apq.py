@@ -22,7 +22,8 @@ from typing import Any, Protocol
 
 from cachetools import LRUCache
 
-from gateway.graphql_http import GraphQLParams, HTTPProblem
+from gateway.graphql.types import GraphQLParams
+from gateway.http import HTTPProblem
 
 _HASH = re.compile(r"\A[0-9a-f]{64}\Z")
 

@@ -1,0 +1,81 @@
+"""What every ``tailor`` command shares: settings from arguments, the console, progress bars,
+and the domain services opened for one command."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gateway.settings import Settings, load_settings
+from gateway.wiring import build_services
+from resolvers.context import Services
+
+console = Console(stderr=True)
+
+
+class Common(Protocol):
+    """Adds the shared options (``--data-dir``; ``--host``/``--port`` for servers)."""
+
+    def __call__(self, p: argparse.ArgumentParser, server: bool = False) -> None: ...
+
+
+def common_options(p: argparse.ArgumentParser, server: bool = False) -> None:
+    p.add_argument("--data-dir", type=Path, help="where the data lives (default ./var)")
+    if server:
+        p.add_argument("--host", help="bind address (default 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port (default 8000)")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {
+        k: getattr(args, k, None)
+        for k in ("data_dir", "host", "port")
+        if getattr(args, k, None) is not None
+    }
+    return load_settings(getattr(args, "config", None), **overrides)
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; silent (summary only) when output is not a terminal."""
+    if not console.is_terminal:
+        yield lambda _n: None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def open_services(settings: Settings) -> Iterator[Services]:
+    """The domain services over the data dir, for one command; the store is closed after."""
+    services = build_services(settings)
+    try:
+        yield services
+    finally:
+        services.store.close()
+
+
+def count_lines(path: Path) -> int | None:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return None
+    with path.open("rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str)

@@ -1,0 +1,97 @@
+"""`tailor` commands: serve, demo."""
+
+from __future__ import annotations
+
+import argparse
+
+from gateway.cli.common import Common, console, progress_bar, settings_from
+from gateway.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
+    p = sub.add_parser("serve", help="run the gateway", description="Run the gateway (uvicorn).")
+    common(p, server=True)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "demo",
+        help="generate the demo fashion shop, load it and serve",
+        description="Generate a deterministic synthetic fashion shop, load it through "
+        "the import paths, build the models and serve. An existing data dir is reused.",
+    )
+    common(p, server=True)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--items", type=int, default=5000)
+    p.add_argument("--no-serve", action="store_true", help="load only, do not start the server")
+    p.add_argument(
+        "--upstream",
+        action="store_true",
+        help="also run the bundled catalog/CRM upstream service and resolve through it",
+    )
+    p.add_argument("--upstream-port", type=int, help="its port (default: --port + 1)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    serve(settings)
+    return 0
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.cli.demo_world import load_demo_world
+    from gateway.security.auth import issue_token
+
+    settings = settings_from(args)
+    info = load_demo_world(
+        settings, seed=args.seed, n_users=args.users, n_items=args.items, progress=progress_bar
+    )
+    user_token = issue_token(settings.jwt_secret, info["sample_user"], ttl_s=7 * 86400)
+    admin_token = issue_token(settings.jwt_secret, "demo-admin", scopes=["admin"], ttl_s=7 * 86400)
+    base = f"http://{settings.host}:{settings.port}"
+    console.print(
+        f"[bold green]Tailor demo[/bold green]: {info['items']} items, {info['users']} users, "
+        f"{info['events']} events in {settings.data_dir}"
+    )
+    # Plain prints: tokens and commands must stay on one line to copy them.
+    print(f"GraphiQL:     {base}/graphql")
+    print(f"sample user:  {info['sample_user']}")
+    print(f"user token:   {user_token}")
+    print(f"admin token:  {admin_token}")
+    print(
+        f"try:  curl -s {base}/graphql -H 'content-type: application/json' "
+        '-d \'{"query":"{ trending(first: 3) { item { id title } score } }"}\'',
+        flush=True,
+    )
+    if args.no_serve:
+        return 0
+    if args.upstream:
+        # Issue 8: the bundled catalog/CRM service serves the same world; items and traits
+        # then resolve through it (see /readyz for its circuit state).
+        from gateway.cli.upstream_demo import upstream_process
+        from gateway.settings import replace
+
+        with upstream_process(info["world_dir"], args.upstream_port or settings.port + 1) as url:
+            print(f"upstream:     {url} (catalog GET /items, CRM GET /users)", flush=True)
+            serve(replace(settings, upstream_catalog_url=url, upstream_crm_url=url))
+        return 0
+    serve(settings)
+    return 0
