@@ -42,7 +42,7 @@ PERSONAL_QUERY = (
     "topCategories(first: 5) { category score } features { name value } } } }"
 )
 USER = "bench-u1"
-# Issue 9's per-client limits would throttle a load test from one client.
+# The per-client rate limits would throttle a load test from one client.
 SERVER_ENV = {
     "TAILOR_RATE_LIMIT_PER_S": "0",
     "TAILOR_MAX_CONCURRENCY": "0",
@@ -53,8 +53,8 @@ SERVER_ENV = {
 def seed(data_dir: Path, n_items: int = 200, n_events: int = 300) -> None:
     """A small catalog and one user with a history (through the real import paths)."""
     from catalog.importer import validate_item
-    from gateway.wiring import build_services
     from gateway.settings import load_settings
+    from gateway.wiring import build_services
 
     settings = load_settings(data_dir=data_dir, jwt_secret=SECRET, encoder="hashing")
     services = build_services(settings)

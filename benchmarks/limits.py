@@ -141,9 +141,8 @@ async def main(quick: bool) -> None:
 
 async def _middleware(rounds: int, headers: dict[str, str], request_s: float) -> None:
     """The security middleware stack around a trivial endpoint vs the endpoint alone."""
-    from gateway.wiring import security_middleware
-
     from gateway.settings import load_settings
+    from gateway.wiring import security_middleware
 
     async def endpoint(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})

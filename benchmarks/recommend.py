@@ -18,7 +18,7 @@ executed on the schema in-process the way the gateway's /graphql endpoint does i
 parsed and validated once, as its document cache does; then graphql-core ``execute``), with no
 HTTP and no response cache: every request computes. Random users; hybrid and
 ``strategy: TRENDING`` interleaved so both see the same machine load.
-Targets (issue 6): hybrid p99 <= 20 ms and <= 5x the trending path.
+Targets: hybrid p99 <= 20 ms and <= 5x the trending path.
 
 The item index follows the settings: with the default ``hnsw_threshold`` (20,000) a 20,000-item
 catalog is still searched exactly, a ~30 MB scan per content query (384-d float32), which is
@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from catalog.importer import validate_item
 from gateway.models import ensure_index, refresh_models, train_cf
-from gateway.wiring import build_services, model_stores
 from gateway.settings import load_settings
+from gateway.wiring import build_services, model_stores
 from resolvers.context import Services, TailorContext, Viewer
 from resolvers.schema import build_schema
 

@@ -4,7 +4,7 @@
     python benchmarks/recommend_quality.py --quick    # 300 users, table only (~20 s)
     python benchmarks/recommend_quality.py --json out.json
 
-Protocol (issue 6): every rating is an implicit interaction (weight 1); per-user random 75/25
+Protocol: every rating is an implicit interaction (weight 1); per-user random 75/25
 split with a fixed seed; top-k excluding each user's training items; metrics with binary
 relevance on the held-out items, averaged over users. The target line compares the best CF
 model's NDCG@10 with popularity measured in the same run (target: >= 0.37 and >= 1.8x).

@@ -70,7 +70,7 @@ class Settings:
     trending_window_days: int = 30
     trending_cache_s: float = 30.0
 
-    # --- embeddings and content retrieval (issue 4) ---
+    # --- embeddings and content retrieval ---
     encoder: str = "minilm"  # "minilm" (bundled model) or "hashing" (unit tests only)
     model_path: str | None = None  # a sentence-transformers directory of your own
     item_text_template: str | None = None  # None: embeddings.DEFAULT_ITEM_TEMPLATE
@@ -82,7 +82,7 @@ class Settings:
     search_personal_weight: float = 0.3  # share of the user vector in a personalized query
     model_poll_s: float = 10.0  # how often a running gateway looks for new models and items
 
-    # --- segmentation (issue 5) ---
+    # --- segmentation ---
     segments_file: Path | None = (
         None  # TOML/JSON: names/descriptions per segment id, [[rule]] segments
     )
@@ -91,7 +91,7 @@ class Settings:
     segment_k_max: int = 8
     segment_scaler: str = "standard"  # standard | robust (robust breaks on sparse counts: IQR 0)
 
-    # --- edge caching (issue 7): gateway response cache, HTTP cache headers, APQ, purge ---
+    # --- edge caching: gateway response cache, HTTP cache headers, APQ, purge ---
     edge_cache: bool = True  # the gateway's own response cache (headers are sent either way)
     edge_cache_max_bytes: int = 64 * 1024 * 1024
     edge_default_max_age: int = 0  # seconds, for root/object fields without a hint (Apollo: 0)
@@ -107,7 +107,7 @@ class Settings:
     profile_cache_ttl_s: float = 30.0
     profile_cache_max_bytes: int = 16 * 1024 * 1024
 
-    # --- security and privacy (issue 9; see gateway/graphql/limits.py, ratelimit.py, csrf.py,
+    # --- security and privacy (see gateway/graphql/limits.py, gateway/security/,
     # apikeys.py and profiles/privacy.py). 0 disables a numeric limit. ---
     limits_enabled: bool = True  # all operation limits below at once
     max_depth: int = 15
@@ -129,7 +129,7 @@ class Settings:
     pii_salt: str | None = None  # default: derived from jwt_secret
     retention_days: int = 365  # `tailor retention` prunes older events
 
-    # --- upstream services (issue 8; gateway/upstream*.py, REST contract in the README).
+    # --- upstream services (upstream/, REST contract in the README).
     # No URL set: items and traits come from the local store only. Times are seconds. ---
     upstream_catalog_url: str | None = None  # e.g. http://catalog.internal/v1 (GET /items)
     upstream_crm_url: str | None = None  # e.g. http://crm.internal/v1 (GET /users)
@@ -157,7 +157,7 @@ class Settings:
     )
     upstream_sync_page_size: int = 500
 
-    # --- recommendations and conversion (issue 6; see recommend/engine.py, gateway/models.py).
+    # --- recommendations and conversion (see recommend/engine.py, gateway/models.py).
     # Blend weights per source, merged over the defaults (cf 1, content 0.5, segment 0.3,
     # trending 0.2, context 0.8); weights that `tailor evaluate --tune` saved next to the
     # serving CF version win over these. ---

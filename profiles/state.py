@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from profiles.types import ProfileConfig
+from profiles.types import HistoryEvent, ProfileConfig
 from storage.types import EventRecord
 
 DAY = 86_400.0
@@ -57,8 +57,8 @@ class ProfileState:
     sessions: dict[str, list[float]] = field(default_factory=dict)
     # category -> [decayed value at ref, ref ts]
     affinity: dict[str, list[float]] = field(default_factory=dict)
-    # newest interactions: (ts, message_id, item_id, type, weight)
-    history: list[tuple[float, str, str, str, float]] = field(default_factory=list)
+    # the newest interactions, oldest first
+    history: list[HistoryEvent] = field(default_factory=list)
 
     # ------------------------------------------------------------------ updates
     def apply(self, ev: EventRecord, config: ProfileConfig, categories: CategoryLookup) -> None:
@@ -96,7 +96,9 @@ class ProfileState:
             half = config.affinity_half_life_days * DAY
             for cat in categories(ev.item_id):
                 self._add_affinity(cat, weight, t, half)
-            self._add_history((t, ev.message_id, ev.item_id, ev.type, weight), config.history_size)
+            self._add_history(
+                HistoryEvent(t, ev.message_id, ev.item_id, ev.type, weight), config.history_size
+            )
 
     @staticmethod
     def event_weight(ev: EventRecord, config: ProfileConfig) -> float:
@@ -124,7 +126,7 @@ class ProfileState:
         else:
             cur[0] += _decay(w, cur[1] - t, half)
 
-    def _add_history(self, entry: tuple[float, str, str, str, float], size: int) -> None:
+    def _add_history(self, entry: HistoryEvent, size: int) -> None:
         # Kept sorted and cut to the ``size`` newest: the same set whatever the arrival order.
         bisect.insort(self.history, entry)
         if len(self.history) > size:
@@ -168,7 +170,7 @@ class ProfileState:
             self._add_history(entry, config.history_size)
 
     # ------------------------------------------------------------------ reads
-    def recent_history(self, size: int) -> list[tuple[float, str, str, str, float]]:
+    def recent_history(self, size: int) -> list[HistoryEvent]:
         return self.history[-size:]
 
     def window(self, etype: str, days: int, now: float) -> int:
@@ -253,6 +255,7 @@ class ProfileState:
             sessions={k: list(v) for k, v in doc["sessions"].items()},
             affinity={k: list(v) for k, v in doc["affinity"].items()},
             history=sorted(
-                (float(h[0]), str(h[1]), str(h[2]), str(h[3]), float(h[4])) for h in doc["history"]
+                HistoryEvent(float(h[0]), str(h[1]), str(h[2]), str(h[3]), float(h[4]))
+                for h in doc["history"]
             ),
         )

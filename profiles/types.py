@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 BUILTIN_EVENT_TYPES = (
     "view",
@@ -34,6 +34,16 @@ CHANNELS = ("web", "mobile", "email", "offline", "api")
 FLAG_CLAMPED = 1  # the event's timestamp was in the future beyond the skew tolerance
 
 Status = Literal["accepted", "duplicate", "conflict", "rejected", "dropped"]
+
+
+class HistoryEvent(NamedTuple):
+    """One interaction in a profile's recent history (``ProfileState.history``, oldest first)."""
+
+    ts: float  # UTC epoch seconds
+    message_id: str
+    item_id: str
+    type: str  # event type
+    weight: float  # the event type's weight (ProfileConfig.weights)
 
 
 class ProfileError(Exception):

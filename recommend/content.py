@@ -34,12 +34,13 @@ from embeddings import (
     render_item_text,
     user_vector_from_events,
 )
+from profiles.types import HistoryEvent
 from storage.timeutil import parse_timestamp
 from storage.types import ItemRecord
 
 log = logging.getLogger("tailor.content")
 
-History = Sequence[tuple[float, str, str, str, float]]  # (ts, message id, item id, type, weight)
+History = Sequence[HistoryEvent]  # oldest first
 
 
 def item_document(item: ItemRecord) -> dict[str, Any]:
@@ -199,9 +200,9 @@ class ContentService:
         if index is None:
             return None
         events = [
-            (index.vector(item), weight, ts)
-            for ts, _mid, item, _type, weight in history
-            if weight > 0 and item in index
+            (index.vector(h.item_id), h.weight, h.ts)
+            for h in history
+            if h.weight > 0 and h.item_id in index
         ]
         if not events:
             return None

@@ -301,6 +301,8 @@ class TreeEnsemble:
             )
         if len(clf.classes_) != 2 or clf.n_trees_per_iteration_ != 1:
             raise ValueError("a binary classifier is required")
+        if clf.is_categorical_ is not None and bool(np.any(clf.is_categorical_)):
+            raise ValueError("categorical splits are not supported")
         try:
             trees = cls._read_private(clf)
         except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
@@ -320,7 +322,7 @@ class TreeEnsemble:
                 "HistGradientBoosting internals changed meaning"
             )
         provenance = {
-            "exported_from": f"{type(clf).__module__}.{type(clf).__name__}",
+            "exported_from": f"sklearn.ensemble.{type(clf).__name__}",
             "scikit-learn": sklearn.__version__,
             "numpy": np.__version__,
             "checked_rows": len(check),

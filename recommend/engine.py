@@ -163,8 +163,8 @@ class Recommender:
         if model is None:
             return None
         weights: dict[str, float] = {}
-        for _ts, _mid, item, _type, w in history:
-            weights[item] = weights.get(item, 0.0) + w
+        for h in history:
+            weights[h.item_id] = weights.get(h.item_id, 0.0) + h.weight
         if not weights:
             return None
         return self._overfetch(
@@ -218,9 +218,7 @@ class Recommender:
     def recommend(self, req: RecommendRequest) -> list[Recommendation]:
         if req.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {req.strategy!r}")
-        purchased = {
-            item for _ts, _m, item, etype, _w in req.history if etype in self.exclude_types
-        }
+        purchased = {h.item_id for h in req.history if h.type in self.exclude_types}
         filt = req.filter.with_excluded(purchased)
         pool = max(req.k * 3, 30) if (req.diversity > 0 or req.max_per_category) else req.k
         lists = self.sources(req, filt, pool)
@@ -300,9 +298,9 @@ class _Anchors:
     def __init__(self, history: History, vector_of: Callable[[str], np.ndarray | None]) -> None:
         self.vector_of = vector_of
         recent: dict[str, str] = {}
-        for _ts, _m, item, etype, w in reversed(history):
-            if w > 0 and item not in recent:
-                recent[item] = etype
+        for h in reversed(history):
+            if h.weight > 0 and h.item_id not in recent:
+                recent[h.item_id] = h.type
                 if len(recent) >= 20:
                     break
         self.items = list(recent.items())

@@ -20,11 +20,8 @@ Exception hierarchy (the gateway maps it to GraphQL/HTTP errors in one place)::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
-
-import numpy as np
+from dataclasses import dataclass
+from typing import Literal
 
 
 class RecommendError(Exception):
@@ -39,32 +36,6 @@ class ArtifactError(RecommendError):
     """A saved model directory is incomplete, of another kind, or of an unknown format version."""
 
 
-#: One behavioural event in a user's history: ``(item_id, weight, ts)``; ``weight`` is the
-#: caller's per-event-type weight (e.g. view 1.0, purchase 5.0), ``ts`` UTC epoch seconds.
-HistoryEvent = tuple[str, float, float]
-
-
-@dataclass(frozen=True, slots=True)
-class UserContext:
-    """Who we recommend for.
-
-    ``history`` lists events oldest first, newest last. ``user_id`` is ``None`` for anonymous
-    visitors (sources then rely on ``history`` alone, which is why CF models fold in the history
-    instead of looking up trained user factors).
-    """
-
-    user_id: str | None = None
-    history: Sequence[HistoryEvent] = field(default_factory=tuple)
-    segment_id: str | None = None
-
-    def item_weights(self) -> dict[str, float]:
-        """Sum of event weights per item id (insertion order: first time seen)."""
-        weights: dict[str, float] = {}
-        for item_id, weight, _ts in self.history:
-            weights[item_id] = weights.get(item_id, 0.0) + float(weight)
-        return weights
-
-
 @dataclass(frozen=True, slots=True)
 class Recommendation:
     """One ranked item as served: ``score`` is the blended score (unitless, higher is better),
@@ -77,28 +48,6 @@ class Recommendation:
     reason: str
 
 
-@runtime_checkable
-class CandidateSource(Protocol):
-    """Anything that proposes items for a user (CF, content similarity, trending, ...).
-
-    ``name`` identifies the source in blend weights and in ``Recommendation.source``.
-    """
-
-    name: str
-
-    def candidates(
-        self, user: UserContext, k: int, exclude: frozenset[str]
-    ) -> tuple[list[str], np.ndarray]:
-        """Return up to ``k`` item ids not in ``exclude``, best first, and their scores.
-
-        ``scores`` is a 1-D ``float32`` array with ``len(ids)`` entries, non-increasing. Fewer
-        than ``k`` ids only when fewer eligible items exist. Must not raise for unknown items in
-        ``user.history`` (they are ignored).
-        """
-        ...
-
-
-#: Which collaborative-filtering model to build; ``auto`` picks by catalog size.
 CFKind = Literal["auto", "ease", "knn", "als"]
 
 

@@ -1,4 +1,4 @@
-"""Contracts of the upstream layer (issue 8): configuration, breaker states, the exception tree.
+"""Contracts of the upstream layer: configuration, breaker states, the exception tree.
 
 Tailor can front a catalog service and a CRM service over HTTP (``gateway/upstream_*.py``).
 These names are shared by the client, the breaker, the sources, the sync and the tests.

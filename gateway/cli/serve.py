@@ -84,7 +84,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.no_serve:
         return 0
     if args.upstream:
-        # Issue 8: the bundled catalog/CRM service serves the same world; items and traits
+        # The bundled catalog/CRM stand-in serves the same world; items and traits
         # then resolve through it (see /readyz for its circuit state).
         from gateway.cli.upstream_demo import upstream_process
         from gateway.settings import replace

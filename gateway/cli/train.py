@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
         "--data",
         choices=["movielens", "store"],
         default="movielens",
-        help="movielens: ml-latest-small from TAILOR_DATA_DIR; store: the event log",
+        help="movielens: ml-latest-small from TAILOR_DATASETS_DIR; store: the event log",
     )
     p.add_argument(
         "--split",

@@ -1,7 +1,7 @@
 """``tailor evaluate``: every recommendation strategy side by side on one split, and the weight tuner.
 
 Data: ``movielens`` (``ml-latest-small`` ratings as implicit interactions, from
-``$TAILOR_DATA_DIR``) or ``store`` (the gateway's own event log, weighted per event type as in
+``$TAILOR_DATASETS_DIR``) or ``store`` (the gateway's own event log, weighted per event type as in
 training). Splits: per-user ``random`` (75/25, seeded), global ``temporal`` (newest 20% of the
 entries held out) and per-user ``leave-last-n``. Strategies, each scored by
 :func:`recommend.offline.evaluate.evaluate_strategies` (fitted on train, top-k excluding each user's

@@ -129,7 +129,9 @@ async def test_new_items_become_searchable_without_a_rebuild(gateway: Gateway) -
     gateway.clock.advance(60)
     seed(gateway, [("x1", "Yellow raincoat with hood", ["Coats"], 59.0)], build=False)
     settings = gateway.app.state.settings
-    await asyncio.to_thread(refresh_models, gateway.services, model_stores(settings))  # one poller tick
+    await asyncio.to_thread(
+        refresh_models, gateway.services, model_stores(settings)
+    )  # one poller tick
     data = await gql_data(gateway, '{ search(text: "yellow raincoat", first: 1) { item { id } } }')
     assert data["search"][0]["item"]["id"] == "x1"
     assert gateway.services.content.version == version

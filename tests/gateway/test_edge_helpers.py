@@ -70,7 +70,7 @@ async def edge(
     """The real app with the test-only fields above; ``BACKEND`` reset for each test."""
     BACKEND.calls, BACKEND.fail, BACKEND.gate = 0, False, None
     BACKEND.segments = {"u1": "3", "u2": "5", "u3": "3"}
-    # Operation limits are issue 9's business: 200 concurrent requests of one client must reach
+    # Per-client limits are the security suite's business: 200 concurrent requests of one client must reach
     # the cache here, not the rate limiter or the concurrency cap.
     overrides: dict[str, Any] = {"max_concurrency": 0, "rate_limit_per_s": 0}
     overrides.update(getattr(request, "param", None) or {})

@@ -13,9 +13,9 @@ import pytest
 from gateway.app import create_app
 from gateway.cli.demo_world import load_demo_world
 from gateway.cli.main import main
+from gateway.cli.train import evaluation_inputs
 from gateway.security.auth import issue_token
 from gateway.settings import Settings, load_settings
-from gateway.cli.train import evaluation_inputs
 from recommend.offline.harness import evaluate
 from tests.conftest import SECRET, Gateway, movielens_dir
 
@@ -184,7 +184,9 @@ def test_evaluate_is_deterministic_for_a_seed(world: tuple[Path, dict[str, objec
         assert [r["strategy"] for r in a.rows] == ["popularity", *only]
         if split == "random":
             als_seed3 = a.rows[1]
-    other_seed = evaluate(evaluation_inputs(settings, "store"), split="random", seed=4, only=["als"])
+    other_seed = evaluate(
+        evaluation_inputs(settings, "store"), split="random", seed=4, only=["als"]
+    )
     assert other_seed.rows[1] != als_seed3  # another seed: another split and init
 
 

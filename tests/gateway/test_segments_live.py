@@ -11,11 +11,11 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from gateway.app import create_app
-from gateway.wiring import build_services
 from gateway.cli.demo_world import load_demo_world
 from gateway.cli.main import main
 from gateway.security.auth import issue_token
 from gateway.settings import load_settings
+from gateway.wiring import build_services
 from segments import SegmentError
 from tests.conftest import SECRET
 

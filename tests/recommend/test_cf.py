@@ -9,8 +9,7 @@ from recommend.cf import ALS, EASE, ItemKNN, choose_cf_model
 from recommend.interactions import InteractionMatrix
 from recommend.model import ItemModel, load_model
 from recommend.popularity import Popularity
-from recommend.sources import ModelCandidateSource
-from recommend.types import ArtifactError, CandidateSource, CFConfig, ModelNotTrained, UserContext
+from recommend.types import ArtifactError, CFConfig, ModelNotTrained
 
 
 def make_models() -> list[ItemModel]:
@@ -136,15 +135,6 @@ def test_popularity_counts_users_and_serves_cold_users(clusters: InteractionMatr
     assert ids[0] == "c" and scores[0] == 4.0
     ids, _ = model.recommend({"c": 1.0}, k=3)
     assert "c" not in ids and len(ids) == 3
-
-
-def test_model_candidate_source_folds_in_context(clusters: InteractionMatrix) -> None:
-    source = ModelCandidateSource(EASE(lambda_=0.5).fit(clusters), name="cf")
-    assert isinstance(source, CandidateSource)
-    user = UserContext(user_id=None, history=[("a", 1.0, 1.0), ("b", 1.0, 2.0)])
-    ids, scores = source.candidates(user, 1, frozenset({"c"}))
-    assert ids == ["d"] and len(scores) == 1
-    assert source.name == "cf"
 
 
 def test_ease_matches_the_closed_form(clusters: InteractionMatrix) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from embeddings import HashingEncoder, IndexStore
+from profiles.types import HistoryEvent
 from recommend.cf import EASE
 from recommend.content import ContentService
 from recommend.engine import ModelSlot, Recommender, RecommendRequest
@@ -50,9 +51,12 @@ def make_items() -> dict[str, ItemRecord]:
 
 def make_history(
     items: list[str], etype: str = "view", start: float = NOW - 86_400
-) -> list[tuple[float, str, str, str, float]]:
+) -> list[HistoryEvent]:
     weight = {"view": 0.5, "purchase": 5.0, "add_to_cart": 3.0}[etype]
-    return [(start + n, f"{etype}-{item}-{n}", item, etype, weight) for n, item in enumerate(items)]
+    return [
+        HistoryEvent(start + n, f"{etype}-{item}-{n}", item, etype, weight)
+        for n, item in enumerate(items)
+    ]
 
 
 class World:

@@ -1,4 +1,4 @@
-"""Quality target on MovieLens ml-latest-small (issue 6).
+"""Quality target on MovieLens ml-latest-small.
 
 Protocol: every rating is an implicit interaction; per-user random 75/25 split with a fixed
 seed; top-10 excluding each user's training items; NDCG@10 with binary relevance on the

@@ -47,12 +47,12 @@ async def test_added_latency_within_timeouts_is_fine_beyond_is_unavailable(
 ) -> None:
     upstream.faults(latency_ms=50)
     assert (await gw.gql(ONE, {"id": "u1"})).json()["data"]["item"]["title"] == "Upstream item 1"
-    # Read timeout 0.5 s, budget 1 s per call; the server would take a minute. The bound is wall
-    # clock on a possibly loaded machine: far above the 1 s budget, far below the minute.
-    upstream.faults(latency_ms=60_000)
+    upstream.faults(latency_ms=2000)  # read timeout 0.5 s, budget 1 s per call
     started = time.monotonic()
     body = (await gw.gql(ONE, {"id": "u2"})).json()
-    assert time.monotonic() - started < 20
+    # Waiting the 2 s out would have answered the item; UPSTREAM_UNAVAILABLE (below) shows the
+    # timeouts cut it. The wall-clock bound only rules out a hang, generous for loaded machines.
+    assert time.monotonic() - started < 10
     assert body["data"]["item"] is None and code(body) == "UPSTREAM_UNAVAILABLE"
 
 
