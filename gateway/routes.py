@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.edge.layer import EdgeLayer
+from gateway.edge.purge import handle_purge
 from gateway.graphql.endpoint import GraphQLEndpoint
 from gateway.http import (
     HTTPProblem,
@@ -136,7 +137,7 @@ async def admin_purge(request: Request) -> Response:
                 {"WWW-Authenticate": "Bearer"},
             )
         viewer = rt.auth(request.headers.get("authorization"), None)
-        return await rt.edge.handle_purge(request, viewer)
+        return await handle_purge(rt.edge.purge, request, viewer)
     except HTTPProblem as p:
         return problem_response(p)
 

@@ -8,12 +8,13 @@ as constructor arguments and listeners, never by being changed after constructio
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from starlette.middleware import Middleware
@@ -56,6 +57,7 @@ from upstream.sources import parse_field_map
 from upstream.types import UpstreamConfig
 
 SEGMENT_POPULAR_WINDOW_S = 30 * 86400.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,19 +154,16 @@ def pii_salt(settings: Settings) -> str:
     return hmac.new(settings.jwt_secret.encode(), b"tailor-pii-salt", hashlib.sha256).hexdigest()
 
 
+def configured(cls: type[T], settings: Settings, prefix: str = "", **explicit: Any) -> T:
+    """An instance of the dataclass ``cls`` whose fields take the settings named
+    ``prefix + field`` (fields without such a setting keep their defaults); ``explicit`` wins."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {n: getattr(settings, prefix + n) for n in names if hasattr(settings, prefix + n)}
+    return cls(**{**values, **explicit})
+
+
 def operation_limits(settings: Settings) -> OperationLimits | None:
-    if not settings.limits_enabled:
-        return None
-    return OperationLimits(
-        max_depth=settings.max_depth,
-        max_aliases=settings.max_aliases,
-        max_root_fields=settings.max_root_fields,
-        max_directives=settings.max_directives,
-        max_tokens=settings.max_tokens,
-        max_cost=settings.max_cost,
-        max_duplicate_fields=settings.max_duplicate_fields,
-        max_first=settings.max_first,
-    )
+    return configured(OperationLimits, settings) if settings.limits_enabled else None
 
 
 def guard_config(settings: Settings) -> GuardConfig:
@@ -179,29 +178,20 @@ def guard_config(settings: Settings) -> GuardConfig:
 
 def upstream_configs(settings: Settings) -> dict[str, UpstreamConfig]:
     """The configured upstreams by name (``catalog``, ``crm``), from the ``upstream_*`` settings."""
-    common: dict[str, Any] = dict(
-        token=settings.upstream_token,
-        connect_timeout_s=settings.upstream_connect_timeout_s,
-        read_timeout_s=settings.upstream_read_timeout_s,
-        total_timeout_s=settings.upstream_total_timeout_s,
-        max_connections=settings.upstream_max_connections,
-        max_keepalive=settings.upstream_max_keepalive,
-        retries=settings.upstream_retries,
-        backoff_base_s=settings.upstream_backoff_s,
-        backoff_max_s=settings.upstream_backoff_max_s,
-        breaker_failures=settings.upstream_breaker_failures,
-        breaker_reset_s=settings.upstream_breaker_reset_s,
-        cache_ttl_s=settings.upstream_cache_ttl_s,
-        stale_if_error_s=settings.upstream_stale_if_error_s,
-        cache_max_bytes=settings.upstream_cache_max_bytes,
-        batch_max=settings.upstream_batch_max,
-    )
     urls = {
         "catalog": (settings.upstream_catalog_url, settings.upstream_catalog_map),
         "crm": (settings.upstream_crm_url, settings.upstream_crm_map),
     }
     return {
-        name: UpstreamConfig(name, url.rstrip("/"), field_map=parse_field_map(fmap), **common)
+        name: configured(
+            UpstreamConfig,
+            settings,
+            "upstream_",
+            name=name,
+            base_url=url.rstrip("/"),
+            field_map=parse_field_map(fmap),
+            backoff_base_s=settings.upstream_backoff_s,
+        )
         for name, (url, fmap) in urls.items()
         if url
     }
@@ -349,14 +339,7 @@ def build_edge(
             max_bytes=settings.apq_max_bytes,
         ),
         tokens=SegmentTokens(settings.jwt_secret, ttl_s=settings.segment_token_ttl_s, clock=clock),
-        config=EdgeConfig(
-            cache_enabled=settings.edge_cache,
-            default_max_age=settings.edge_default_max_age,
-            default_swr=settings.edge_default_swr,
-            default_sie=settings.edge_default_sie,
-            browser_max_age=settings.edge_browser_max_age,
-            shared_max_age=settings.edge_shared_max_age,
-        ),
+        config=configured(EdgeConfig, settings, "edge_", cache_enabled=settings.edge_cache),
         purger=purger,
         purge_listeners=purge_listeners,
     )

@@ -120,6 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         elif args.what == "conversion":
             from profiles.types import InsufficientTrainingData
+            from recommend.types import TreeExportError
 
             try:
                 version, m = train_conversion_model(
@@ -127,6 +128,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 )
             except InsufficientTrainingData as exc:
                 console.print(f"[red]{exc}[/red]")
+                return 1
+            except TreeExportError as exc:
+                console.print(f"[red]cannot export the conversion model: {exc}[/red]")
                 return 1
             console.print(
                 f"conversion model {version}: horizon {settings.conversion_horizon_days:g} days, "
