@@ -46,7 +46,22 @@ def should_show_progress(n_texts: int) -> bool:
     return n_texts >= PROGRESS_MIN_TEXTS
 
 
-class SentenceTransformerEncoder:
+class _Identified:
+    """``model_id`` and ``dimension`` of an encoder, read-only."""
+
+    _model_id: str
+    _dimension: int
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+
+class SentenceTransformerEncoder(_Identified):
     """`Encoder` backed by a local sentence-transformers model (default: bundled MiniLM).
 
     Loading is offline: ``HF_HUB_OFFLINE=1`` is set (unless the environment already sets
@@ -97,14 +112,6 @@ class SentenceTransformerEncoder:
             time.perf_counter() - started,
         )
 
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
     ) -> FloatMatrix:
@@ -132,7 +139,7 @@ class SentenceTransformerEncoder:
 _TOKEN = re.compile(r"\w+")
 
 
-class HashingEncoder:
+class HashingEncoder(_Identified):
     """Deterministic feature-hashing `Encoder` — FOR UNIT TESTS ONLY, never a default.
 
     Each lowercase word (and each adjacent word pair) is hashed with BLAKE2b to a signed
@@ -147,14 +154,6 @@ class HashingEncoder:
         self._dimension = dimension
         self._model_id = model_id or f"hashing-v1-{dimension}"
         self.texts_encoded = 0
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False

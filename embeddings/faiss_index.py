@@ -32,7 +32,6 @@ searches while it runs, so build big indexes off to the side and publish them wi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +47,8 @@ from embeddings.index_support import (
     meta_from_json,
     meta_to_json,
     pad_results,
+    read_items,
+    write_items,
 )
 from embeddings.rwlock import ReadWriteLock
 from embeddings.types import (
@@ -61,7 +62,6 @@ from embeddings.types import (
 IndexKind = Literal["exact", "hnsw"]
 
 INDEX_FILE = "index.faiss"
-ITEMS_FILE = "items.json"
 
 ALLOWED_SCAN_LIMIT = 4096
 """``allowed_ids`` sets up to this size are scored exactly instead of over-fetching."""
@@ -394,13 +394,13 @@ class FaissIndex:
                 "labels": [self._label_of[i] for i in ids],
                 "meta": [meta_to_json(self._meta[i]) for i in ids],
             }
-        (directory / ITEMS_FILE).write_text(json.dumps(items), encoding="utf-8")
+        write_items(directory, items)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
         directory = Path(directory)
         try:
-            items = json.loads((directory / ITEMS_FILE).read_text(encoding="utf-8"))
+            items = read_items(directory)
             faiss_index: Any = faiss.read_index(str(directory / INDEX_FILE))
         except (OSError, ValueError, RuntimeError) as exc:
             raise ArtifactError(f"cannot read FaissIndex from {directory}: {exc}") from exc

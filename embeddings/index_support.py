@@ -6,7 +6,9 @@ Keeping these in one place is what makes `FaissIndex` and `NumpyIndex` agree on 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,3 +79,17 @@ def meta_from_json(data: Mapping[str, Any]) -> ItemMeta:
         categories=frozenset(str(c) for c in data.get("categories", ())),
         available=bool(data.get("available", True)),
     )
+
+
+ITEMS_FILE = "items.json"
+
+
+def write_items(directory: Path, items: Mapping[str, Any]) -> None:
+    """Write an index's ``items.json`` (ids, metadata, parameters) into ``directory``."""
+    (directory / ITEMS_FILE).write_text(json.dumps(items), encoding="utf-8")
+
+
+def read_items(directory: Path) -> dict[str, Any]:
+    """Read an index's ``items.json``; ``OSError``/``ValueError`` when missing or malformed."""
+    doc: dict[str, Any] = json.loads((directory / ITEMS_FILE).read_text(encoding="utf-8"))
+    return doc

@@ -7,7 +7,6 @@ backends against (the conformance suite does). Not thread-safe: callers serializ
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
@@ -21,11 +20,12 @@ from embeddings.index_support import (
     meta_from_json,
     meta_to_json,
     pad_results,
+    read_items,
+    write_items,
 )
 from embeddings.types import ArtifactError, FloatMatrix, IndexMismatch, ItemMeta, SearchFilter
 
 _VECTORS_FILE = "vectors.npy"
-_ITEMS_FILE = "items.json"
 
 
 class NumpyIndex:
@@ -120,13 +120,13 @@ class NumpyIndex:
             "ids": self._ids,
             "meta": [meta_to_json(self._meta[i]) for i in self._ids],
         }
-        (directory / _ITEMS_FILE).write_text(json.dumps(items), encoding="utf-8")
+        write_items(directory, items)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
         directory = Path(directory)
         try:
-            items = json.loads((directory / _ITEMS_FILE).read_text(encoding="utf-8"))
+            items = read_items(directory)
             matrix = np.load(directory / _VECTORS_FILE)
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"cannot read NumpyIndex from {directory}: {exc}") from exc

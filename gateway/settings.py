@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.graphql.limits import OperationLimits
+
 _DEFAULT_WEIGHTS = {
     "view": 0.5,
     "click": 1.0,
@@ -31,6 +33,9 @@ _DEFAULT_WEIGHTS = {
     "rate": 1.0,
     "identify": 0.0,
 }
+
+
+_LIMITS = OperationLimits()
 
 
 class SettingsError(ValueError):
@@ -56,7 +61,7 @@ class Settings:
     # --- HTTP / GraphQL limits ---
     max_body_bytes: int = 1_000_000
     max_batch_events: int = 1000
-    max_first: int = 100
+    max_first: int = _LIMITS.max_first
     graphql_batch_max: int = 0  # operations per batched POST (a JSON array); 0 = batching off
 
     # --- ingestion ---
@@ -109,14 +114,15 @@ class Settings:
 
     # --- security and privacy (see gateway/graphql/limits.py, gateway/security/,
     # apikeys.py and profiles/privacy.py). 0 disables a numeric limit. ---
+    # Operation limits: the defaults are OperationLimits' own.
     limits_enabled: bool = True  # all operation limits below at once
-    max_depth: int = 15
-    max_aliases: int = 30
-    max_root_fields: int = 20
-    max_directives: int = 30
-    max_tokens: int = 2000
-    max_cost: int = 5000
-    max_duplicate_fields: int = 10
+    max_depth: int = _LIMITS.max_depth
+    max_aliases: int = _LIMITS.max_aliases
+    max_root_fields: int = _LIMITS.max_root_fields
+    max_directives: int = _LIMITS.max_directives
+    max_tokens: int = _LIMITS.max_tokens
+    max_cost: int = _LIMITS.max_cost
+    max_duplicate_fields: int = _LIMITS.max_duplicate_fields
     introspection: bool = True  # forced off in production
     request_timeout_s: float = 10.0  # 504 after this
     max_concurrency: int = 64  # requests in flight; 503 + Retry-After beyond

@@ -15,7 +15,9 @@ Exception hierarchy (the gateway maps it to GraphQL/HTTP errors in one place)::
 
     RecommendError                 base class of everything raised on purpose here
      ├── ModelNotTrained           recommend/save called before fit (or load of an empty dir)
-     └── ArtifactError             a model directory is missing files or has a bad manifest
+     ├── ArtifactError             a model directory is missing files or has a bad manifest
+     └── TreeExportError           fitted conversion trees cannot be exported faithfully (the
+                                   installed scikit-learn is unverified or its internals differ)
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ class ModelNotTrained(RecommendError):
 
 class ArtifactError(RecommendError):
     """A saved model directory is incomplete, of another kind, or of an unknown format version."""
+
+
+class TreeExportError(RecommendError):
+    """The fitted conversion estimator cannot be exported faithfully with the installed
+    scikit-learn (a version outside ``SKLEARN_VERIFIED``, an unreadable layout, or an export
+    that disagrees with its ``decision_function``): raised at training time, never serving."""
 
 
 @dataclass(frozen=True, slots=True)
