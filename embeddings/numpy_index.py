@@ -13,16 +13,7 @@ from typing import Self
 
 import numpy as np
 
-from embeddings.index_support import (
-    as_matrix,
-    check_batch,
-    check_k,
-    meta_from_json,
-    meta_to_json,
-    pad_results,
-    read_items,
-    write_items,
-)
+from embeddings import index_support as support
 from embeddings.types import ArtifactError, FloatMatrix, IndexMismatch, ItemMeta, SearchFilter
 
 _VECTORS_FILE = "vectors.npy"
@@ -47,7 +38,7 @@ class NumpyIndex:
     def add(
         self, ids: Sequence[str], vectors: FloatMatrix, meta: Sequence[ItemMeta] | None = None
     ) -> None:
-        id_list, matrix, meta_list = check_batch(ids, vectors, meta, self._dimension)
+        id_list, matrix, meta_list = support.check_batch(ids, vectors, meta, self._dimension)
         new_ids: list[str] = []
         new_rows: list[np.ndarray] = []
         for item_id, vec, item_meta in zip(id_list, matrix, meta_list, strict=True):
@@ -85,8 +76,8 @@ class NumpyIndex:
     def search(
         self, vectors: FloatMatrix, k: int, filter: SearchFilter | None = None
     ) -> tuple[list[list[str]], FloatMatrix]:
-        check_k(k)
-        queries = as_matrix(vectors, self._dimension)
+        support.check_k(k)
+        queries = support.as_matrix(vectors, self._dimension)
         all_scores = queries @ self._matrix.T
         rows: list[list[tuple[str, float]]] = []
         for scores in all_scores:
@@ -100,7 +91,7 @@ class NumpyIndex:
                     if len(row) == k:
                         break
             rows.append(row)
-        return pad_results(rows, k)
+        return support.pad_results(rows, k)
 
     def vector(self, item_id: str) -> FloatMatrix:
         return self._matrix[self._row[item_id]].copy()
@@ -118,22 +109,22 @@ class NumpyIndex:
         items = {
             "dimension": self._dimension,
             "ids": self._ids,
-            "meta": [meta_to_json(self._meta[i]) for i in self._ids],
+            "meta": [support.meta_to_json(self._meta[i]) for i in self._ids],
         }
-        write_items(directory, items)
+        support.write_items(directory, items)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
         directory = Path(directory)
         try:
-            items = read_items(directory)
+            items = support.read_items(directory)
             matrix = np.load(directory / _VECTORS_FILE)
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"cannot read NumpyIndex from {directory}: {exc}") from exc
         index = cls(int(items["dimension"]))
         if matrix.shape != (len(items["ids"]), index.dimension):
             raise IndexMismatch(f"{directory}: vectors {matrix.shape} do not match the id list")
-        index.add(items["ids"], matrix, [meta_from_json(m) for m in items["meta"]])
+        index.add(items["ids"], matrix, [support.meta_from_json(m) for m in items["meta"]])
         return index
 
     def __len__(self) -> int:

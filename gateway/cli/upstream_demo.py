@@ -208,19 +208,24 @@ def upstream_process(world: Path, port: int, host: str = "127.0.0.1") -> Iterato
     )
     url = f"http://{host}:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/_stats", timeout=1)
-                break
-            except httpx.HTTPError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the upstream demo service did not start") from None
-                time.sleep(0.05)
+        wait_until_serving(url, proc)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    """Block until the service at ``url`` answers; RuntimeError if ``proc`` dies or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            httpx.get(f"{url}/_stats", timeout=1)
+            return
+        except httpx.HTTPError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the upstream demo service did not start") from None
+            time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ circle.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,17 +44,18 @@ class Executor(Protocol):
 
 
 class ResponseLayer(Protocol):
-    """Turns one request's operation into a response (caching, APQ, cache headers)."""
+    """Turns one request's operation into a response (caching, APQ, cache headers).
 
-    async def read_params(
-        self, request: Request, max_body: int
-    ) -> GraphQLParams | list[GraphQLParams]: ...
+    ``read_params(request, max_body)``: the request's operation(s), possibly memoized.
+    ``respond(executor, request, params, viewer, media_type)``: the HTTP response, executing
+    through ``executor`` when nothing cached answers."""
 
-    async def respond(
+    @property
+    def read_params(
         self,
-        executor: Executor,
-        request: Request,
-        params: GraphQLParams,
-        viewer: Viewer,
-        media: str,
-    ) -> Response: ...
+    ) -> Callable[[Request, int], Awaitable[GraphQLParams | list[GraphQLParams]]]: ...
+
+    @property
+    def respond(
+        self,
+    ) -> Callable[[Executor, Request, GraphQLParams, Viewer, str], Awaitable[Response]]: ...

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import orjson
 import pytest
 
 from gateway.app import create_app
+from gateway.cli.upstream_demo import wait_until_serving
 from tests.conftest import SECRET, FakeClock, Gateway
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,16 +104,11 @@ def upstream_process(upstream_world: Path) -> Iterator[UpstreamProcess]:
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}/_stats", timeout=1)
-            break
-        except httpx.HTTPError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("the upstream demo service did not start") from None
-            time.sleep(0.05)
+    try:
+        wait_until_serving(url, proc)
+    except RuntimeError:
+        proc.kill()
+        raise
     try:
         yield UpstreamProcess(url, proc)
     finally:
