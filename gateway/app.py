@@ -21,7 +21,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import routes, wiring
-from gateway.graphql.endpoint import GraphQLEndpoint
 from gateway.models import Refresh, poll_models, refresh_models
 from gateway.routes import Runtime
 from gateway.security.apikeys import ApiKeyRegistry
@@ -74,20 +73,7 @@ def create_app(
             purge_listeners=[upstreams.invalidate] if upstreams is not None else [],
         )
         edge.attach()
-        endpoint = GraphQLEndpoint(
-            schema or build_schema(),
-            services,
-            max_body=config.max_body_bytes,
-            production=config.production,
-            graphiql=config.graphiql_enabled,
-            secret=config.jwt_secret,
-            issuer=config.jwt_issuer,
-            audience=config.jwt_audience,
-            limits=wiring.operation_limits(config),
-            introspection=config.introspection_enabled,
-            batch_max=config.graphql_batch_max,
-            layer=edge,
-        )
+        endpoint = wiring.graphql_endpoint(config, services, schema or build_schema(), edge)
 
         def refreshed(refresh: Refresh) -> None:
             # Cached answers built on what changed are dropped.
@@ -104,12 +90,7 @@ def create_app(
         poller = asyncio.create_task(poll_models(services, stores, refreshed))
         services.ingest.start()
         if upstreams is not None:
-            upstreams.start_sync(
-                services.store,
-                config.upstream_sync_interval_s,
-                page_size=config.upstream_sync_page_size,
-                on_written=synced,
-            )
+            wiring.start_sync(config, upstreams, services, on_written=synced)
         app.state.runtime = Runtime(
             config, services, endpoint, edge, wiring.api_keys(services), upstreams
         )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+import strawberry
 from starlette.middleware import Middleware
 
 from cache import ObjectCache, ResponseCache
@@ -32,7 +33,9 @@ from embeddings import (
 from gateway.edge.apq import PersistedQueries
 from gateway.edge.layer import CdnPurger, EdgeConfig, EdgeLayer
 from gateway.edge.segment_tokens import SegmentTokens
+from gateway.graphql.endpoint import GraphQLEndpoint
 from gateway.graphql.limits import OperationLimits
+from gateway.graphql.types import ResponseLayer
 from gateway.security.apikeys import ApiKeyMiddleware, ApiKeyRegistry
 from gateway.security.csrf import CookieAuthMiddleware, PrivacySignalMiddleware
 from gateway.security.guard import ClientKey, GuardConfig, RequestGuard
@@ -386,3 +389,38 @@ def security_middleware(
 
 def api_keys(services: Services) -> ApiKeyRegistry:
     return ApiKeyRegistry(services.store, clock=services.clock)
+
+
+def graphql_endpoint(
+    settings: Settings, services: Services, schema: strawberry.Schema, layer: ResponseLayer
+) -> GraphQLEndpoint:
+    return GraphQLEndpoint(
+        schema,
+        services,
+        max_body=settings.max_body_bytes,
+        production=settings.production,
+        graphiql=settings.graphiql_enabled,
+        secret=settings.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        limits=operation_limits(settings),
+        introspection=settings.introspection_enabled,
+        batch_max=settings.graphql_batch_max,
+        layer=layer,
+    )
+
+
+def start_sync(
+    settings: Settings,
+    upstreams: Upstreams,
+    services: Services,
+    *,
+    on_written: Callable[[str, Sequence[Any]], None],
+) -> None:
+    """The background sync of every upstream source into the store (off at interval 0)."""
+    upstreams.start_sync(
+        services.store,
+        settings.upstream_sync_interval_s,
+        page_size=settings.upstream_sync_page_size,
+        on_written=on_written,
+    )
