@@ -48,7 +48,7 @@ from recommend.conversion import ConversionModelStore
 from recommend.engine import DEFAULT_WEIGHTS, ModelSlot, Recommender
 from recommend.segment_popular import SegmentPopularity
 from recommend.training import CF_KINDS, CFStore
-from recommend.trending import TrendingModel
+from recommend.trending import TrendingModel, anchored_since
 from recommend.types import CFConfig
 from resolvers.context import Services
 from segments import SegmentingConfig
@@ -262,6 +262,7 @@ def build_services(
     popular = SegmentPopularity(
         lookup,
         events_since=lambda ts: store.iter_events(since=ts),
+        newest_event_ts=store.newest_event_ts,
         window_s=SEGMENT_POPULAR_WINDOW_S,
         clock=clock,
         categories=catalog.categories,
@@ -306,8 +307,10 @@ def build_services(
 
 def bootstrap_trending(services: Services, settings: Settings) -> None:
     """Load trending from the recent event log (at start-up)."""
-    since = services.clock() - settings.trending_window_days * 86_400.0
-    services.trending.add_events(services.store.iter_events(since=since))
+    store = services.store
+    window = settings.trending_window_days * 86_400.0
+    since = anchored_since(services.clock(), store.newest_event_ts(), window)
+    services.trending.add_events(store.iter_events(since=since))
 
 
 # ---------------------------------------------------------------------- HTTP layers

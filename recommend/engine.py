@@ -187,7 +187,7 @@ class Recommender:
             assert search_filter is not None
             # Like CF, content never re-suggests what the user already interacted with.
             seen = SearchFilter(
-                search_filter.exclude_ids | {item for _t, _m, item, _e, _w in req.history},
+                search_filter.exclude_ids | {h.item_id for h in req.history},
                 search_filter.allowed_ids,
                 search_filter.categories,
                 search_filter.available_only,
@@ -222,9 +222,10 @@ class Recommender:
         filt = req.filter.with_excluded(purchased)
         pool = max(req.k * 3, 30) if (req.diversity > 0 or req.max_per_category) else req.k
         lists = self.sources(req, filt, pool)
+        recs: list[Recommendation]
         if not lists:
-            return []
-        if len(lists) == 1:  # one source: keep its own scores
+            recs = []
+        elif len(lists) == 1:  # one source: keep its own scores
             ((name, (ids, scores)),) = lists.items()
             recs = [
                 Recommendation(i, float(s), name, "")
@@ -234,6 +235,7 @@ class Recommender:
             configured = self.blend_weights()
             weights = {name: configured.get(name, 0.0) for name in lists}
             recs = blend(lists, weights, k=pool)
+        recs += self._backfill(pool - len(recs), filt, {r.item_id for r in recs})
         if req.diversity > 0 or req.max_per_category:
             recs = mmr(
                 recs,
@@ -263,21 +265,50 @@ class Recommender:
         source = self.segment_popular
         if source is None or k <= 0:
             return []
-        ids, scores = source(segment_id, k, self._accept(filt or ItemFilter()))
+        filt = filt or ItemFilter()
+        ids, scores = source(segment_id, k, self._accept(filt))
         reason = f"Popular with {segment_name or 'people like you'}"
-        return [
+        recs = [
             Recommendation(i, float(s), "segment", reason)
             for i, s in zip(ids[:k], np.asarray(scores, dtype=np.float32)[:k], strict=True)
         ]
+        filled = self._backfill(k - len(recs), filt, set(ids))
+        return recs + [
+            Recommendation(r.item_id, r.score, r.source, self._fill_reason(r)) for r in filled
+        ]
+
+    def _backfill(self, n: int, filt: ItemFilter, chosen: set[str]) -> list[Recommendation]:
+        """Up to ``n`` more accepted items when the sources ran short (a new visitor, a thin
+        segment, a narrow filter): trending first, then the newest catalog items. A page is
+        never empty while enough available items exist. Scores sit below every sourced one."""
+        if n <= 0:
+            return []
+        accept = self._accept(filt)
+        skip = filt.exclude_ids | chosen
+        ids, _scores = self.trending.top(n, exclude=skip, accept=accept)
+        out = [Recommendation(i, 0.0, "trending", "") for i in ids]
+        if len(out) < n:
+            taken = skip | set(ids)
+            newest = sorted(
+                (it for it in self.all_items() if it.id not in taken and filt.accepts(it)),
+                key=lambda it: (-it.created_at, it.id),
+            )
+            out += [Recommendation(it.id, 0.0, "catalog", "") for it in newest[: n - len(out)]]
+        return out
+
+    def _fill_reason(self, rec: Recommendation) -> str:
+        if rec.source == "trending":
+            cat = self._first_category(rec.item_id)
+            return f"Trending in {cat}" if cat else "Trending now"
+        return "New in the shop"
 
     def _first_category(self, item_id: str) -> str | None:
         item = self.item_of(item_id)
         return item.categories[-1] if item and item.categories else None
 
     def _reason(self, item_id: str, source: str, req: RecommendRequest, anchors: _Anchors) -> str:
-        if source == "trending":
-            cat = self._first_category(item_id)
-            return f"Trending in {cat}" if cat else "Trending now"
+        if source in ("trending", "catalog"):
+            return self._fill_reason(Recommendation(item_id, 0.0, source, ""))
         if source == "segment":
             return f"Popular with {req.segment_name or 'people like you'}"
         if source == "context" and req.context_item:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
-from recommend.trending import TrendingModel
+from recommend.trending import TrendingModel, anchored_since
 from storage.types import EventRecord
 
 
@@ -23,13 +23,17 @@ class SegmentPopularity:
         segment_of: Callable[[str], str | None],
         *,
         events_since: Callable[[float], Iterable[EventRecord]],
+        newest_event_ts: Callable[[], float | None] = lambda: None,
         half_life_s: float = 7 * 86400.0,
         window_s: float = 30 * 86400.0,
         clock: Callable[[], float],
         categories: Callable[[str], tuple[str, ...]] = lambda _i: (),
     ) -> None:
         """``segment_of(profile_key)``: the profile's live segment id (None: none applies).
-        ``events_since(ts)``: the stored events from ``ts`` on (replayed by ``rebuild``)."""
+        ``events_since(ts)``: the stored events from ``ts`` on (replayed by ``rebuild``);
+        ``newest_event_ts()``: the newest stored event's time (the window ends there when that is
+        older than now)."""
+        self._newest = newest_event_ts
         self._segment_of = segment_of
         self._events_since = events_since
         self._half_life = half_life_s
@@ -50,7 +54,8 @@ class SegmentPopularity:
     def rebuild(self, assignments: Mapping[str, str]) -> None:
         """Replay the recent events under a new assignment (a segment model swap)."""
         models: dict[str, TrendingModel] = {}
-        for ev in self._events_since(self._clock() - self._window):
+        since = anchored_since(self._clock(), self._newest(), self._window)
+        for ev in self._events_since(since):
             seg = assignments.get(ev.profile_key)
             if seg is not None and ev.item_id:
                 self._model(models, seg).add_events([ev])

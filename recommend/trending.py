@@ -6,6 +6,11 @@ when ``t >= r`` (else ``s += w * 0.5**((r - t) / h)``). Reading at ``now`` decay
 ``now``. This is O(1) per event, exact (no windowing artefacts), and independent of the order in
 which events arrive, so a model bootstrapped from the log and one fed live agree.
 
+"Now" for decay is the wall clock, or the newest event the model has seen when that is older: a
+store loaded with last year's history, or a shop whose traffic paused, still ranks its items
+(ranks do not change with a common decay factor, and scores do not underflow to zero).
+:func:`anchored_since` anchors the start-up window the same way.
+
 Thread-safety: ``add`` is called from the ingestion writer thread while requests read ``top``;
 one lock guards the dictionaries, and ranked lists are cached for ``cache_s`` seconds.
 """
@@ -27,6 +32,13 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
     "purchase": 8.0,
     "rate": 2.0,
 }
+
+
+def anchored_since(now: float, newest_event_ts: float | None, window_s: float) -> float:
+    """The start of a "recent" window of ``window_s``: measured back from now, or from the newest
+    stored event when that is older (so old history still fills the window)."""
+    anchor = now if newest_event_ts is None else min(now, newest_event_ts)
+    return anchor - window_s
 
 
 class TrendingModel:
@@ -95,7 +107,8 @@ class TrendingModel:
             )
             items = [i for i, k in zip(items, keep, strict=True) if k]
             scores, refs = scores[keep], refs[keep]
-        decayed = scores * np.power(0.5, np.maximum(0.0, now - refs) / self.half_life_s)
+        anchor = min(now, float(refs.max())) if len(refs) else now
+        decayed = scores * np.power(0.5, np.maximum(0.0, anchor - refs) / self.half_life_s)
         order = (
             np.lexsort((np.array(items, dtype=object).astype(str), -decayed))
             if items

@@ -372,6 +372,10 @@ class SQLiteStore:
     def count_events(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM events").fetchone()[0])
 
+    def newest_event_ts(self) -> float | None:
+        row = self._reader().execute("SELECT max(ts) FROM events").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def resolve_identity(self, anonymous_id: str) -> str | None:
         row = (
             self._reader()

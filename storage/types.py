@@ -155,6 +155,9 @@ class EventStore(Protocol):
 
     def count_events(self) -> int: ...
 
+    def newest_event_ts(self) -> float | None:
+        """The timestamp of the newest stored event (None when there is none)."""
+
     def resolve_identity(self, anonymous_id: str) -> str | None:
         """The user id an anonymous id was linked to, if any."""
 

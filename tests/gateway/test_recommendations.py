@@ -242,7 +242,9 @@ SEGMENT_RECS = """query($id: ID, $first: Int!) { segmentRecommendations(segmentI
 async def test_segment_recommendations_are_the_same_for_everyone(gateway: Gateway) -> None:
     await open_shop(gateway, cf=False)
     r = await gateway.gql(SEGMENT_RECS, {"id": "s-coats", "first": 3})
-    assert r.json()["data"]["segmentRecommendations"] == []  # no segment wiring yet: empty
+    # No segment model yet: never an empty page, the trending fallback says what it is.
+    fallback = r.json()["data"]["segmentRecommendations"]
+    assert len(fallback) == 3 and {a["source"] for a in fallback} == {"trending"}
     coats = [f"i{k}" for k in range(3, N_ITEMS, 4)]
     segment_hooks(gateway, {"u3": "s-coats", "u7": "s-coats"}, coats)
     answers = []
