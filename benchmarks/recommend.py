@@ -4,6 +4,7 @@
     python benchmarks/recommend.py --quick    # 4,000 items, 1,000 users
     python benchmarks/recommend.py --cf ease  # force a CF model (default: auto, see below)
     python benchmarks/recommend.py --hnsw-threshold 10000   # HNSW instead of the exact scan
+    python benchmarks/recommend.py --no-ranker  # the tuned blend orders (no learned ranker)
 
 Set-up: a synthetic shop (items in 40 categories; each user browses mostly two favourite
 categories, ~30 events over 30 days) written through the real import paths (catalog upsert,
@@ -11,7 +12,11 @@ categories, ~30 events over 30 days) written through the real import paths (cata
 speed is not the point here: queries are user vectors, not text), and the CF model trained with
 `gateway.models.train_cf`, which asks ``choose_cf_model`` for the items that have interactions
 (``--cf auto``): EASE up to ``cf_ease_max_items`` (10,000 here: EASE's dense 20k x 20k inverse
-would be 1.6 GB and minutes of CPU on this machine), ALS above; ``--cf`` forces one.
+would be 1.6 GB and minutes of CPU on this machine), ALS above; ``--cf`` forces one. CF tuning is
+skipped (``--tune-budget``, default 0: the set-up time is not the point); then the learned ranker
+is trained (`gateway.models.train_ranker`, published even if it does not beat the blend, so its
+path is what is measured) unless ``--no-ranker``: the hybrid then asks every source for 50
+candidates and orders their union with the ranker's trees.
 
 Measured: ``me { recommendations(first: 10) { item { id title } score reason source } }``
 executed on the schema in-process the way the gateway's /graphql endpoint does it (document
@@ -42,7 +47,7 @@ from graphql import ExecutionResult, execute, parse, validate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from catalog.importer import validate_item
-from gateway.models import ensure_index, refresh_models, train_cf
+from gateway.models import ensure_index, refresh_models, train_cf, train_ranker
 from gateway.settings import load_settings
 from gateway.wiring import build_services, model_stores
 from resolvers.context import Services, TailorContext, Viewer
@@ -146,6 +151,8 @@ def main() -> None:
     parser.add_argument("--cf", choices=["auto", "ease", "als", "knn"], default="auto")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--hnsw-threshold", type=int, help="default: the setting's (20,000)")
+    parser.add_argument("--no-ranker", action="store_true", help="serve the blend, no ranker")
+    parser.add_argument("--tune-budget", type=float, default=0.0, help="CF tuning seconds")
     args = parser.parse_args()
     n_items, n_users = (4_000, 1_000) if args.quick else (args.items, args.users)
 
@@ -166,13 +173,18 @@ def main() -> None:
             t1 = time.perf_counter()
             ensure_index(services)
             t2 = time.perf_counter()
-            _, info = train_cf(services, model_stores(settings))
+            _, info = train_cf(services, model_stores(settings), tune_budget_s=args.tune_budget)
             t3 = time.perf_counter()
+            ranker = "none"
+            if not args.no_ranker:
+                version, summary = train_ranker(services, model_stores(settings), force=True)
+                ranker = f"{version} ({summary['rounds']} rounds, {time.perf_counter() - t3:.0f}s)"
             refresh_models(services, model_stores(settings))
             print(
                 f"world: {n_items} items, {n_users} users, {n_events} events in {t1 - t0:.0f}s; "
                 f"index (hashing encoder) {t2 - t1:.0f}s; CF {info['kind']} over {info['items']} "
-                f"items {t3 - t2:.0f}s; index kind {services.content.holder.snapshot()[0].kind}"
+                f"items {t3 - t2:.0f}s; index kind {services.content.holder.snapshot()[0].kind}; "
+                f"ranker {ranker}"
             )
             times = asyncio.run(measure(services, n_users, args.requests, args.seed))
         finally:

@@ -114,7 +114,13 @@ class ResponseCache:
         headers: Mapping[str, str] | None = None,
         tags: Iterable[str] = (),
     ) -> CachedResponse:
-        """An entry stamped with this cache's clock, header names lower-cased, ETag set."""
+        """An entry stamped with this cache's clock, header names lower-cased, ETag set.
+
+        A body that may be stored is copied to an exact-size ``bytes``: encoders over-allocate
+        (orjson keeps a 24-byte answer in a 4 kB buffer, a 100 kB one in 1 MB), and the byte
+        bound counts ``len(body)``."""
+        if policy.is_cacheable:
+            body = bytes(memoryview(body))
         return CachedResponse(
             body=body,
             headers={k.lower(): v for k, v in (headers or {}).items()},

@@ -1,4 +1,5 @@
-"""Embeddings: item text → vectors (sentence-transformers MiniLM) → FAISS search, user vectors.
+"""Embeddings: item text → vectors (MiniLM: PyTorch fp32 or ONNX Runtime int8) → FAISS search,
+user vectors.
 
 Contracts live in `embeddings.types`; this module re-exports the public API.
 """
@@ -15,6 +16,7 @@ from embeddings.encoders import (
 )
 from embeddings.faiss_index import FaissIndex
 from embeddings.numpy_index import NumpyIndex
+from embeddings.onnx_encoder import OnnxInt8Encoder
 from embeddings.store import IndexHolder, IndexStore, Manifest
 from embeddings.text import DEFAULT_ITEM_TEMPLATE, render_item_text
 from embeddings.types import (
@@ -26,6 +28,7 @@ from embeddings.types import (
     ItemMeta,
     ModelNotFound,
     SearchFilter,
+    UnsupportedModel,
     VectorIndex,
 )
 from embeddings.user_vectors import (
@@ -54,8 +57,10 @@ __all__ = [
     "Manifest",
     "ModelNotFound",
     "NumpyIndex",
+    "OnnxInt8Encoder",
     "SearchFilter",
     "SentenceTransformerEncoder",
+    "UnsupportedModel",
     "UserVectorState",
     "VectorIndex",
     "bundled_model_path",

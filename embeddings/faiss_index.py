@@ -4,15 +4,29 @@ Layout. Item ids (strings) map to int64 *labels* handed out monotonically; FAISS
 ``IndexIDMap2(IndexFlatIP)`` ("exact") or ``IndexIDMap2(IndexHNSWFlat, inner product)``
 ("hnsw"). A label is never reused, so a stale label can never alias a new item.
 
-Kind. An index starts exact and converts itself to HNSW inside the ``add`` that takes it
-past ``hnsw_threshold`` items (exact search is O(n·d) per query: fine for tens of thousands
-of items, too slow beyond). Compaction re-chooses the kind from the live count.
+Kind. An index starts exact and becomes HNSW once it holds more than ``hnsw_threshold``
+items (exact search is O(n·d) per query: fine for tens of thousands of items, too slow
+beyond). A bulk ``add`` into an empty index builds the right kind directly; a live index that
+grows past the threshold is converted by a background rebuild. Rebuilds re-choose the kind
+from the live count.
 
 Updates and removals. Exact: ``remove_ids`` really deletes (O(n) per call, batched).
 HNSW graphs cannot delete nodes, so a removed or replaced item's label becomes a
 *tombstone*: it stays in the graph (still useful for navigation), search skips it, and when
 tombstones exceed ``tombstone_fraction`` of the stored vectors the index is rebuilt from the
-live vectors (``compact()``; O(n log n), done inside the mutating call).
+live vectors.
+
+Rebuilds (compaction, conversion) never block searches: the live vectors are copied under
+the shared lock, the new FAISS index is built with no lock held while searches go on against
+the current one, and the exclusive lock is taken only to replay what changed meanwhile
+(labels added since the copy are few and are added to the new index; labels never come back,
+so the ones dropped since simply stay tombstones) and swap the new index in. Mutations start
+them in a background thread at lower priority (``background_threads`` OpenMP threads: one
+core is left to the searches, and the scheduler serves searches first); ``compact()`` runs one in the caller's thread with ``build_threads``;
+``wait_for_rebuild()`` waits for the background one.
+
+Build threads. Building an HNSW graph runs FAISS's OpenMP loop over the new vectors:
+``build_threads`` (default: every usable core) for bulk adds and ``compact()``.
 
 Search. Single queries run FAISS with one OpenMP thread (set per calling thread and
 restored afterwards) so concurrent requests do not fight over the 2–N cores; batches use
@@ -25,15 +39,17 @@ directly instead. Scores are inner products of normalized vectors, i.e. cosines.
 
 Thread-safety. Every public method is safe to call from many threads: searches and reads
 share a readers–writer lock (they run concurrently; FAISS releases the GIL), mutations
-take it exclusively. A large ``add`` (or the exact→HNSW conversion it may trigger) blocks
-searches while it runs, so build big indexes off to the side and publish them with
-``IndexHolder.swap``.
+take it exclusively. A large ``add`` to a live HNSW index still blocks searches while the
+graph grows, so build big indexes off to the side and publish them with ``IndexHolder.swap``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -48,6 +64,7 @@ from embeddings.index_support import (
     meta_to_json,
     pad_results,
     read_items,
+    usable_cores,
     write_items,
 )
 from embeddings.rwlock import ReadWriteLock
@@ -58,6 +75,8 @@ from embeddings.types import (
     ItemMeta,
     SearchFilter,
 )
+
+log = logging.getLogger(__name__)
 
 IndexKind = Literal["exact", "hnsw"]
 
@@ -91,6 +110,18 @@ def _omp_threads(n: int) -> Iterator[None]:
         faiss.omp_set_num_threads(previous)
 
 
+BACKGROUND_NICE = 10
+"""Nice increment of a background rebuild's thread (and the OpenMP threads it starts): the
+scheduler gives the CPU to searches first, so they keep their latency during a compaction."""
+
+
+def _lower_this_threads_priority() -> None:
+    """Renice the calling thread (Linux schedules threads as tasks); a no-op elsewhere."""
+    # Not Linux, or not permitted: keep the priority.
+    with suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+
+
 class FaissIndex:
     """`VectorIndex` over FAISS; see the module docstring for layout and guarantees.
 
@@ -98,7 +129,9 @@ class FaissIndex:
     empty), ``hnsw_m`` (graph degree M), ``ef_construction`` and ``ef_search`` (candidate list
     sizes at build and query time; ``ef_search`` trades recall for speed, see
     benchmarks/vector_search.py), ``tombstone_fraction`` (rebuild HNSW when dead vectors
-    exceed this share; 1.0 never rebuilds automatically).
+    exceed this share; 1.0 never rebuilds automatically), ``build_threads`` (OpenMP threads
+    for bulk adds and ``compact()``; 0 = every usable core) and ``background_threads`` (for
+    background rebuilds; 0 = every usable core but one). Thread counts are not persisted.
     """
 
     def __init__(
@@ -106,11 +139,15 @@ class FaissIndex:
         dimension: int,
         *,
         hnsw_threshold: int = 20_000,
-        hnsw_m: int = 48,
-        ef_construction: int = 200,
-        ef_search: int = 64,
+        hnsw_m: int = 32,
+        ef_construction: int = 100,
+        ef_search: int = 128,
         tombstone_fraction: float = 0.25,
+        build_threads: int = 0,
+        background_threads: int = 0,
     ) -> None:
+        if build_threads < 0 or background_threads < 0:
+            raise ValueError("build_threads and background_threads must be >= 0 (0 = default)")
         if dimension < 1:
             raise ValueError(f"dimension must be >= 1, got {dimension}")
         if not 0.0 < tombstone_fraction <= 1.0:
@@ -130,6 +167,15 @@ class FaissIndex:
         self._index: Any = self._new_faiss_index("exact")
         # Position -> label table of the HNSW storage, cached for exact scans.
         self._position_labels: np.ndarray | None = None
+        self._build_threads = build_threads or usable_cores()
+        self._background_threads = background_threads or max(1, usable_cores() - 1)
+        self._rebuild_lock = threading.Lock()  # one rebuild at a time
+        # Set while no background rebuild is scheduled; flag and event change under the
+        # exclusive lock.
+        self._rebuild_idle = threading.Event()
+        self._rebuild_idle.set()
+        # Labels dropped while a rebuild copies and builds (None when none runs).
+        self._dropped_during: list[int] | None = None
 
     # -- properties -------------------------------------------------------------------
 
@@ -147,6 +193,11 @@ class FaissIndex:
         """Vectors still stored for removed/replaced items (always 0 when exact)."""
         with self._lock.read():
             return int(self._index.ntotal) - len(self._label_of)
+
+    @property
+    def rebuilding(self) -> bool:
+        """True while a background rebuild (compaction or conversion) is scheduled or running."""
+        return not self._rebuild_idle.is_set()
 
     @property
     def params(self) -> dict[str, Any]:
@@ -187,14 +238,14 @@ class FaissIndex:
                 self._label_of[item_id] = label
                 self._id_of[label] = item_id
                 self._meta[item_id] = item_meta
-            if self._kind == "exact" and len(self._label_of) > self._hnsw_threshold:
-                # Convert with the new rows included, so they are added to the graph once.
+            kind = self._kind_for(len(self._label_of))
+            if self._index.ntotal == 0 and kind != self._kind:
+                # A bulk load into an empty index builds the right structure directly.
+                self._index, self._kind = self._new_faiss_index(kind), kind
+            with _omp_threads(self._build_threads):
                 self._index.add_with_ids(matrix, labels)
-                self._rebuild("hnsw")
-            else:
-                self._index.add_with_ids(matrix, labels)
-                self._position_labels = None
-                self._maybe_compact()
+            self._position_labels = None
+            self._schedule_rebuild_if_due()
 
     def remove(self, ids: Sequence[str]) -> int:
         with self._lock.write():
@@ -206,13 +257,17 @@ class FaissIndex:
                     del self._id_of[label]
                     del self._meta[item_id]
             self._drop_labels(labels)
-            self._maybe_compact()
+            self._schedule_rebuild_if_due()
             return len(labels)
 
     def compact(self) -> None:
-        """Rebuild from live vectors: drops tombstones and re-picks exact/HNSW by size."""
-        with self._lock.write():
-            self._rebuild(self._kind_for(len(self._label_of)))
+        """Rebuild from live vectors now, in this thread, with ``build_threads``: drops
+        tombstones and re-picks exact/HNSW by size. Searches go on during the build."""
+        self._rebuild(self._build_threads)
+
+    def wait_for_rebuild(self, timeout: float | None = None) -> bool:
+        """Wait until no background rebuild is scheduled; False if ``timeout`` ran out."""
+        return self._rebuild_idle.wait(timeout)
 
     def _drop_labels(self, labels: list[int]) -> None:
         """Forget ``labels`` in FAISS: delete when exact, leave as tombstones in HNSW.
@@ -222,30 +277,89 @@ class FaissIndex:
         """
         for label in labels:
             self._id_of.pop(label, None)
+        if self._dropped_during is not None:
+            self._dropped_during.extend(labels)
         if labels and self._kind == "exact":
             self._index.remove_ids(np.asarray(labels, dtype=np.int64))
             self._position_labels = None
 
-    def _maybe_compact(self) -> None:
-        stored = int(self._index.ntotal)
-        if stored and (stored - len(self._label_of)) > self._tombstone_fraction * stored:
-            self._rebuild(self._kind_for(len(self._label_of)))
+    def _rebuild_due(self) -> bool:
+        """Too many tombstones, or an exact index grown past the threshold (caller holds a lock)."""
+        stored, live = int(self._index.ntotal), len(self._label_of)
+        if stored and (stored - live) > self._tombstone_fraction * stored:
+            return True
+        return self._kind == "exact" and self._kind_for(live) == "hnsw"
+
+    def _schedule_rebuild_if_due(self) -> None:
+        """Start a background rebuild when one is due and none is scheduled (write lock held)."""
+        if self._rebuild_idle.is_set() and self._rebuild_due():
+            self._rebuild_idle.clear()
+            threading.Thread(
+                target=self._background_rebuild, name="faiss-rebuild", daemon=True
+            ).start()
+
+    def _background_rebuild(self) -> None:
+        _lower_this_threads_priority()
+        try:
+            while self._rebuild(self._background_threads, background=True):
+                pass  # still due (many changes meanwhile): go again
+        except Exception:
+            log.exception("background rebuild of the FAISS index failed; searches go on")
+            with self._lock.write():
+                self._rebuild_idle.set()
 
     def _kind_for(self, count: int) -> IndexKind:
         return "hnsw" if count > self._hnsw_threshold else "exact"
 
-    def _rebuild(self, kind: IndexKind) -> None:
-        labels = np.fromiter(self._id_of.keys(), dtype=np.int64, count=len(self._id_of))
-        labels.sort()
-        vectors = (
-            self._index.reconstruct_batch(labels)
-            if labels.size
-            else np.zeros((0, self._dimension), np.float32)
-        )
-        index = self._new_faiss_index(kind)
-        if labels.size:
-            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), labels)
-        self._index, self._kind, self._position_labels = index, kind, None
+    def _rebuild(self, threads: int, *, background: bool = False) -> bool:
+        """Build a new index from the live vectors off the lock and swap it in.
+
+        Returns True when, for a ``background`` rebuild, another one is already due; otherwise
+        the background flag is cleared in the same exclusive section as the swap.
+        """
+        with self._rebuild_lock:
+            with self._lock.read():  # no writer runs: a consistent copy
+                labels = np.fromiter(self._id_of.keys(), dtype=np.int64, count=len(self._id_of))
+                labels.sort()
+                vectors = (
+                    self._index.reconstruct_batch(labels)
+                    if labels.size
+                    else np.zeros((0, self._dimension), np.float32)
+                )
+                copied_up_to = self._next_label
+                self._dropped_during = []
+            kind = self._kind_for(labels.size)
+            index = self._new_faiss_index(kind)
+            try:
+                if labels.size:
+                    with _omp_threads(threads):
+                        index.add_with_ids(np.ascontiguousarray(vectors, np.float32), labels)
+            except BaseException:
+                with self._lock.write():
+                    self._dropped_during = None
+                raise
+            del vectors
+            with self._lock.write():
+                # Replay what changed since the copy: new labels in, dropped ones out (exact)
+                # or left as tombstones (HNSW: search skips labels it does not know).
+                fresh = np.fromiter(
+                    (lb for lb in range(copied_up_to, self._next_label) if lb in self._id_of),
+                    dtype=np.int64,
+                )
+                if fresh.size:
+                    index.add_with_ids(self._index.reconstruct_batch(fresh), fresh)
+                dropped, self._dropped_during = self._dropped_during, None
+                if dropped and kind == "exact":
+                    index.remove_ids(np.asarray(dropped, dtype=np.int64))
+                if kind == "hnsw":
+                    _downcast(index.index).hnsw.efSearch = self._ef_search
+                self._index, self._kind, self._position_labels = index, kind, None
+                if not background:
+                    return False
+                due = self._rebuild_due()
+                if not due:
+                    self._rebuild_idle.set()
+                return due
 
     def _new_faiss_index(self, kind: IndexKind) -> Any:
         if kind == "exact":

@@ -7,6 +7,7 @@ Keeping these in one place is what makes `FaissIndex` and `NumpyIndex` agree on 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,11 @@ def read_items(directory: Path) -> dict[str, Any]:
     """Read an index's ``items.json``; ``OSError``/``ValueError`` when missing or malformed."""
     doc: dict[str, Any] = json.loads((directory / ITEMS_FILE).read_text(encoding="utf-8"))
     return doc
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

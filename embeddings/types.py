@@ -4,6 +4,7 @@ Exception hierarchy (everything this package raises on purpose)::
 
     EmbeddingError               base class; map it once in gateway/resolvers
     ├── ModelNotFound            the encoder model directory is missing or unreadable
+    │   └── UnsupportedModel     the int8 backend cannot export or serve this model
     ├── IndexMismatch            vectors/artifacts of the wrong dimension or model id
     └── ArtifactError            a stored index version is missing, partial or corrupt
 
@@ -38,6 +39,11 @@ class EmbeddingError(Exception):
 
 class ModelNotFound(EmbeddingError):
     """The sentence-transformers model directory does not exist or cannot be loaded."""
+
+
+class UnsupportedModel(ModelNotFound):
+    """The int8 backend cannot serve this model (its pooling or layout is not supported, or
+    its int8 export deviates from the fp32 model); the fp32 backend may still."""
 
 
 class IndexMismatch(EmbeddingError):

@@ -16,12 +16,14 @@ from typing import Any
 import httpx
 import strawberry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import routes, wiring
-from gateway.models import Refresh, poll_models, refresh_models
+from gateway.http import ErrorMiddleware
+from gateway.models import Refresh, poll_erasures, poll_models, refresh_models
 from gateway.routes import Runtime
 from gateway.security.apikeys import ApiKeyRegistry
 from gateway.settings import Settings, load_settings, replace
@@ -64,6 +66,9 @@ def create_app(
         )
         stores = wiring.model_stores(config)
         wiring.bootstrap_trending(services, config)
+        # The erasure log's cursor and tombstones first: every state loaded after this comes
+        # from a store already clean of the erasures up to it.
+        await asyncio.to_thread(services.privacy.sync_erasures)
         await asyncio.to_thread(refresh_models, services, stores)
         edge = wiring.build_edge(
             config,
@@ -88,6 +93,7 @@ def create_app(
                 edge.items_changed([r.id for r in records])
 
         poller = asyncio.create_task(poll_models(services, stores, refreshed))
+        erasures = asyncio.create_task(poll_erasures(services, config.erasure_poll_s))
         services.ingest.start()
         if upstreams is not None:
             wiring.start_sync(config, upstreams, services, on_written=synced)
@@ -104,6 +110,7 @@ def create_app(
             yield
         finally:
             poller.cancel()
+            erasures.cancel()
             services.ingest.stop()
             await edge.aclose()
             if upstreams is not None:
@@ -126,7 +133,11 @@ def create_app(
             Route("/readyz", routes.readyz, methods=["GET", "HEAD"]),
         ],
         lifespan=lifespan,
-        middleware=wiring.security_middleware(settings, lambda: _api_keys(app)),
+        # The last-resort 500 first (outermost), so every error is a complete JSON answer.
+        middleware=[
+            Middleware(ErrorMiddleware),
+            *wiring.security_middleware(settings, lambda: _api_keys(app)),
+        ],
     )
     app.state.settings = settings
     return app

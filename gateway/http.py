@@ -7,17 +7,26 @@ error table (``resolvers/errors.py``), answered as a GraphQL-shaped JSON body wi
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.security.auth import AuthError, viewer_from_headers
+from gateway.security.auth import (
+    DEFAULT_MAX_TOKEN_TTL_S,
+    AuthError,
+    ErasedAt,
+    viewer_from_headers,
+)
 from resolvers.context import Viewer
 from resolvers.errors import ERROR_CODES, domain_code
 
 JSON_TYPE = "application/json"
+log = logging.getLogger("tailor.http")
 
 
 class HTTPProblem(Exception):
@@ -54,7 +63,12 @@ def json_body(body: bytes) -> Any:
 async def read_body(request: Request, max_body: int) -> bytes:
     """The whole body, refused with 413 as soon as it (declared or streamed) passes ``max_body``."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body:
+    # The length first: int() refuses more than 4,300 digits.
+    if (
+        declared is not None
+        and declared.isdigit()
+        and (len(declared) > 18 or int(declared) > max_body)
+    ):
         raise HTTPProblem(413, f"request body larger than {max_body} bytes", "PAYLOAD_TOO_LARGE")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -74,11 +88,23 @@ def authenticate(
     secret: str,
     issuer: str | None,
     audience: str | None,
+    max_ttl_s: float | None = DEFAULT_MAX_TOKEN_TTL_S,
+    erased_at: ErasedAt | None = None,
 ) -> Viewer:
-    """The caller from the request's credentials; bad credentials are a 401 problem."""
+    """The caller from the request's credentials; bad credentials are a 401 problem.
+
+    ``max_ttl_s``: the longest token lifetime accepted (the ``max_token_ttl_s`` setting);
+    ``erased_at(user_id)``: the user's latest erasure time (``PrivacyService.erased_at``), so
+    tokens issued before it are refused."""
     try:
         return viewer_from_headers(
-            authorization, anonymous_id, secret=secret, issuer=issuer, audience=audience
+            authorization,
+            anonymous_id,
+            secret=secret,
+            issuer=issuer,
+            audience=audience,
+            max_ttl_s=max_ttl_s,
+            erased_at=erased_at,
         )
     except AuthError as exc:
         raise HTTPProblem(
@@ -90,3 +116,67 @@ def problem_response(p: HTTPProblem, media: str = JSON_TYPE) -> Response:
     body = {"errors": [{"message": p.message, "extensions": {"code": p.code}}]}
     headers = {"Cache-Control": "no-store", **p.headers}
     return Response(orjson.dumps(body), status_code=p.status, media_type=media, headers=headers)
+
+
+class ErrorMiddleware:
+    """The last resort (outermost of the app's middleware): an exception that escapes a route
+    is logged with a request id and answered 500 ``INTERNAL_SERVER_ERROR`` in JSON, so the
+    server sees a complete answer and the keep-alive connection stays usable. (Left to escape,
+    Starlette answers a text 500 and re-raises, and uvicorn then drops the connection without
+    ``Connection: close``: the client's next request on it fails.) If the answer had already
+    started, nothing can be said any more: the exception goes on and the connection closes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            request_id = uuid.uuid4().hex[:16]
+            log.error(
+                "unexpected error %s on %s %s",
+                request_id,
+                scope.get("method"),
+                scope.get("path"),
+                exc_info=exc,
+            )
+            body = orjson.dumps(
+                {
+                    "errors": [
+                        {
+                            "message": f"Internal server error (request id {request_id})",
+                            "extensions": {
+                                "code": "INTERNAL_SERVER_ERROR",
+                                "requestId": request_id,
+                            },
+                        }
+                    ]
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", JSON_TYPE.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"cache-control", b"no-store"),
+                        (b"x-request-id", request_id.encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})

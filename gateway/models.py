@@ -1,5 +1,6 @@
 """The model lifecycle of a running gateway and the CLI: build or load the item index, train and
-load the CF and conversion models, and poll for new artifact versions and newly imported items.
+load the CF, ranker and conversion models, and poll for new artifact versions and newly imported items
+(and, on its own shorter interval, for erasures made by other processes).
 
 The artifact stores and training parameters come from ``gateway.wiring.model_stores``; the
 domain work is in ``recommend.training``, ``recommend.conversion``, ``recommend.content`` and
@@ -9,6 +10,7 @@ domain work is in ``recommend.training``, ``recommend.conversion``, ``recommend.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +20,12 @@ from embeddings import EmbeddingError
 from gateway.wiring import ModelStores
 from profiles.types import ConversionModelNotFound
 from recommend.conversion import train_conversion
+from recommend.ranker import Ranker
+from recommend.ranker_training import RankerTraining, ServingParts
+from recommend.ranker_training import train_ranker as fit_ranker
+from recommend.training import CFTraining
 from recommend.training import train_cf as fit_cf
-from recommend.types import CFConfig
+from recommend.types import ArtifactError, CFConfig, RecommendError
 from resolvers.context import Services
 
 log = logging.getLogger("tailor.models")
@@ -68,11 +74,12 @@ def catch_up_items(services: Services) -> list[str]:
 
 def refresh_models(services: Services, stores: ModelStores) -> Refresh:
     """Everything the poller does once: index versions, new items, CF versions (and their tuned
-    weights), conversion versions, segment versions."""
+    weights), ranker versions, conversion versions, segment versions."""
     index_before = services.content.version
     _version, changed = _ensure_index(services, show_progress=False)
     swapped = services.content.version != index_before
     swapped = load_cf_latest(services, stores) or swapped
+    swapped = load_ranker_latest(services, stores) or swapped
     swapped = load_conversion_latest(services, stores) or swapped
     swapped = services.segments.load_latest() or swapped
     return Refresh(swapped, changed)
@@ -92,19 +99,115 @@ async def poll_models(
         on_refresh(refresh)
 
 
+async def refresh_erasures(services: Services) -> int:
+    """Apply the erasures other processes logged since the last look (one poll); returns how
+    many. Reading the log is blocking I/O (a thread); the cache tiers run on the loop."""
+    found = await asyncio.to_thread(services.privacy.sync_erasures)
+    services.privacy.apply_erasures(found)
+    return len(found)
+
+
+async def poll_erasures(services: Services, interval_s: float) -> None:
+    """Background task: :func:`refresh_erasures` every ``interval_s`` (``erasure_poll_s``), so
+    an erasure by ``tailor forget`` or another gateway reaches this one within that bound."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await refresh_erasures(services)
+        except Exception:  # keep polling: the next look reads from the same cursor
+            log.exception("erasure poll failed")
+
+
 def train_cf(
-    services: Services, stores: ModelStores, *, config: CFConfig | None = None
+    services: Services,
+    stores: ModelStores,
+    *,
+    config: CFConfig | None = None,
+    tune_budget_s: float | None = None,
+    seed: int = 0,
 ) -> tuple[str, dict[str, Any]]:
-    """Fit a CF model on the whole event log, write it as a new version and serve it
-    (``config`` overrides the configured CF settings)."""
-    version, info, model = fit_cf(
+    """Tune and fit a CF model on the whole event log, write it (with the blend weights tuned
+    for it) as a new version and serve it. ``config`` overrides the configured CF settings,
+    ``tune_budget_s`` the tuning budget (0: no tuning)."""
+    content = services.content if services.content.ready else None
+    version, info, model, weights = fit_cf(
         services.store.iter_events(),
         config or stores.cf_config,
         services.profile_config,
         stores.cf,
+        training=CFTraining(
+            tune_budget_s=stores.tune_budget_s if tune_budget_s is None else tune_budget_s,
+            seed=seed,
+            half_life_s=services.trending.half_life_s,
+            configured_weights=stores.configured_weights,
+        ),
+        content=content,
     )
-    services.recommender.cf.swap(model, version)
+    services.recommender.cf.swap(model, version, weights)
     return version, info
+
+
+def train_ranker(
+    services: Services,
+    stores: ModelStores,
+    *,
+    budget_s: float | None = None,
+    seed: int = 0,
+    force: bool = False,
+) -> tuple[str | None, dict[str, Any]]:
+    """Learn a ranker from a time split of the event log over the serving CF model, item
+    index and segments; write and serve it when it orders the validation users better than
+    the blend (or ``force``). Returns the version (None: not published) and the summary."""
+    version = stores.cf.latest()
+    if version is None:
+        raise RecommendError("no CF model to rank the candidates of: run `tailor train cf` first")
+    load_cf_latest(services, stores)
+    services.segments.load_latest()
+    cf = services.recommender.cf.model
+    assert cf is not None
+    curve = str(stores.cf.trained_info(version).get("rating_curve", "linear"))
+    rec = services.recommender
+    parts = ServingParts(
+        cf=cf,
+        rating_curve=curve,
+        content=services.content,
+        trending=services.trending,
+        item_of=services.catalog.item,
+        all_items=services.catalog.all_items,
+        weights=rec.blend_weights(),
+        exclude_types=tuple(rec.exclude_types),
+        segment_of=services.segment_of if services.segments.model is not None else None,
+    )
+    training = RankerTraining()
+    if budget_s is not None:
+        training = dataclasses.replace(
+            training, params=dataclasses.replace(training.params, budget_s=budget_s)
+        )
+    ranker = fit_ranker(
+        services.store.iter_events(), parts, services.profile_config, training, seed=seed
+    )
+    info = dict(ranker.info)
+    if not (info.get("beats_blend") or force):
+        return None, info
+    version = stores.ranker.write(ranker)
+    services.recommender.ranker.swap(dataclasses.replace(ranker, version=version))
+    return version, info
+
+
+def load_ranker_latest(services: Services, stores: ModelStores) -> bool:
+    """Serve the newest ranker version (a broken or outdated one is logged and skipped)."""
+    slot = services.recommender.ranker
+    version = stores.ranker.latest()
+    if version is None or version == slot.version:
+        return False
+    try:
+        ranker: Ranker = stores.ranker.load(version)
+    except ArtifactError as exc:
+        log.warning("ranker %s not usable: %s", version, exc)
+        return False
+    slot.swap(ranker)
+    log.info("serving ranker %s", version)
+    return True
 
 
 def load_cf_latest(services: Services, stores: ModelStores) -> bool:

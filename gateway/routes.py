@@ -18,7 +18,6 @@ from gateway.edge.purge import handle_purge
 from gateway.graphql.endpoint import GraphQLEndpoint
 from gateway.http import (
     HTTPProblem,
-    authenticate,
     json_body,
     problem_from_domain,
     problem_response,
@@ -27,7 +26,7 @@ from gateway.http import (
 from gateway.security.apikeys import ApiKeyRegistry
 from gateway.settings import Settings
 from profiles.types import BatchTooLarge, IngestUnavailable
-from resolvers.context import Services
+from resolvers.context import Services, Viewer
 from upstream.service import Upstreams
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -45,15 +44,8 @@ class Runtime:
     apikeys: ApiKeyRegistry
     upstreams: Upstreams | None = None
 
-    def auth(self, authorization: str | None, anonymous_id: str | None) -> Any:
-        s = self.settings
-        return authenticate(
-            authorization,
-            anonymous_id,
-            secret=s.jwt_secret,
-            issuer=s.jwt_issuer,
-            audience=s.jwt_audience,
-        )
+    def auth(self, authorization: str | None, anonymous_id: str | None) -> Viewer:
+        return self.graphql.authenticate(authorization, anonymous_id)
 
 
 def runtime(request: Request) -> Runtime:
@@ -76,6 +68,9 @@ async def events(request: Request) -> Response:
         viewer = rt.auth(
             request.headers.get("authorization"), request.headers.get("x-anonymous-id")
         )
+        denied = viewer.write_denied("POST /v1/events")
+        if denied is not None:
+            raise HTTPProblem(403, denied, "FORBIDDEN")
         raws = parse_event_body(
             request.headers.get("content-type", ""),
             await read_body(request, rt.settings.max_body_bytes),

@@ -12,6 +12,7 @@ without the prefix, at the top level (``data_dir = "/srv/tailor"``).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -38,6 +39,10 @@ _DEFAULT_WEIGHTS = {
 _LIMITS = OperationLimits()
 
 
+# Production JWT secrets: HS256 needs a key of at least 256 bits (RFC 7518 section 3.2).
+MIN_SECRET_BYTES = 32
+
+
 class SettingsError(ValueError):
     """A setting has a value of the wrong type or out of range; the message names the setting."""
 
@@ -57,12 +62,29 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     token_ttl_s: int = 3600
+    # Tokens whose lifetime (exp - iat; exp - now without iat) exceeds this are refused (401).
+    # Also how long an erasure keeps refusing the person's older tokens (its tombstone).
+    max_token_ttl_s: int = 30 * 86_400
+    # How often a running gateway reads the erasure log that `tailor forget` (or another
+    # gateway) writes: the bound on how long another process's erasure takes to reach it.
+    erasure_poll_s: float = 1.0
 
     # --- HTTP / GraphQL limits ---
     max_body_bytes: int = 1_000_000
     max_batch_events: int = 1000
     max_first: int = _LIMITS.max_first
     graphql_batch_max: int = 0  # operations per batched POST (a JSON array); 0 = batching off
+    # Parts of a GraphQL request, refused (413) before any parsing beyond the JSON body: the
+    # query text (UTF-8 bytes) and the variables (bytes of their JSON). Variables are never
+    # kept after the request, so their bound defaults to the body's.
+    max_query_bytes: int = 100_000
+    max_variables_bytes: int = 1_000_000
+    document_cache_max_bytes: int = 16 * 1024 * 1024  # parsed + validated GraphQL documents
+    # Request bodies are read before a request takes an execution slot: the whole body must
+    # arrive within body_read_timeout_s plus one second per body_min_bytes_per_s bytes
+    # received (a minimum data rate), else 408 and the connection is closed.
+    body_read_timeout_s: float = 10.0
+    body_min_bytes_per_s: float = 1024.0
 
     # --- ingestion ---
     custom_event_types: tuple[str, ...] = ()
@@ -77,12 +99,16 @@ class Settings:
 
     # --- embeddings and content retrieval ---
     encoder: str = "minilm"  # "minilm" (bundled model) or "hashing" (unit tests only)
+    # How MiniLM runs: "int8" = ONNX Runtime on an int8 export made once under
+    # <data_dir>/encoders (~4x the items/s of fp32 here, no PyTorch at serving), "fp32" =
+    # PyTorch. Each has its own model id, so indexes and cached vectors never mix the two.
+    encoder_backend: str = "int8"
     model_path: str | None = None  # a sentence-transformers directory of your own
     item_text_template: str | None = None  # None: embeddings.DEFAULT_ITEM_TEMPLATE
     hnsw_threshold: int = 10_000  # exact inner-product search below this many items
-    hnsw_m: int = 48
-    hnsw_ef_construction: int = 200
-    hnsw_ef_search: int = 64
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 100
+    hnsw_ef_search: int = 128
     user_vector_half_life_days: float = 14.0
     search_personal_weight: float = 0.3  # share of the user vector in a personalized query
     model_poll_s: float = 10.0  # how often a running gateway looks for new models and items
@@ -126,9 +152,13 @@ class Settings:
     introspection: bool = True  # forced off in production
     request_timeout_s: float = 10.0  # 504 after this
     max_concurrency: int = 64  # requests in flight; 503 + Retry-After beyond
+    concurrency_reserve: int = 8  # extra slots only /admin/* may use (health checks are exempt)
     rate_limit_per_s: float = 50.0  # per client (token subject, API key or IP); 429 beyond
     rate_limit_burst: int = 100
     trust_forwarded_for: bool = False  # key IP limits on X-Forwarded-For (behind a proxy only)
+    # Proxies (IPs or CIDRs) whose X-Forwarded-For hops are believed: the client is the
+    # right-most hop not in this list. Also uvicorn's forwarded_allow_ips when trusted.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     auth_cookie: str | None = None  # cookie carrying the JWT; when set, CSRF checks apply
     honor_gpc: bool = True  # Sec-GPC: 1 / DNT: 1 = no tracking for that request
     pii_traits: tuple[str, ...] = ("email", "phone")  # stored only as salted hashes
@@ -173,6 +203,20 @@ class Settings:
     cf_ease_max_items: int = 20_000  # EASE holds a dense items x items matrix (4 n^2 bytes)
     conversion_horizon_days: float = 7.0  # conversionScore: P(purchase within this many days)
     conversion_cutoffs: int = 6  # training snapshots one horizon apart (the last is the holdout)
+
+    # --- the Parquet lake and the Spark engine (`tailor export parquet`, `tailor train cf|segments
+    # --engine spark`; docs/LAKE.md). Spark is an optional extra and needs Java 17+. ---
+    lake_dir: Path | None = None  # where `train --engine spark` exports (default data_dir/lake)
+    spark_master: str = "local[2]"  # local[N] cores, or a cluster URL (spark://host:7077, yarn)
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = 8  # Spark's default 200 is for clusters, not one machine
+    # Spark MLlib ALS (implicit preferences; confidence 1 + alpha * event weight). The defaults
+    # suit catalogs of 10k-100k items: on MovieLens (9.7k items) they beat the in-process ALS.
+    spark_als_rank: int = 64
+    spark_als_reg_param: float = 0.1  # scaled per user/item by their number of ratings (ALS-WR)
+    spark_als_alpha: float = 2.0
+    spark_als_max_iter: int = 10
+    spark_als_blocks: int = 0  # user/item blocks; 0 = the session's parallelism (its cores)
 
     @property
     def introspection_enabled(self) -> bool:
@@ -273,7 +317,17 @@ def load_settings(
 
 
 def _validate(s: Settings) -> None:
-    positive = ("port", "max_body_bytes", "max_batch_events", "max_first", "token_ttl_s")
+    positive = (
+        "port",
+        "max_body_bytes",
+        "max_batch_events",
+        "max_first",
+        "token_ttl_s",
+        "max_query_bytes",
+        "max_variables_bytes",
+        "document_cache_max_bytes",
+        "body_read_timeout_s",
+    )
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"setting {name!r} must be positive, got {getattr(s, name)}")
@@ -290,16 +344,55 @@ def _validate(s: Settings) -> None:
         "rate_limit_per_s",
         "rate_limit_burst",
         "retention_days",
+        "concurrency_reserve",
+        "body_min_bytes_per_s",
     )
     for name in non_negative:
         if getattr(s, name) < 0:
             raise SettingsError(
                 f"setting {name!r} must be >= 0 (0 disables), got {getattr(s, name)}"
             )
+    for proxy in s.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"setting 'trusted_proxies': {proxy!r} is not an IP address or CIDR network"
+            ) from None
     if s.trending_half_life_h <= 0:
         raise SettingsError("setting 'trending_half_life_h' must be positive")
+    if s.encoder_backend not in ("int8", "fp32"):
+        raise SettingsError(
+            f"setting 'encoder_backend' must be 'int8' or 'fp32', got {s.encoder_backend!r}"
+        )
+    for name in ("spark_shuffle_partitions", "spark_als_rank", "spark_als_max_iter"):
+        if getattr(s, name) < 1:
+            raise SettingsError(f"setting {name!r} must be >= 1, got {getattr(s, name)}")
+    if s.spark_als_alpha <= 0 or s.spark_als_reg_param < 0 or s.spark_als_blocks < 0:
+        raise SettingsError(
+            "settings 'spark_als_alpha' must be > 0, 'spark_als_reg_param' and "
+            f"'spark_als_blocks' >= 0; got {s.spark_als_alpha}, {s.spark_als_reg_param}, "
+            f"{s.spark_als_blocks}"
+        )
+    if not s.spark_master.strip():
+        raise SettingsError("setting 'spark_master' is empty: local[2] or a cluster URL")
     if s.production and s.insecure_secret:
         raise SettingsError("production mode needs TAILOR_JWT_SECRET set to a real secret")
+    if s.production and len(s.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        raise SettingsError(
+            f"production mode needs TAILOR_JWT_SECRET of at least {MIN_SECRET_BYTES} bytes "
+            f"(got {len(s.jwt_secret.encode())}); generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+        )
+    if s.max_token_ttl_s <= 0:
+        raise SettingsError(f"setting 'max_token_ttl_s' must be positive, got {s.max_token_ttl_s}")
+    if s.token_ttl_s > s.max_token_ttl_s:
+        raise SettingsError(
+            f"setting 'token_ttl_s' ({s.token_ttl_s}) must not exceed 'max_token_ttl_s' "
+            f"({s.max_token_ttl_s}): such tokens would be refused"
+        )
+    if s.erasure_poll_s <= 0:
+        raise SettingsError(f"setting 'erasure_poll_s' must be positive, got {s.erasure_poll_s}")
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

@@ -9,11 +9,13 @@ as constructor arguments and listeners, never by being changed after constructio
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -28,6 +30,7 @@ from embeddings import (
     Encoder,
     HashingEncoder,
     IndexStore,
+    OnnxInt8Encoder,
     SentenceTransformerEncoder,
 )
 from gateway.edge.apq import PersistedQueries
@@ -35,7 +38,9 @@ from gateway.edge.layer import CdnPurger, EdgeConfig, EdgeLayer
 from gateway.edge.segment_tokens import SegmentTokens
 from gateway.graphql.endpoint import GraphQLEndpoint
 from gateway.graphql.limits import OperationLimits
+from gateway.graphql.params import PartLimits
 from gateway.graphql.types import ResponseLayer
+from gateway.http import authenticate
 from gateway.security.apikeys import ApiKeyMiddleware, ApiKeyRegistry
 from gateway.security.csrf import CookieAuthMiddleware, PrivacySignalMiddleware
 from gateway.security.guard import ClientKey, GuardConfig, RequestGuard
@@ -46,15 +51,18 @@ from profiles.types import IngestConfig, ProfileConfig
 from recommend.content import ContentService
 from recommend.conversion import ConversionModelStore
 from recommend.engine import DEFAULT_WEIGHTS, ModelSlot, Recommender
+from recommend.ranker import RankerStore
 from recommend.segment_popular import SegmentPopularity
+from recommend.spark_als import SparkALSConfig
 from recommend.training import CF_KINDS, CFStore
 from recommend.trending import TrendingModel, anchored_since
 from recommend.types import CFConfig
-from resolvers.context import Services
+from resolvers.context import Services, Viewer
 from segments import SegmentingConfig
 from segments.service import SegmentService
 from segments.types import SegmentError
 from storage import open_store
+from storage.spark import SparkConfig
 from upstream.service import TraitsView, Upstreams, build_upstreams
 from upstream.sources import parse_field_map
 from upstream.types import UpstreamConfig
@@ -74,6 +82,9 @@ class ModelStores:
     conversion_horizon_days: float
     conversion_cutoffs: int
     poll_s: float
+    ranker: RankerStore
+    # `tailor train cf` tunes the CF setting, then the blend weights, each within this budget.
+    tune_budget_s: float = 60.0
 
 
 # ---------------------------------------------------------------------- settings -> configs
@@ -87,7 +98,12 @@ def encoder_factory(settings: Settings) -> Callable[[], Encoder]:
     def make() -> Encoder:
         if settings.encoder == "hashing":
             return HashingEncoder(384)
-        base = SentenceTransformerEncoder(settings.model_path)
+        base: Encoder
+        if settings.encoder_backend == "int8":
+            # The int8 export is made once (with PyTorch) and kept under the data dir.
+            base = OnnxInt8Encoder(settings.model_path, cache_dir=settings.data_dir / "encoders")
+        else:
+            base = SentenceTransformerEncoder(settings.model_path)
         return CachedEncoder(base, EmbeddingCache(settings.data_dir / "embeddings.db"))
 
     return make
@@ -135,6 +151,31 @@ def model_stores(settings: Settings) -> ModelStores:
         conversion_horizon_days=settings.conversion_horizon_days,
         conversion_cutoffs=settings.conversion_cutoffs,
         poll_s=settings.model_poll_s,
+        ranker=RankerStore(root / "ranker"),
+    )
+
+
+def lake_root(settings: Settings) -> Path:
+    """Where `tailor train --engine spark` exports the lake it trains on."""
+    return settings.lake_dir or settings.data_dir / "lake"
+
+
+def spark_config(settings: Settings, master: str | None = None) -> SparkConfig:
+    """The Spark session of the Spark engine (``master`` overrides ``settings.spark_master``)."""
+    return SparkConfig(
+        master=master or settings.spark_master,
+        driver_memory=settings.spark_driver_memory,
+        shuffle_partitions=settings.spark_shuffle_partitions,
+    )
+
+
+def spark_als_config(settings: Settings) -> SparkALSConfig:
+    return SparkALSConfig(
+        rank=settings.spark_als_rank,
+        reg_param=settings.spark_als_reg_param,
+        alpha=settings.spark_als_alpha,
+        max_iter=settings.spark_als_max_iter,
+        blocks=settings.spark_als_blocks,
     )
 
 
@@ -241,8 +282,16 @@ def build_services(
         profile_config=profile_config,
         categories=catalog.categories,
         clock=clock,
+        # Identify events carry traits too: hashed like user rows before they are stored.
+        traits_filter=hasher.hash_traits,
     )
-    privacy = PrivacyService(store, hasher=hasher, clock=clock, forget=ingest.forget)
+    privacy = PrivacyService(
+        store,
+        hasher=hasher,
+        clock=clock,
+        forget=ingest.forget,
+        tombstone_s=settings.max_token_ttl_s,
+    )
     ingest.tracking_allowed = privacy.tracking_allowed
     trending = TrendingModel(
         half_life_s=settings.trending_half_life_h * 3600.0,
@@ -268,6 +317,9 @@ def build_services(
         categories=catalog.categories,
     )
     segments.on_swap(popular.rebuild)
+    # Erasure takes the person out of segment membership and sizes before it reports success
+    # (and when another process's erasure reaches this one through the log).
+    privacy.add_eraser(FunctionEraser("segments", lambda _u, keys: segments.forget(keys)))
     # Order matters: a profile is re-assigned before its events count for its segment.
     ingest.subscribe(trending.add_events)
     ingest.subscribe_profiles(segments.on_profiles)
@@ -383,8 +435,16 @@ def security_middleware(
         settings.jwt_issuer,
         settings.jwt_audience,
         trust_forwarded_for=settings.trust_forwarded_for,
+        trusted_proxies=settings.trusted_proxies,
     )
-    out.append(Middleware(RequestGuard, config=guard_config(settings), client_key=client_key))
+    config = dataclasses.replace(
+        guard_config(settings),
+        reserve=settings.concurrency_reserve,
+        max_body=settings.max_body_bytes,
+        body_read_timeout_s=settings.body_read_timeout_s,
+        body_min_bytes_per_s=settings.body_min_bytes_per_s,
+    )
+    out.append(Middleware(RequestGuard, config=config, client_key=client_key))
     if settings.honor_gpc:
         out.append(Middleware(PrivacySignalMiddleware))
     return out
@@ -392,6 +452,21 @@ def security_middleware(
 
 def api_keys(services: Services) -> ApiKeyRegistry:
     return ApiKeyRegistry(services.store, clock=services.clock)
+
+
+def authenticator(
+    settings: Settings, services: Services
+) -> Callable[[str | None, str | None], Viewer]:
+    """``(authorization, anonymous_id) -> Viewer`` for every route: the JWT settings, the longest
+    token lifetime accepted, and tokens issued before the user's erasure refused."""
+    return functools.partial(
+        authenticate,
+        secret=settings.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        max_ttl_s=settings.max_token_ttl_s,
+        erased_at=services.privacy.erased_at,
+    )
 
 
 def graphql_endpoint(
@@ -403,13 +478,16 @@ def graphql_endpoint(
         max_body=settings.max_body_bytes,
         production=settings.production,
         graphiql=settings.graphiql_enabled,
-        secret=settings.jwt_secret,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
+        authenticate=authenticator(settings, services),
         limits=operation_limits(settings),
         introspection=settings.introspection_enabled,
         batch_max=settings.graphql_batch_max,
         layer=layer,
+        parts=PartLimits(
+            max_query_bytes=settings.max_query_bytes,
+            max_variables_bytes=settings.max_variables_bytes,
+        ),
+        document_cache_bytes=settings.document_cache_max_bytes,
     )
 
 

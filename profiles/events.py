@@ -9,20 +9,35 @@ The rules, per field:
 - ``sessionId`` optional id; ``channel`` one of web, mobile, email, offline, api (default api).
 - ``timestamp``: ISO-8601 with offset or epoch s/ms; missing -> receive time; more than
   ``clock_skew_s`` in the future -> clamped to the receive time and flagged.
-- ``properties`` object (at most 8 kB): ``price`` >= 0, ``quantity`` integer 1..10,000,
-  ``value`` (rate, required) 0..10, ``query`` (search, required) 1..500 characters.
-- ``traits`` (identify only): an object of CRM traits.
-Unknown top-level fields are rejected, so a typo never silently drops data.
+- ``properties`` object (at most 8 kB, nested at most 32 levels, plain JSON): ``price`` >= 0,
+  ``quantity`` integer 1..10,000 (a number, or a string of ASCII digits), ``value`` (rate,
+  required) 0..10, ``query`` (search, required) 1..500 characters.
+- ``traits`` (identify only): an object of CRM traits, at most 8 kB and 32 levels; the configured
+  PII traits are hashed (``traits_filter``) before the event is fingerprinted or stored, so an
+  e-mail never reaches the event log in clear.
+Unknown top-level fields are rejected, so a typo never silently drops data. Every failure is a
+:class:`FieldError` naming the field: hostile values (unicode digits, 5,000-digit numbers, deep
+nesting) are rejections of that event, never an exception of the batch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
-from profiles.types import BUILTIN_EVENT_TYPES, CHANNELS, FLAG_CLAMPED, ITEM_EVENT_TYPES
+from profiles.types import (
+    BUILTIN_EVENT_TYPES,
+    CHANNELS,
+    FLAG_CLAMPED,
+    INTERNAL_MESSAGE_PREFIX,
+    ITEM_EVENT_TYPES,
+    MAX_PROPERTIES_BYTES,
+    MAX_TRAITS_BYTES,
+)
 from storage import fields
 from storage.fields import FieldError
 from storage.timeutil import parse_timestamp
@@ -42,7 +57,9 @@ KNOWN_FIELDS = frozenset(
         "traits",
     }
 )
-MAX_PROPERTIES_BYTES = 8192
+_QUANTITY_TEXT = re.compile(r"[0-9]{1,9}").fullmatch  # ASCII digits only: "²".isdigit() is True
+
+TraitsFilter = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
 def payload_hash(raw: dict[str, Any]) -> str:
@@ -55,14 +72,28 @@ def validate_event(
     received_at: float,
     custom_types: tuple[str, ...] = (),
     clock_skew_s: float = 300.0,
+    traits_filter: TraitsFilter | None = None,
+    internal_id: str | None = None,
 ) -> EventRecord:
-    """Validate one raw event; raises :class:`FieldError` naming the first bad field."""
+    """Validate one raw event; raises :class:`FieldError` naming the first bad field.
+
+    ``traits_filter`` (the PII hasher) is applied to an identify's traits. ``internal_id`` is
+    for events the server makes itself (the identify mutation): the record gets that id, which
+    must start with :data:`INTERNAL_MESSAGE_PREFIX` (a namespace no client id can enter), and
+    ``raw`` must carry no ``messageId``.
+    """
     if not isinstance(raw, dict):
         raise FieldError("-", f"an event must be a JSON object, got {type(raw).__name__}")
     if not KNOWN_FIELDS.issuperset(raw):
         unknown = sorted(str(k) for k in raw if k not in KNOWN_FIELDS)
         raise FieldError(unknown[0][:64], "unknown field")
-    message_id = fields.ident(raw, "messageId")
+    if internal_id is not None:
+        if not internal_id.startswith(INTERNAL_MESSAGE_PREFIX) or "messageId" in raw:
+            raise ValueError(f"not an internal message id: {internal_id!r}")
+        message_id: str | None = internal_id
+        raw = {**raw, "messageId": internal_id}
+    else:
+        message_id = fields.ident(raw, "messageId")
     etype = raw.get("type")
     if etype is None or etype == "":
         raise FieldError("type", "is required")
@@ -93,19 +124,23 @@ def validate_event(
             ts = parse_timestamp(raw["timestamp"])
         except ValueError as exc:
             raise FieldError("timestamp", str(exc)) from None
+        except OverflowError:  # an integer beyond the float range
+            raise FieldError("timestamp", "timestamp must be a finite number") from None
         if ts > received_at + clock_skew_s:
             ts, flags = received_at, FLAG_CLAMPED
 
     props = raw.get("properties") or {}
     if not isinstance(props, dict):
         raise FieldError("properties", "must be an object")
-    if len(orjson.dumps(props)) > MAX_PROPERTIES_BYTES:
-        raise FieldError("properties", f"larger than {MAX_PROPERTIES_BYTES} bytes")
+    fields.json_document(props, "properties", max_bytes=MAX_PROPERTIES_BYTES)
     props = _validate_properties(etype, dict(props))
     if etype == "identify" and raw.get("traits") is not None:
-        if not isinstance(raw["traits"], dict):
-            raise FieldError("traits", "must be an object")
-        props["traits"] = raw["traits"]
+        traits = validate_traits(raw["traits"])
+        if traits_filter is not None:
+            traits = dict(traits_filter(traits))
+            # The fingerprint is taken of what is stored: no digest of a clear PII value.
+            raw = {**raw, "traits": traits}
+        props["traits"] = traits
     elif raw.get("traits") is not None:
         raise FieldError("traits", "only identify events carry traits")
 
@@ -127,6 +162,16 @@ def validate_event(
     )
 
 
+def validate_traits(traits: Any, field: str = "traits") -> dict[str, Any]:
+    """An identify's traits: an object of at most :data:`MAX_TRAITS_BYTES` encoded, nested at
+    most 32 levels (every path that writes traits applies this: events, ``track``, the
+    ``identify`` mutation)."""
+    if not isinstance(traits, dict):
+        raise FieldError(field, "must be an object")
+    fields.json_document(traits, field, max_bytes=MAX_TRAITS_BYTES)
+    return dict(traits)
+
+
 def _validate_properties(etype: str, props: dict[str, Any]) -> dict[str, Any]:
     def prop(name: str) -> str:
         return f"properties.{name}"
@@ -138,7 +183,7 @@ def _validate_properties(etype: str, props: dict[str, Any]) -> dict[str, Any]:
             raise FieldError(prop("price"), exc.reason) from None
     if "quantity" in props or etype in ("purchase", "add_to_cart"):
         q = props.get("quantity", 1)
-        if isinstance(q, str) and q.isdigit():
+        if isinstance(q, str) and _QUANTITY_TEXT(q):
             q = int(q)
         if isinstance(q, float) and q.is_integer():
             q = int(q)

@@ -10,6 +10,16 @@ work; a batch is never half-written because each group is one transaction.
 Listeners (trending, caches) are called in the writer thread after COMMIT and before the callers
 are answered, so the caller's next request sees the new state (read-your-writes). Listeners must
 be thread-safe and quick.
+
+Identity. An anonymous id is a claim anyone can make, so an event that carries only an
+``anonymousId`` is stored on the anonymous profile it names (``anon:<id>``), never on the user that
+id was once linked to: after a merge, anonymous-only traffic with that id builds a fresh
+anonymous profile. Only operator imports (:meth:`IngestionService.ingest_sync`, a trusted
+replay of a log) follow links to attribute such events to the linked user. An accepted
+``identify`` links its anonymous id to its user and joins the anonymous history to the user's
+profile; a link is never moved to another user (the store answers that identify ``rejected``).
+Who may send an identify for which anonymous id is the caller's rule
+(``resolvers.context.Viewer.authorize_event``).
 """
 
 from __future__ import annotations
@@ -26,9 +36,11 @@ from typing import Any, TypeVar
 
 from cachetools import LRUCache
 
-from profiles.events import validate_event
+from profiles.events import TraitsFilter, validate_event
 from profiles.state import CategoryLookup, ProfileState
 from profiles.types import (
+    IDENTITY_TAKEN,
+    INTERNAL_MESSAGE_PREFIX,
     BatchResult,
     BatchTooLarge,
     EventResult,
@@ -45,7 +57,7 @@ T = TypeVar("T")
 log = logging.getLogger("tailor.ingest")
 
 Listener = Callable[[list[EventRecord]], None]
-ProfileListener = Callable[[dict[str, ProfileState]], None]
+ProfileListener = Callable[[dict[str, ProfileState | None]], None]
 ConsentCheck = Callable[[EventRecord], bool]
 Authorize = Callable[[EventRecord], "tuple[str, str] | None"]
 
@@ -54,6 +66,12 @@ Authorize = Callable[[EventRecord], "tuple[str, str] | None"]
 class _Job:
     events: list[EventRecord]
     future: Future[list[str]]
+    follow_links: bool = False  # attribute anonymous-only events to a linked user (imports)
+
+
+def _message_id(raw: Any) -> str | None:
+    mid = raw.get("messageId") if isinstance(raw, dict) else None
+    return mid if isinstance(mid, str) and len(mid) <= 256 else None
 
 
 class IngestionService:
@@ -69,8 +87,12 @@ class IngestionService:
         clock: Callable[[], float] = time.time,
         tracking_allowed: ConsentCheck | None = None,
         state_cache_size: int = 10_000,
+        traits_filter: TraitsFilter | None = None,
     ) -> None:
+        """``traits_filter``: applied to the traits of every identify event before it is
+        fingerprinted or stored (the wiring passes the PII hasher, as it does to the store)."""
         self.store = store
+        self.traits_filter = traits_filter
         self.config = config or IngestConfig()
         self.profile_config = profile_config or ProfileConfig()
         self.categories = categories
@@ -91,7 +113,8 @@ class IngestionService:
         self._listeners.append(listener)
 
     def subscribe_profiles(self, listener: ProfileListener) -> None:
-        """Called after each commit with the profiles it changed (key -> new state).
+        """Called after each commit with the profiles it changed (key -> new state; None for a
+        profile that no longer exists: an anonymous profile merged into a user's by identify).
 
         The states are the writer's own objects: listeners must read, never mutate them.
         """
@@ -136,11 +159,15 @@ class IngestionService:
                     received_at=now,
                     custom_types=self.config.custom_event_types,
                     clock_skew_s=self.config.clock_skew_s,
+                    traits_filter=self.traits_filter,
                 )
             except FieldError as exc:
-                mid = raw.get("messageId") if isinstance(raw, dict) else None
+                results[i] = EventResult(i, "rejected", _message_id(raw), exc.field, exc.reason)
+                continue
+            except Exception:  # a validator bug must cost this event, never the whole batch
+                log.exception("event %d could not be validated", i)
                 results[i] = EventResult(
-                    i, "rejected", mid if isinstance(mid, str) else None, exc.field, exc.reason
+                    i, "rejected", _message_id(raw), "-", "the event could not be validated"
                 )
                 continue
             denied = authorize(ev) if authorize is not None else None
@@ -161,27 +188,56 @@ class IngestionService:
         return results, valid
 
     async def ingest(self, raws: Sequence[Any], authorize: Authorize | None = None) -> BatchResult:
-        """Validate and durably store a batch; returns only after the COMMIT."""
+        """Validate and durably store a batch; returns only after the COMMIT.
+
+        Anonymous-only events stay on their anonymous profile (see the module docstring)."""
         results, valid = self.validate(raws, authorize)
         if valid:
-            if self._thread is None:
-                outcomes = await asyncio.to_thread(self._write_direct, [ev for _, ev in valid])
-            else:
-                fut: Future[list[str]] = Future()
-                self._queue.put(_Job([ev for _, ev in valid], fut))
-                outcomes = await asyncio.wrap_future(fut)
+            outcomes = await self._submit([ev for _, ev in valid])
             self._fill(results, valid, outcomes)
         return BatchResult([r for r in results if r is not None])
+
+    async def link(self, anonymous_id: str, user_id: str) -> EventResult:
+        """Store the server's own identify of ``anonymous_id`` as ``user_id`` (the identify
+        mutation; the caller checked who may claim the id).
+
+        Its message id, ``_identify:<anonymousId>:<userId>``, is in the internal namespace
+        (:data:`INTERNAL_MESSAGE_PREFIX`) no client event can occupy, so a planted event cannot
+        block it; linking the same pair again answers ``duplicate``. An id linked to another
+        user answers ``rejected`` (field ``anonymousId``, reason :data:`IDENTITY_TAKEN`)."""
+        raw = {"type": "identify", "userId": user_id, "anonymousId": anonymous_id}
+        try:
+            ev = validate_event(
+                raw,
+                received_at=self.clock(),
+                clock_skew_s=self.config.clock_skew_s,
+                internal_id=f"{INTERNAL_MESSAGE_PREFIX}identify:{anonymous_id}:{user_id}",
+            )
+        except FieldError as exc:
+            return EventResult(0, "rejected", None, exc.field, exc.reason)
+        results: list[EventResult | None] = [None]
+        self._fill(results, [(0, ev)], await self._submit([ev]))
+        result = results[0]
+        assert result is not None
+        return result
+
+    async def _submit(self, events: list[EventRecord], follow_links: bool = False) -> list[str]:
+        if self._thread is None:
+            return await asyncio.to_thread(self._write_direct, events, follow_links)
+        fut: Future[list[str]] = Future()
+        self._queue.put(_Job(events, fut, follow_links))
+        return await asyncio.wrap_future(fut)
 
     def ingest_sync(self, raws: Sequence[Any]) -> BatchResult:
         """The same as :meth:`ingest` for callers without an event loop (CLI imports).
 
         No batch-size limit: file imports use large batches so one transaction (one fsync and
-        one profile rewrite per user) covers thousands of rows.
+        one profile rewrite per user) covers thousands of rows. An import is the operator's
+        replay of a log, so anonymous-only events follow identity links to their user.
         """
         results, valid = self.validate(raws, limit=False)
         if valid:
-            outcomes = self._write_direct([ev for _, ev in valid])
+            outcomes = self._write_direct([ev for _, ev in valid], True)
             self._fill(results, valid, outcomes)
         return BatchResult([r for r in results if r is not None])
 
@@ -191,7 +247,11 @@ class IngestionService:
         results: list[EventResult | None], valid: list[tuple[int, EventRecord]], outcomes: list[str]
     ) -> None:
         for (i, ev), outcome in zip(valid, outcomes, strict=True):
-            if outcome == "conflict":
+            if outcome == "refused":
+                results[i] = EventResult(
+                    i, "rejected", ev.message_id, "anonymousId", IDENTITY_TAKEN
+                )
+            elif outcome == "conflict":
                 results[i] = EventResult(
                     i,
                     "conflict",
@@ -202,9 +262,9 @@ class IngestionService:
             else:
                 results[i] = EventResult(i, outcome, ev.message_id, clamped=bool(ev.flags & 1))  # type: ignore[arg-type]
 
-    def _write_direct(self, events: list[EventRecord]) -> list[str]:
+    def _write_direct(self, events: list[EventRecord], follow_links: bool = False) -> list[str]:
         with self._lock:
-            return self._write_group(events)
+            return self._write_group(events, [follow_links] * len(events))
 
     def _run(self) -> None:
         wait = self.config.group_commit_ms / 1000.0
@@ -228,9 +288,10 @@ class IngestionService:
                 if sum(len(j.events) for j in jobs) >= 5000:
                     break
             events = [ev for j in jobs for ev in j.events]
+            follow = [j.follow_links for j in jobs for _ in j.events]
             try:
                 with self._lock:
-                    outcomes = self._write_group(events)
+                    outcomes = self._write_group(events, follow)
             except Exception as exc:
                 log.exception("event write failed; %d events not acknowledged", len(events))
                 for j in jobs:
@@ -241,15 +302,21 @@ class IngestionService:
                 j.future.set_result(outcomes[pos : pos + len(j.events)])
                 pos += len(j.events)
 
-    def _write_group(self, events: list[EventRecord]) -> list[str]:
-        """One transaction: resolve identities, insert, link, update profiles; then notify."""
+    def _write_group(self, events: list[EventRecord], follow_links: list[bool]) -> list[str]:
+        """One transaction: resolve identities, insert, link, update profiles; then notify.
+
+        ``follow_links[i]``: event i, when it carries only an anonymous id, goes to the user
+        that id is linked to (imports); otherwise it stays on ``anon:<id>``."""
         links: dict[str, str] = {}
         keyed: list[EventRecord] = []
-        for ev in events:
+        for ev, follow in zip(events, follow_links, strict=True):
             if ev.type == "identify" and ev.anonymous_id and ev.user_id:
-                links[ev.anonymous_id] = ev.user_id
+                # Only a link the store will accept (it never moves a link to another user).
+                owner = links.get(ev.anonymous_id) or self.store.resolve_identity(ev.anonymous_id)
+                if owner in (None, ev.user_id):
+                    links[ev.anonymous_id] = ev.user_id
             key = ev.profile_key
-            if ev.user_id is None and ev.anonymous_id is not None:
+            if follow and ev.user_id is None and ev.anonymous_id is not None:
                 user = links.get(ev.anonymous_id) or self.store.resolve_identity(ev.anonymous_id)
                 if user is not None:
                     key = user
@@ -318,7 +385,7 @@ class IngestionService:
         self._pending = states
         return {k: v.to_json() for k, v in states.items()}
 
-    def _remember_states(self, ok: bool) -> dict[str, ProfileState]:
+    def _remember_states(self, ok: bool) -> dict[str, ProfileState | None]:
         """After the transaction: cache what was committed, or forget what a rollback undid.
 
         Returns the committed states (empty after a rollback)."""
@@ -333,7 +400,9 @@ class IngestionService:
         else:
             for key in self._touched:
                 self._state_cache.pop(key, None)
-        committed = self._pending if ok else {}
+        committed: dict[str, ProfileState | None] = {}
+        if ok:
+            committed = {key: self._pending.get(key) for key in self._touched}
         self._touched, self._pending = set(), {}
         return committed
 

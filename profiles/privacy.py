@@ -8,6 +8,12 @@
   linked to them, identity links, profiles), from in-memory state, and from every registered
   :class:`Eraser` (caches, user vectors, segment membership: whoever holds per-user data
   registers one), and returns a receipt with counts per store.
+- Erasure reaches every process on the store: it is logged in the ``erasures`` table in its
+  own transaction (a keyed digest of the user id, the profile keys sealed with a key derived
+  from the secret: nobody is named in clear on disk). A running gateway reads the log every
+  ``erasure_poll_s`` (:meth:`PrivacyService.sync_erasures` then :meth:`apply_erasures`) and
+  runs the same in-memory erasure, and :meth:`PrivacyService.erased_at` lets authentication
+  refuse tokens issued before the erasure. Log rows live as long as the longest token.
 - PII: configured traits (e-mail, phone, ...) are stored only as salted HMAC-SHA256 digests
   (``"hmac-sha256:<hex>"``); equal inputs (after trimming and lower-casing) map to equal digests,
   so joins on them still work.
@@ -15,6 +21,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
 import hashlib
@@ -26,9 +33,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
 from cachetools import TTLCache
+from cryptography.fernet import Fernet, InvalidToken
 
-from storage.privacy import erase_subject, prune_events_before
+from storage.privacy import ErasureRow, erase_subject, erasures_since, prune_events_before
 from storage.sqlite import SQLiteStore
 from storage.types import EventRecord, UserRecord, anonymous_key
 
@@ -114,6 +123,36 @@ class PiiHasher:
             for k, v in traits.items()
         }
 
+    def subject(self, user_id: str) -> str:
+        """A keyed digest of a user id exactly as given (the erasure log's ``subject``)."""
+        return hmac.new(self._derive(b"subject"), user_id.encode(), hashlib.sha256).hexdigest()
+
+    def seal(self, data: bytes) -> str:
+        """``data`` encrypted and authenticated (Fernet: AES-128-CBC + HMAC-SHA256) with a key
+        derived from the salt, so only gateways sharing the salt can read it."""
+        return self._fernet().encrypt(data).decode("ascii")
+
+    def unseal(self, sealed: str) -> bytes | None:
+        """What :meth:`seal` sealed; None when sealed with another key, or altered."""
+        try:
+            return self._fernet().decrypt(sealed.encode("ascii"))
+        except (InvalidToken, ValueError):
+            return None
+
+    def _fernet(self) -> Fernet:
+        return Fernet(base64.urlsafe_b64encode(self._derive(b"seal")))
+
+    def _derive(self, label: bytes) -> bytes:
+        return hmac.new(self._salt, b"tailor-erasure-" + label, hashlib.sha256).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteErasure:
+    """An erasure another process made, for this process's in-memory tiers."""
+
+    user_id: str
+    profile_keys: tuple[str, ...]
+
 
 class PrivacyService:
     """Consent, erasure, PII hashing and retention over one store (and the ingestion state)."""
@@ -126,14 +165,24 @@ class PrivacyService:
         clock: Callable[[], float] = time.time,
         forget: Callable[[Sequence[str], Callable[[], dict[str, int]]], dict[str, int]]
         | None = None,
+        tombstone_s: float = 30 * 86_400.0,
     ) -> None:
         """``forget(keys, erase)``: the ingestion service's :meth:`IngestionService.forget`, so
-        erasure never interleaves with a write group that could re-create the profile."""
+        erasure never interleaves with a write group that could re-create the profile.
+        ``tombstone_s``: how long an erasure keeps refusing older tokens (the longest token
+        lifetime accepted, ``max_token_ttl_s``); its log row is dropped after that."""
         self.store = store
         self.hasher = hasher
         self.clock = clock
         self._forget = forget
+        self.tombstone_s = tombstone_s
         self.erasers: list[Eraser] = []
+        # subject digest -> latest erasure time; the log cursor (None: not read yet); erasures
+        # this process made itself (its tiers are already clean when the log shows them).
+        self._erased: dict[str, float] = {}
+        self._erasure_seq: int | None = None
+        self._own: set[tuple[str, float]] = set()
+        self._erasure_lock = threading.Lock()
         # Consent is read once per tracked event; a short TTL bounds how long a consent change
         # made by another process (a CLI import) takes to apply. Changes made here apply at once.
         self._consent: TTLCache[str, Consent] = TTLCache(maxsize=50_000, ttl=5.0)
@@ -211,16 +260,92 @@ class PrivacyService:
 
         Returns the counts per table and the profile keys the person had.
         """
-        anon = [a for a, _u in self._identities(user_id)]
-        keys = [user_id, *(anonymous_key(a) for a in anon)]
+        keys = self._profile_keys(user_id)
+        subject = self.hasher.subject(user_id)
+        erased_at = self.clock()
 
         def erase() -> dict[str, int]:
-            return {f"store.{t}": n for t, n in erase_subject(self.store, user_id).items()}
+            # Under the ingestion lock: no identify can link another anonymous id now. The
+            # keys found here join ``keys`` in place, so ``forget`` drops their states too.
+            keys.extend(k for k in self._profile_keys(user_id) if k not in keys)
+            record = ErasureRow(0, subject, self.hasher.seal(orjson.dumps(keys)), erased_at)
+            removed = erase_subject(
+                self.store, user_id, record=record, log_kept_since=erased_at - self.tombstone_s
+            )
+            return {f"store.{t}": n for t, n in removed.items()}
 
         counts = erase() if self._forget is None else self._forget(keys, erase)
+        with self._erasure_lock:
+            self._own.add((subject, erased_at))
+            self._erased[subject] = max(erased_at, self._erased.get(subject, erased_at))
         with self._consent_lock:
             self._consent.pop(user_id, None)
         return counts, keys
+
+    def _profile_keys(self, user_id: str) -> list[str]:
+        return [user_id, *(anonymous_key(a) for a, _u in self._identities(user_id))]
+
+    # ------------------------------------------------------------------ the erasure log
+    def erased_at(self, user_id: str) -> float | None:
+        """When ``user_id`` was last erased (in this process, or by another one whose erasure
+        :meth:`sync_erasures` has read), within the tombstone period; else None."""
+        if not self._erased:
+            return None
+        return self._erased.get(self.hasher.subject(user_id))
+
+    def sync_erasures(self) -> list[RemoteErasure]:
+        """Read the erasure log past the cursor (blocking I/O: run it in a thread).
+
+        Remembers every erasure time (for :meth:`erased_at`), drops the ingestion service's
+        in-memory states of the erased profiles, and returns the erasures made by other
+        processes, for :meth:`apply_erasures` on the event loop. The first call only primes
+        the cursor and the erasure times: state loaded after it comes from the cleaned store.
+        """
+        now = self.clock()
+        with self._erasure_lock:
+            cursor = self._erasure_seq
+        top, rows = erasures_since(self.store, cursor or 0, not_before=now - self.tombstone_s)
+        found: list[RemoteErasure] = []
+        with self._erasure_lock:
+            for row in rows:
+                self._erased[row.subject] = max(row.erased_at, self._erased.get(row.subject, 0.0))
+                if cursor is None or (row.subject, row.erased_at) in self._own:
+                    continue
+                keys = self._unseal_keys(row)
+                if keys:
+                    found.append(RemoteErasure(keys[0], tuple(keys)))
+            self._erasure_seq = top
+            for subject, at in [
+                (s, t) for s, t in self._erased.items() if t < now - self.tombstone_s
+            ]:
+                self._erased.pop(subject, None)
+                self._own.discard((subject, at))
+        for erasure in found:
+            if self._forget is not None:
+                self._forget(erasure.profile_keys, dict)
+            with self._consent_lock:
+                self._consent.pop(erasure.user_id, None)
+        return found
+
+    def apply_erasures(self, found: Sequence[RemoteErasure]) -> None:
+        """Run the registered tiers for erasures made elsewhere (on the event loop)."""
+        for erasure in found:
+            self.run_erasers(erasure.user_id, erasure.profile_keys, {})
+
+    def _unseal_keys(self, row: ErasureRow) -> list[str] | None:
+        raw = self.hasher.unseal(row.sealed)
+        try:
+            keys = orjson.loads(raw) if raw is not None else None
+        except orjson.JSONDecodeError:
+            keys = None
+        if isinstance(keys, list) and keys and all(isinstance(k, str) for k in keys):
+            return keys
+        log.error(  # sealed by a process with another TAILOR_JWT_SECRET / TAILOR_PII_SALT
+            "erasure log row %d cannot be read with this gateway's key: every process on one "
+            "store needs the same TAILOR_JWT_SECRET / TAILOR_PII_SALT",
+            row.seq,
+        )
+        return None
 
     def run_erasers(
         self, user_id: str, keys: Sequence[str], counts: dict[str, int]

@@ -33,6 +33,18 @@ CHANNELS = ("web", "mobile", "email", "offline", "api")
 
 FLAG_CLAMPED = 1  # the event's timestamp was in the future beyond the skew tolerance
 
+# Server-generated message ids (the identify mutation's ``_identify:<anonymousId>:<userId>``)
+# start with "_": a client's messageId must start with a letter or digit (storage.fields.ident),
+# so no client event can occupy, and so block, an internal id.
+INTERNAL_MESSAGE_PREFIX = "_"
+
+MAX_PROPERTIES_BYTES = 8192  # an event's properties, encoded
+MAX_TRAITS_BYTES = 8192  # the traits one identify carries (event or mutation), encoded
+MAX_USER_TRAITS_BYTES = 16_000  # a user's merged traits: the cap of a CRM import row
+
+# The per-event answer when an identify would move a link (storage: the "refused" outcome).
+IDENTITY_TAKEN = "this anonymous id is already linked to another user"
+
 Status = Literal["accepted", "duplicate", "conflict", "rejected", "dropped"]
 
 

@@ -139,3 +139,19 @@ def blend_batch(
     dense[~seen] = -np.inf
     ids_out, scores_out = top_k(dense, k)
     return ids_out, scores_out
+
+
+def top_sources(
+    lists: Mapping[str, tuple[Sequence[str], np.ndarray]], weights: Mapping[str, float]
+) -> dict[str, str]:
+    """For every candidate, the source whose weighted rank-normalized score is largest (as
+    :func:`recommend.blend.blend_scores` names it); among sources without weight, the one that
+    ranks it best. Ties go to the source listed first."""
+    best: dict[str, tuple[float, float, str]] = {}
+    for source, (ids, scores) in lists.items():
+        weight = max(float(weights.get(source, 0.0)), 0.0)
+        for item, value in zip(ids, normalize_scores(np.asarray(scores)), strict=True):
+            key = (weight * float(value), float(value), source)
+            if item not in best or key[:2] > best[item][:2]:
+                best[item] = key
+    return {item: key[2] for item, key in best.items()}

@@ -79,6 +79,17 @@ class EASE(ItemModel):
             out[:, self._active] = user_items[:, self._active] @ self._b
         return out
 
+    def score_items(self, user_items: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:
+        self._require_fitted()
+        out = np.zeros((user_items.shape[0], len(cols)), dtype=np.float32)
+        at = np.searchsorted(self._active, cols)
+        found = (at < self._active.size) & (
+            self._active[np.minimum(at, self._active.size - 1)] == cols
+        )
+        if found.any() and self._active.size:
+            out[:, found] = user_items[:, self._active] @ self._b[:, at[found]]
+        return out
+
     def _params(self) -> dict[str, Any]:
         return {"lambda_": self.lambda_, "min_users": self.min_users}
 
@@ -263,6 +274,9 @@ class ALS(ItemModel):
 
     def score(self, user_items: sp.csr_matrix) -> np.ndarray:
         return np.asarray(self.user_factors(user_items) @ self._y.T, dtype=np.float32)
+
+    def score_items(self, user_items: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:
+        return np.asarray(self.user_factors(user_items) @ self._y[cols].T, dtype=np.float32)
 
     def _params(self) -> dict[str, Any]:
         return {

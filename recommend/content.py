@@ -211,6 +211,26 @@ class ContentService:
         )
         return state.vector()
 
+    def similarity(self, anchors: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
+        """Each candidate's cosine with the normalized mean vector of the ``anchors`` (-1 for
+        candidates outside the index, and for all when no anchor is in it): one exact scan of
+        the candidates, not one vector lookup each (the ranker's content feature)."""
+        out = np.full(len(candidates), -1.0)
+        index = self.holder.snapshot()[0]
+        if index is None or not candidates:
+            return out
+        vectors = [index.vector(a) for a in anchors if a in index]
+        query = np.mean(vectors, axis=0) if vectors else None
+        norm = float(np.linalg.norm(query)) if query is not None else 0.0
+        if query is None or norm <= 0:
+            return out
+        wanted = SearchFilter(allowed_ids=frozenset(candidates))
+        ids, scores = index.search((query / norm).reshape(1, -1), len(candidates), wanted)
+        position = {item: j for j, item in enumerate(candidates)}
+        for item, score in zip(ids[0], scores[0], strict=False):
+            out[position[item]] = float(score)
+        return out
+
     def for_user(
         self, history: History, k: int, filt: SearchFilter
     ) -> tuple[list[str], np.ndarray]:

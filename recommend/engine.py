@@ -15,27 +15,35 @@ Cold start: with no usable history, hybrid answers from segment-popular when a s
 trending otherwise. :meth:`Recommender.for_segment` answers the same list for everyone in a
 segment (segment-popular only), so an edge cache can share it per segment.
 
-Blend weights: the serving CF version's tuned weights (``tailor evaluate --tune`` writes them next
-to the model) when it has any, else the configured ones.
+Ordering the hybrid: when a learned ranker is loaded (``tailor train ranker``, see
+:mod:`recommend.ranker`), every source proposes ``ranker.candidates`` items and the ranker orders
+their union from :func:`recommend.ranker_features.candidate_features`; otherwise the blend does,
+with the serving CF version's tuned weights (``tailor train cf`` and ``tailor evaluate --tune``
+write them next to the model) when it has any, else the configured ones. Either way an item's
+``source`` (and so its ``reason``) is the source whose weighted, rank-normalized score
+contributed most to it.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from embeddings import SearchFilter
-from recommend.blend import blend
+from recommend.blend import blend, top_sources
 from recommend.content import ContentService, History
 from recommend.diversity import mmr
 from recommend.filters import ItemFilter
-from recommend.model import ItemModel
+from recommend.ranker import Ranker, RankerSlot
+from recommend.ranker_features import ItemFacts, ProfileView, candidate_features, cf_scores
+from recommend.slots import ModelSlot
 from recommend.trending import TrendingModel
 from recommend.types import Recommendation
 from storage.types import ItemRecord
+
+__all__ = ["DEFAULT_WEIGHTS", "STRATEGIES", "ModelSlot", "RecommendRequest", "Recommender"]
 
 STRATEGIES = ("hybrid", "cf", "content", "segment", "trending")
 DEFAULT_WEIGHTS: Mapping[str, float] = {
@@ -71,49 +79,6 @@ class RecommendRequest:
     segment_name: str | None = None
 
 
-class ModelSlot:
-    """Holds the serving CF model, its version and the blend weights tuned for it (if any).
-
-    ``swap`` replaces all three; readers take one reference to ``state`` so they never see a
-    model of one version with the weights of another.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.state: tuple[ItemModel | None, str | None, Mapping[str, float] | None] = (
-            None,
-            None,
-            None,
-        )
-
-    @property
-    def model(self) -> ItemModel | None:
-        return self.state[0]
-
-    @property
-    def version(self) -> str | None:
-        return self.state[1]
-
-    @property
-    def weights(self) -> Mapping[str, float] | None:
-        return self.state[2]
-
-    def swap(
-        self, model: ItemModel, version: str, weights: Mapping[str, float] | None = None
-    ) -> None:
-        with self._lock:
-            self.state = (model, version, dict(weights) if weights else None)
-
-    def set_weights(self, version: str, weights: Mapping[str, float]) -> bool:
-        """Attach tuned weights to the serving model if it is still ``version``; True if so."""
-        with self._lock:
-            model, current, _ = self.state
-            if current != version:
-                return False
-            self.state = (model, current, dict(weights))
-            return True
-
-
 class Recommender:
     def __init__(
         self,
@@ -126,7 +91,11 @@ class Recommender:
         weights: Mapping[str, float] = DEFAULT_WEIGHTS,
         exclude_types: Sequence[str] = ("purchase",),
         segment_popular: SegmentPopular | None = None,
+        ranker: RankerSlot | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``ranker``: the serving learned ranker's slot (a new, empty one by default);
+        ``clock``: "now" for the ranker's time features (default: the trending model's)."""
         self.content = content
         self.trending = trending
         self.cf = cf
@@ -135,6 +104,14 @@ class Recommender:
         self.weights = dict(weights)
         self.exclude_types = frozenset(exclude_types)
         self.segment_popular = segment_popular
+        self.ranker = ranker if ranker is not None else RankerSlot()
+        self.clock = clock if clock is not None else trending.clock
+        self.facts = ItemFacts(
+            categories=self._categories,
+            price=self._price,
+            similarity=content.similarity,
+            cf_scores=lambda history, ids: cf_scores(self.cf.model, history, ids),
+        )
 
     def blend_weights(self) -> Mapping[str, float]:
         """Tuned weights of the serving CF version when it has some, else the configured ones."""
@@ -214,17 +191,27 @@ class Recommender:
             )
         return out
 
+    def candidate_lists(
+        self, req: RecommendRequest, n: int
+    ) -> tuple[dict[str, tuple[list[str], np.ndarray]], ItemFilter]:
+        """Up to ``n`` candidates from each source the request's strategy asks (purchased
+        items excluded), and the filter they passed; ranker training reads the same lists."""
+        purchased = {h.item_id for h in req.history if h.type in self.exclude_types}
+        filt = req.filter.with_excluded(purchased)
+        return self.sources(req, filt, n), filt
+
     # ------------------------------------------------------------------ main entry
     def recommend(self, req: RecommendRequest) -> list[Recommendation]:
         if req.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {req.strategy!r}")
-        purchased = {h.item_id for h in req.history if h.type in self.exclude_types}
-        filt = req.filter.with_excluded(purchased)
         pool = max(req.k * 3, 30) if (req.diversity > 0 or req.max_per_category) else req.k
-        lists = self.sources(req, filt, pool)
+        ranker = self.ranker.model if req.strategy == "hybrid" and req.history else None
+        lists, filt = self.candidate_lists(req, max(pool, ranker.candidates) if ranker else pool)
         recs: list[Recommendation]
         if not lists:
             recs = []
+        elif ranker is not None:
+            recs = self._ranked(ranker, lists, req, pool)
         elif len(lists) == 1:  # one source: keep its own scores
             ((name, (ids, scores)),) = lists.items()
             recs = [
@@ -253,6 +240,39 @@ class Recommender:
             )
             for r in recs[: req.k]
         ]
+
+    def profile_view(self, req: RecommendRequest) -> ProfileView:
+        """The request's history as the ranker's features read it."""
+        return ProfileView.from_history(
+            req.history, self._price, has_segment=req.segment_id is not None
+        )
+
+    def _ranked(
+        self,
+        ranker: Ranker,
+        lists: Mapping[str, tuple[list[str], np.ndarray]],
+        req: RecommendRequest,
+        n: int,
+    ) -> list[Recommendation]:
+        """The blend's best candidates (``MAX_CANDIDATES`` of the union) ordered by the learned
+        ranker, scores squashed to (0, 1); past those, the rest in blend order at score 0 (like
+        backfilled items). ``source`` as the blend names it."""
+        ids, X = candidate_features(
+            lists, self.profile_view(req), self.facts, ranker.stats, self.clock(), ranker.weights
+        )
+        order, raw = ranker.order(X)
+        order = order[:n]
+        scores = 1.0 / (1.0 + np.exp(-raw[order]))
+        top = top_sources(lists, self.blend_weights())
+        recs = [
+            Recommendation(ids[j], float(s), top[ids[j]], "")
+            for j, s in zip(order, scores, strict=True)
+        ]
+        if len(recs) < n:  # a long page: the blend continues where the ranker stops
+            ranked = set(ids)
+            rest = [r for r in blend(lists, ranker.weights) if r.item_id not in ranked]
+            recs += [Recommendation(r.item_id, 0.0, top[r.item_id], "") for r in rest]
+        return recs[:n]
 
     def for_segment(
         self,
@@ -301,6 +321,14 @@ class Recommender:
             cat = self._first_category(rec.item_id)
             return f"Trending in {cat}" if cat else "Trending now"
         return "New in the shop"
+
+    def _categories(self, item_id: str) -> tuple[str, ...]:
+        item = self.item_of(item_id)
+        return item.categories if item else ()
+
+    def _price(self, item_id: str) -> float | None:
+        item = self.item_of(item_id)
+        return item.price if item else None
 
     def _first_category(self, item_id: str) -> str | None:
         item = self.item_of(item_id)

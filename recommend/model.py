@@ -134,6 +134,11 @@ class ItemModel(ABC):
         order. Scores are unitless and only comparable within this model.
         """
 
+    def score_items(self, user_items: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:
+        """Scores of the items ``cols`` only, for each history row: ``(n_rows, len(cols))``
+        (the ranker's CF features; models override it when they can skip the other items)."""
+        return self.score(user_items)[:, cols]
+
     def _require_fitted(self) -> None:
         if not self._fitted:
             raise ModelNotTrained(f"{type(self).__name__} has not been fitted or loaded")

@@ -1,9 +1,17 @@
 """Training collaborative filtering on the event log, and its versioned artifacts.
 
+``train_cf`` tunes before it fits (bounded by ``tune_budget_s``): the CF parameters and the
+training weight of explicit ratings on a validation split of the log
+(:mod:`recommend.cf_tuning`), then the blend weights of the serving sources (CF, trending and,
+with an item index, content) on another (:func:`recommend.offline.evaluate.tune_blend_weights`),
+so a freshly trained gateway never serves the fixed default weights.
+
 On disk, under the CF root (``<data dir>/models/cf`` in the gateway)::
 
-    <version>/               a CF model (``recommend.model`` layout) + trained.json
-    <version>/weights.json   blend weights tuned for that version (``tailor evaluate --tune``)
+    <version>/               a CF model (``recommend.model`` layout) + trained.json (the training
+                             summary: the chosen parameters, rating curve and every trial)
+    <version>/weights.json   blend weights tuned for that version (``tailor train cf``; replaced by
+                             ``tailor evaluate --tune``)
 
 Versions are written through :class:`storage.artifacts.ArtifactStore` (one naming scheme for
 every model and index). Everything here takes explicit arguments, never settings.
@@ -15,16 +23,23 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from profiles.state import ProfileState
 from profiles.types import ProfileConfig
 from recommend.cf import choose_cf_model
+from recommend.cf_tuning import RATING_CURVES, TrainedOn, rating_weight, tune_cf
+from recommend.content import ContentService
 from recommend.engine import STRATEGIES
 from recommend.interactions import InteractionMatrix
 from recommend.model import ItemModel, load_model
+from recommend.offline.evaluate import Strategy, tune_blend_weights
+from recommend.offline.strategies import ContentSimilarity, DecayedPopularity
 from recommend.types import CFConfig, RecommendError
 from storage.artifacts import ArtifactStore
 from storage.types import EventRecord
@@ -36,10 +51,21 @@ TRAINED_FILE = "trained.json"
 log = logging.getLogger("tailor.recommend.training")
 
 
-def interaction_matrix(events: Iterable[EventRecord], weights: ProfileConfig) -> InteractionMatrix:
-    """Events as a user x item matrix (each event weighted per its type, as profiles weigh it)."""
+def interaction_matrix(
+    events: Iterable[EventRecord], weights: ProfileConfig, *, rating: str = "linear"
+) -> InteractionMatrix:
+    """Events as a user x item matrix (each event weighted per its type, as profiles weigh it;
+    ``rate`` events by ``rating``, a curve of :data:`recommend.cf_tuning.RATING_CURVES` —
+    ``linear`` is how profiles weigh them)."""
+
+    def weight(ev: EventRecord) -> float:
+        if ev.type != "rate" or rating == "linear":
+            return ProfileState.event_weight(ev, weights)
+        value = float(ev.properties.get("value") or 0.0)
+        return rating_weight(value, float(weights.weights.get("rate", 0.0)), rating)
+
     rows = (
-        (ev.profile_key, ev.item_id, ProfileState.event_weight(ev, weights), ev.ts)
+        (ev.profile_key, ev.item_id, weight(ev), ev.ts)
         for ev in events
         if ev.item_id and ev.type != "identify"
     )
@@ -65,12 +91,21 @@ class CFStore:
     def load(self, version: str) -> ItemModel:
         return load_model(self.artifacts.path(version))
 
-    def write(self, model: ItemModel, info: Mapping[str, Any]) -> str:
-        """Write a fitted model (and its training summary) as a new version."""
+    def write(
+        self,
+        model: ItemModel,
+        info: Mapping[str, Any],
+        weights: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Write a fitted model (and its training summary) as a new version; ``weights`` (the
+        ``weights.json`` document: tuned blend weights and how they were found) goes in the
+        same version, so the gateway never serves the model without them."""
 
         def fill(tmp: Path, version: str) -> None:
             model.save(tmp)
             (tmp / TRAINED_FILE).write_text(json.dumps({"version": version, **info}, indent=2))
+            if weights is not None:
+                (tmp / WEIGHTS_FILE).write_text(json.dumps(weights, indent=2, sort_keys=True))
 
         return self.artifacts.write(fill)
 
@@ -115,34 +150,94 @@ class CFStore:
         root = self.artifacts.path(version)
         if not self.artifacts.exists(version):
             raise RecommendError(f"no CF model version {version!r}")
-        tuned_total = sum(configured[name] for name in weights if name in configured) or 1.0
-        scale = sum(weights.values()) / tuned_total
-        complete = {name: round(w * scale, 6) for name, w in configured.items()}
-        complete.update(weights)
+        complete = complete_weights(weights, configured)
         doc = json.dumps({"weights": complete, **info}, indent=2, sort_keys=True)
         self.artifacts.write_file(version, WEIGHTS_FILE, doc)
         return root / WEIGHTS_FILE
 
 
+def complete_weights(
+    tuned: Mapping[str, float], configured: Mapping[str, float]
+) -> dict[str, float]:
+    """A complete weight map: the tuned sources as tuned; the others (e.g. ``context``, which
+    needs a viewed item, or ``segment``) keep their configured weight, scaled like the tuned."""
+    tuned_total = sum(configured[name] for name in tuned if name in configured) or 1.0
+    scale = sum(tuned.values()) / tuned_total
+    complete = {name: round(w * scale, 6) for name, w in configured.items()}
+    complete.update(tuned)
+    return complete
+
+
+@dataclass(frozen=True)
+class CFTraining:
+    """How ``train_cf`` tunes: the time budget of the CF search and of the blend search (0:
+    no tuning, the configured setting and weights), the seed of the validation splits, the
+    trending half-life of the blend's trending source and the configured blend weights."""
+
+    tune_budget_s: float = 60.0
+    seed: int = 0
+    half_life_s: float = 48 * 3600.0
+    configured_weights: Mapping[str, float] = field(default_factory=dict)
+
+
 def train_cf(
-    events: Iterable[EventRecord], config: CFConfig, weights: ProfileConfig, store: CFStore
-) -> tuple[str, dict[str, Any], ItemModel]:
-    """Fit a CF model on the interaction log and write it as a new version of ``store``."""
+    events: Iterable[EventRecord],
+    config: CFConfig,
+    weights: ProfileConfig,
+    store: CFStore,
+    *,
+    training: CFTraining | None = None,
+    content: ContentService | None = None,
+) -> tuple[str, dict[str, Any], ItemModel, dict[str, float] | None]:
+    """Tune, fit and write a CF model as a new version of ``store`` (see the module docstring).
+
+    Returns the version, its training summary, the fitted model and the tuned blend weights
+    (None without tuning); ``content`` (a ready item index) joins the blend search."""
+    training = training or CFTraining()
     started = time.time()
-    matrix = interaction_matrix(events, weights)
-    if matrix.n_items == 0:
+    events = list(events)
+    served = interaction_matrix(events, weights)
+    if served.n_items == 0 or served.nnz == 0:
         raise RecommendError("no interactions to train on: import events first")
-    model = choose_cf_model(matrix.n_items, config)
-    model.fit(matrix)
+    variants = {"linear": served}
+    if any(ev.type == "rate" for ev in events):
+        for curve in RATING_CURVES[1:]:
+            variants[curve] = interaction_matrix(events, weights, rating=curve)
+    info: dict[str, Any] = {}
+    curve = "linear"
+    if training.tune_budget_s > 0 and served.nnz >= 20:
+        tuning = tune_cf(
+            served,
+            variants,
+            config,
+            budget_s=training.tune_budget_s,
+            seed=training.seed,
+        )
+        config, curve = tuning.config, tuning.curve
+        info["tuning"] = {
+            "chosen": {**tuning.params(), "rating_curve": curve},
+            "validation_ndcg@10": round(tuning.ndcg, 6),
+            "validation": tuning.validation,
+            "trials": tuning.trials,
+            "seconds": tuning.seconds,
+        }
+    model = choose_cf_model(served.n_items, config)
+    model.fit(variants[curve])
+    tuned, weights_doc = _tune_blend(model, variants[curve], served, training, content)
+    if tuned is not None:
+        info["blend"] = {k: v for k, v in weights_doc.items() if k != "weights"}
     info = {
         "kind": model.kind,
-        "users": matrix.n_users,
-        "items": matrix.n_items,
-        "interactions": int(matrix.matrix.nnz),
+        "params": model._params(),
+        "rating_curve": curve,
+        "users": served.n_users,
+        "items": served.n_items,
+        "interactions": int(served.matrix.nnz),
         "trained_at": datetime.now(UTC).isoformat(),
         "seconds": round(time.time() - started, 2),
+        **info,
     }
-    version = store.write(model, info)
+    version = store.write(model, info, weights_doc if tuned is not None else None)
     log.info(
         "trained %s CF model %s on %d interactions in %.1fs",
         model.kind,
@@ -150,4 +245,46 @@ def train_cf(
         info["interactions"],
         info["seconds"],
     )
-    return version, {"version": version, **info}, model
+    return version, {"version": version, **info}, model, weights_doc.get("weights")
+
+
+def _tune_blend(
+    model: ItemModel,
+    train_variant: InteractionMatrix,
+    served: InteractionMatrix,
+    training: CFTraining,
+    content: ContentService | None,
+) -> tuple[dict[str, float] | None, dict[str, Any]]:
+    """Blend weights of CF (the chosen setting), trending and content on a validation split of
+    the served interactions (skipped without a budget or with too little data)."""
+    if training.tune_budget_s <= 0 or served.nnz < 20:
+        return None, {}
+    started = time.time()
+    sources: dict[str, Strategy] = {
+        "cf": TrainedOn(type(model)(**model._params()), train_variant),
+        "trending": DecayedPopularity(training.half_life_s),
+    }
+    if content is not None and content.ready:
+        sources["content"] = ContentSimilarity(content)
+    data = served
+    cap = max(200, min(5000, 20_000_000 // max(served.n_items, 1)))
+    active = np.flatnonzero(np.diff(served.matrix.indptr) > 1)
+    if active.size > cap:  # the grid scores dense (users x items) blends: bound the users
+        keep = np.random.default_rng(training.seed).choice(active, cap, replace=False)
+        data = served.select(np.isin(served.entry_users(), keep))
+    try:
+        result = tune_blend_weights(sources, data, seed=training.seed)
+    except RecommendError as exc:  # e.g. the index holds none of the interacted items
+        log.warning("blend weights not tuned: %s", exc)
+        return None, {}
+    doc = {
+        "weights": complete_weights(result.weights, training.configured_weights),
+        "metric": result.metric,
+        "validation_ndcg": round(result.score, 6),
+        "seed": training.seed,
+        "split": "random",
+        "trials": len(result.trials),
+        "tuned_by": "tailor train cf",
+        "seconds": round(time.time() - started, 2),
+    }
+    return result.weights, doc

@@ -14,6 +14,15 @@
   ``add_cache_tags(info, "segment:3")``, and ``viewer_segment(info)`` (which also restricts the
   field to at least SEGMENT scope: an answer that read the segment varies with it).
 
+The scope follows what the resolvers read, by construction, not a default:
+
+* who is asking is reachable only as ``TailorContext.viewer``, a property that calls
+  ``CacheControlRecorder.note_viewer_read``: the whole answer is then PRIVATE (its id, anonymous
+  id, scopes, consent, taste -- anything derived from the caller varies with the caller);
+* the caller's segment alone is ``viewer_segment(info)``: SEGMENT, not PRIVATE;
+* a person's data (``profile_state``, ``person_data``: profile, history, consent, segments of a
+  profile key) is PRIVATE whoever asked for it.
+
 The recorder reaches resolvers as the ``cache_control`` attribute of the request context; with
 no recorder (e.g. a script executing the schema directly) the runtime API is a no-op.
 """
@@ -150,6 +159,8 @@ class CacheControlRecorder:
         self.default_max_age = default_max_age
         self.tags: set[str] = set()
         self.segment_read = False
+        # A resolver read the caller (``TailorContext.viewer``): the answer is PRIVATE.
+        self.viewer_read = False
         # Facts that differ only by path count once: compute_policy never looks at the path
         # beyond is_root, and a list of 100 items must not mean 100 x fields facts.
         self._facts: dict[tuple[Any, ...], FieldFact] = {}
@@ -231,6 +242,14 @@ class CacheControlRecorder:
         if current.scope is None or current.scope < scope:
             self._dynamic[path] = replace(current, scope=scope)
 
+    def note_viewer_read(self) -> None:
+        """A resolver read who is asking: no answer of this request is shared with anyone else.
+
+        Response-wide, not per field: a response's scope is the most restrictive of its fields,
+        and the context that reports the read does not know which field is resolving.
+        """
+        self.viewer_read = True
+
     # -- results ---------------------------------------------------------------------------
 
     @property
@@ -238,13 +257,17 @@ class CacheControlRecorder:
         return list(self._facts.values())
 
     def policy(self, *, default_swr: int = 0, default_sie: int = 0) -> CachePolicy:
-        """The response's policy from every field resolved so far (Apollo's algorithm)."""
-        return compute_policy(
+        """The response's policy from every field resolved so far (Apollo's algorithm);
+        PRIVATE whenever a resolver read the caller."""
+        policy = compute_policy(
             self._facts.values(),
             default_max_age=self.default_max_age,
             default_swr=default_swr,
             default_sie=default_sie,
         )
+        if self.viewer_read and policy.is_cacheable and policy.scope < CacheScope.PRIVATE:
+            policy = replace(policy, scope=CacheScope.PRIVATE)
+        return policy
 
 
 def recorder_of(info: GraphQLResolveInfo | Any) -> CacheControlRecorder | None:
@@ -283,11 +306,21 @@ def add_cache_tags(info: Any, *tags: str) -> None:
         recorder.tags.update(tags)
 
 
+def person_data(info: Any) -> None:
+    """Mark this field PRIVATE: it shows one person's data (profile, history, consent, segments),
+    whoever asked for it. ``profile_state`` calls it; so must any other reader of such data."""
+    recorder = recorder_of(info)
+    if recorder is not None:
+        recorder.restrict_scope(info.path, CacheScope.PRIVATE)
+
+
 def viewer_segment(info: Any) -> str | None:
     """The caller's segment id (``None``: generic answer) and mark the field SEGMENT-scoped.
 
-    Segment-dependent resolvers (e.g. a future ``segmentRecommendations``) must read the
-    segment through this function, so the response cannot be cached more widely than that.
+    Segment-dependent resolvers (e.g. ``segmentRecommendations``) must read the segment through
+    this function, so the response cannot be cached more widely than that. It does not read the
+    viewer when the gateway installed a recorder (the segment is the recorder's), so the answer
+    stays SEGMENT, not PRIVATE.
     """
     recorder = recorder_of(info)
     if recorder is None:
@@ -304,9 +337,11 @@ async def profile_state(info: Any, profile_key: str) -> ProfileState | None:
     """The profile of ``profile_key`` through the app's profile cache (if one is installed).
 
     Tags the response ``user:<profile_key>`` so that the user's next event purges every cached
-    answer built from this profile (an anonymous visitor's answer may read a linked user's).
+    answer built from this profile (an anonymous visitor's answer may read a linked user's), and
+    makes the field PRIVATE (``person_data``).
     """
     services = info.context.services
+    person_data(info)
     add_cache_tags(info, f"user:{profile_key}")
     cache = services.profile_cache
     if cache is None:

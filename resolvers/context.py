@@ -15,24 +15,51 @@ from catalog.lookup import CatalogLookup
 from profiles.ingest import IngestionService
 from profiles.privacy import PrivacyService
 from profiles.state import ProfileState
-from profiles.types import ProfileConfig
+from profiles.types import MAX_USER_TRAITS_BYTES, ProfileConfig
 from recommend.content import ContentService
 from recommend.conversion import ConversionModel
 from recommend.engine import Recommender
 from recommend.trending import TrendingModel
+from resolvers.cache_control import CacheControlRecorder
 from resolvers.errors import UpstreamUnavailable
 from segments.service import SegmentService
+from storage.fields import json_document
 from storage.sqlite import SQLiteStore
 from storage.types import EventRecord, ItemRecord, UserRecord, anonymous_key
 
 ADMIN_SCOPES = frozenset({"admin", "service"})
+IDENTIFY_EVIDENCE = (
+    "you can only identify the anonymous id of your own session: send it as X-Anonymous-Id"
+)
+READ_SCOPE = "read"
 T_co = TypeVar("T_co", covariant=True)
 log = logging.getLogger("tailor.resolvers")
 
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """Who is asking. ``user_id`` comes from a verified token, ``anonymous_id`` from a header."""
+    """Who is asking. ``user_id`` comes from a verified token, ``anonymous_id`` from a header.
+
+    What each kind of caller may do, per operation (tests/security/test_hostile_identity.py
+    checks the matrix):
+
+    ====================  ===============  ==================  =========  ==================
+    operation             anonymous        user (no scope)     ``read``   service / admin
+    ====================  ===============  ==================  =========  ==================
+    queries               own anon data    own data            own        anyone's
+    POST /v1/events       own anon events  own events          FORBIDDEN  anyone's
+    ``track``             own anon events  own events          FORBIDDEN  anyone's
+    ``identify``          no               own, with evidence  FORBIDDEN  anyone's
+    ``setConsent``        no               own                 FORBIDDEN  anyone's
+    ``forgetMe``          no               own                 FORBIDDEN  own
+    ``forgetUser``        no               no                  FORBIDDEN  admin only
+    ====================  ===============  ==================  =========  ==================
+
+    ``read`` (an API key made with ``--scope read``, or a token with only that scope) reads and
+    never writes: :attr:`can_write` is checked by the events route and before every mutation.
+    An ``X-Anonymous-Id`` is a claim anyone can make: it reaches only the anonymous profile it
+    names (:attr:`profile_key`), never the user it was linked to.
+    """
 
     user_id: str | None = None
     anonymous_id: str | None = None
@@ -41,6 +68,17 @@ class Viewer:
     @property
     def is_privileged(self) -> bool:
         return bool(self.scopes & ADMIN_SCOPES)
+
+    @property
+    def can_write(self) -> bool:
+        """False for a read-only caller (scope ``read`` without ``admin``/``service``)."""
+        return self.is_privileged or READ_SCOPE not in self.scopes
+
+    def write_denied(self, operation: str) -> str | None:
+        """Why this caller may not run the write ``operation``, or None when it may."""
+        if self.can_write:
+            return None
+        return f"{operation} needs write access; the read scope can only read"
 
     def prepare_event(self, raw: Any) -> Any:
         """Default an event's ids to the caller's (privileged callers send ids explicitly)."""
@@ -55,13 +93,23 @@ class Viewer:
 
     def authorize_event(self, ev: EventRecord) -> tuple[str, str] | None:
         """(field, reason) when the caller may not send this event: users send only their own
-        events, anonymous callers only anonymous ones; admin/service tokens send anyone's."""
+        events, anonymous callers only anonymous ones; admin/service tokens send anyone's.
+
+        An ``identify`` claims its anonymous id, so it needs evidence that the id is the
+        caller's: the request's own ``X-Anonymous-Id`` equals it (the same client session
+        that browsed anonymously now signs in), or an admin/service caller (a server-side
+        identify). Whatever the evidence, an id linked to another user is never re-linked
+        (the store refuses it, see ``profiles.ingest``)."""
         if self.is_privileged:
             return None
+        if not self.can_write:
+            return "-", "sending events needs write access; the read scope can only read"
         if ev.user_id is not None and ev.user_id != self.user_id:
             return "userId", "you can only send events for your own user id"
         if ev.user_id is None and self.user_id is None and ev.anonymous_id != self.anonymous_id:
             return "anonymousId", "anonymous events must use the caller's X-Anonymous-Id"
+        if ev.type == "identify" and ev.anonymous_id != self.anonymous_id:
+            return "anonymousId", IDENTIFY_EVIDENCE
         return None
 
     @property
@@ -107,10 +155,24 @@ class Services:
         sid = self.segment_of(profile_key)
         return (sid, self.segments.name_of(sid)) if sid is not None else (None, None)
 
-    def merge_traits(self, user_id: str, traits: dict[str, Any]) -> None:
-        """Merge CRM-style traits into a user's record (creating the user if needed)."""
+    def check_traits(self, user_id: str, traits: dict[str, Any]) -> None:
+        """Raises :class:`FieldError` when merging ``traits`` into the user's would pass
+        :data:`MAX_USER_TRAITS_BYTES` (a CRM import row's cap): a user's row stays bounded
+        however many identify calls add traits."""
+        self._merged(user_id, traits)
+
+    def _merged(
+        self, user_id: str, traits: dict[str, Any]
+    ) -> tuple[UserRecord | None, dict[str, Any]]:
         current = self.store.get_user(user_id)
         merged = {**(dict(current.traits) if current else {}), **traits}
+        json_document(merged, "traits", max_bytes=MAX_USER_TRAITS_BYTES)
+        return current, merged
+
+    def merge_traits(self, user_id: str, traits: dict[str, Any]) -> None:
+        """Merge CRM-style traits into a user's record (creating the user if needed); the
+        store hashes the configured PII traits. Raises :class:`FieldError` past the cap."""
+        current, merged = self._merged(user_id, traits)
         self.store.upsert_users(
             [
                 UserRecord(
@@ -148,15 +210,38 @@ def _field_errors(values: Sequence[Any]) -> list[Any]:
     return out
 
 
-@dataclass
+@dataclass(init=False)
 class TailorContext:
+    """One request's context: the services, who is asking, the request, its loaders.
+
+    Who is asking is reachable only through the ``viewer`` property, which tells the request's
+    cache-hint recorder (``cache_control``, installed by the edge layer) that the answer now
+    depends on the caller: PRIVATE, never shared (``resolvers/cache_control.py``). A resolver
+    that needs only the caller's segment reads ``cache_control.viewer_segment(info)`` instead.
+    """
+
     services: Services
-    viewer: Viewer
-    request: Any = None
+    _viewer: Viewer
+    request: Any
+    cache_control: CacheControlRecorder | None
     items: DataLoader[str, ItemRecord | None] = field(init=False)
     traits: DataLoader[str, dict[str, Any] | None] = field(init=False)
 
-    def __post_init__(self) -> None:
+    def __init__(self, services: Services, viewer: Viewer, request: Any = None) -> None:
+        self.services = services
+        self._viewer = viewer
+        self.request = request
+        self.cache_control = None
+        self._make_loaders()
+
+    @property
+    def viewer(self) -> Viewer:
+        """Who is asking; reading it makes the whole answer PRIVATE."""
+        if self.cache_control is not None:
+            self.cache_control.note_viewer_read()
+        return self._viewer
+
+    def _make_loaders(self) -> None:
         store = self.services.store
         item_source = self.services.item_source
         traits_source = self.services.traits_source

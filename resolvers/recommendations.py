@@ -20,7 +20,7 @@ from recommend.engine import RecommendRequest
 from recommend.filters import ItemFilter
 from recommend.types import Recommendation as Rec
 from resolvers.arguments import clamp_first, id_arg
-from resolvers.cache_control import add_cache_tags, viewer_segment
+from resolvers.cache_control import add_cache_tags, person_data, profile_state, viewer_segment
 from resolvers.context import Services, TailorContext
 from resolvers.errors import BadUserInput, ServiceUnavailable
 from resolvers.inputs import ItemFilterInput, RecommendationContext, Strategy
@@ -103,9 +103,11 @@ async def search(
         raise ServiceUnavailable("the item index is not built yet (run `tailor train index`)")
     sf = to_filter(filter).search_filter(services.catalog.all_items)
     user_vec = None
-    key = info.context.viewer.profile_key
-    if personalized and key and personalization_allowed(services, key):
-        state = services.ingest.profile(key)
+    # Only a personalized search reads the caller (which makes the answer PRIVATE); with
+    # ``personalized: false`` the answer is the same for everyone.
+    key = info.context.viewer.profile_key if personalized else None
+    if key and personalization_allowed(services, key):
+        state = await profile_state(info, key)
         if state is not None:
             user_vec = content.user_vector(state.recent_history(200))
     try:
@@ -138,6 +140,7 @@ async def user_recommendations(
     context: RecommendationContext | None = None,
 ) -> list[Recommendation]:
     services = info.context.services
+    person_data(info)  # one person's recommendations (or their consent's refusal): PRIVATE
     n = clamp_first(info, first)
     if not 0.0 <= diversity <= 1.0:
         raise BadUserInput("`diversity` must be between 0 and 1")
@@ -157,7 +160,7 @@ async def user_recommendations(
             Rec(r.item_id, r.score, r.source, f"{r.reason} (personalization off)") for r in recs
         ]
         return await _materialize(info, recs)
-    state = services.ingest.profile(profile_key)
+    state = await profile_state(info, profile_key)
     history = state.recent_history(200) if state is not None else []
     segment_id, segment_name = services.segment_and_name(profile_key)
     req = RecommendRequest(

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import strawberry
+from strawberry.extensions import FieldExtension
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from profiles.events import validate_traits
 from resolvers import recommendations
 from resolvers import segments as segments_gql
 from resolvers.arguments import clamp_first, id_arg
 from resolvers.cache_control import CacheControl, CacheControlScope
-from resolvers.context import TailorContext
+from resolvers.context import IDENTIFY_EVIDENCE, TailorContext
 from resolvers.errors import BadUserInput, Forbidden, Unauthenticated, from_domain
 from resolvers.types import Item, Recommendation
 from resolvers.user import User
+from storage.fields import FieldError
 
 
 async def _trending(
@@ -47,10 +52,12 @@ class Query:
                 id=strawberry.ID(viewer.user_id), anonymous=False, _profile_key=viewer.user_id
             )
         if viewer.anonymous_id:
-            key = viewer.profile_key or ""
-            linked = info.context.services.store.resolve_identity(viewer.anonymous_id)
+            # The anonymous profile the header names, never the user it was linked to: the
+            # header is a claim anyone can make.
             return User(
-                id=strawberry.ID(viewer.anonymous_id), anonymous=True, _profile_key=linked or key
+                id=strawberry.ID(viewer.anonymous_id),
+                anonymous=True,
+                _profile_key=viewer.profile_key or "",
             )
         return None
 
@@ -222,7 +229,10 @@ class Mutation:
         )
 
     @strawberry.mutation(
-        description="Link an anonymous visitor to a signed-in user; the history joins the profile."
+        description="Link an anonymous visitor to a signed-in user; the history joins the profile. "
+        "A user identifies only the anonymous id of their own session (sent as X-Anonymous-Id); "
+        "an admin or service token may identify any (with userId). An id linked to another "
+        "user is never re-linked (FORBIDDEN)."
     )
     async def identify(
         self,
@@ -231,6 +241,13 @@ class Mutation:
         user_id: str | None = None,
         traits: JSON | None = None,
     ) -> IdentifyResult:
+        """Evidence for claiming an anonymous id: the request's own ``X-Anonymous-Id`` equals
+        it (the client session that browsed anonymously is the one signing in), or the caller
+        has the admin or service scope (a server-side identify). Without it the answer is
+        FORBIDDEN, whether or not the id is linked. With it, an id already linked to another
+        user is still FORBIDDEN (the link never moves); the same pair again is ``duplicate``.
+        The event's message id is internal (``_identify:…``), so no client event can block it.
+        """
         viewer = info.context.viewer
         uid = user_id or viewer.user_id
         if uid is None:
@@ -241,33 +258,79 @@ class Mutation:
             raise Forbidden("a user can only identify as themselves")
         aid = id_arg(anonymous_id, "anonymousId")
         uid = id_arg(uid, "userId")
-        if traits is not None and not isinstance(traits, dict):
-            raise BadUserInput("`traits` must be an object")
-        raw: dict[str, Any] = {
-            "messageId": f"identify:{aid}:{uid}",
-            "type": "identify",
-            "userId": uid,
-            "anonymousId": aid,
-        }
+        if not viewer.is_privileged and viewer.anonymous_id != aid:
+            raise Forbidden(IDENTIFY_EVIDENCE)
         services = info.context.services
+        merge: dict[str, Any] = {}
+        if traits is not None:
+            try:
+                merge = validate_traits(traits, "`traits`")
+                services.check_traits(uid, merge)
+            except FieldError as exc:
+                raise BadUserInput(f"{exc.field} {exc.reason}") from None
         try:
-            result = await services.ingest.ingest([raw])
+            outcome = await services.ingest.link(aid, uid)
         except Exception as exc:
             raise from_domain(exc) from exc
-        outcome = result.results[0]
         if outcome.status == "rejected":
+            if outcome.field == "anonymousId":
+                raise Forbidden(f"anonymousId: {outcome.reason}")
             raise BadUserInput(f"{outcome.field}: {outcome.reason}")
-        if traits:
-            services.merge_traits(uid, traits)
+        if merge:
+            try:
+                services.merge_traits(uid, merge)
+            except FieldError as exc:  # another request grew the traits meanwhile
+                raise BadUserInput(f"`traits` {exc.reason}") from None
         return IdentifyResult(user_id=uid, anonymous_id=aid, status=outcome.status)
+
+
+class WriteAccess(FieldExtension):
+    """Refuses a mutation to a read-only caller (FORBIDDEN) before its resolver runs.
+
+    ``build_schema`` puts it on every root mutation field, the privacy ones included, so a new
+    mutation is guarded without remembering to; the per-field rules (own data vs anyone's)
+    stay in the resolvers."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__()
+        self.operation = operation
+
+    def _check(self, info: Info[TailorContext, Any]) -> None:
+        denied = info.context.viewer.write_denied(self.operation)
+        if denied is not None:
+            raise Forbidden(denied)
+
+    def resolve(
+        self, next_: Callable[..., Any], source: Any, info: Info[TailorContext, Any], **kwargs: Any
+    ) -> Any:
+        self._check(info)
+        return next_(source, info, **kwargs)
+
+    async def resolve_async(
+        self,
+        next_: Callable[..., Awaitable[Any]],
+        source: Any,
+        info: Info[TailorContext, Any],
+        **kwargs: Any,
+    ) -> Any:
+        self._check(info)
+        return await next_(source, info, **kwargs)
 
 
 def build_schema() -> strawberry.Schema:
     # Privacy fields (consent, erasure) live in resolvers/privacy.py and are merged in here.
     from strawberry.tools import merge_types
+    from strawberry.utils.str_converters import to_camel_case
 
     from resolvers.privacy import PrivacyMutation, PrivacyQuery
 
     query = merge_types("Query", (Query, PrivacyQuery))
     mutation = merge_types("Mutation", (Mutation, PrivacyMutation))
+    definition = mutation.__strawberry_definition__  # type: ignore[attr-defined]
+    guarded = []
+    for f in definition.fields:  # copies: the source types' fields stay as declared
+        g = copy.copy(f)
+        g.extensions = [*f.extensions, WriteAccess(f.graphql_name or to_camel_case(f.name))]
+        guarded.append(g)
+    definition.fields = guarded
     return strawberry.Schema(query=query, mutation=mutation)

@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from resolvers.cache_control import person_data
 from resolvers.context import TailorContext
 
 
@@ -62,6 +63,7 @@ def segment(info: Info[TailorContext, Any], id: strawberry.ID) -> Segment | None
 
 
 def user_segment(info: Info[TailorContext, Any], profile_key: str) -> Segment | None:
+    person_data(info)  # which segment one person is in: PRIVATE
     services = info.context.services
     seg_id = services.segment_of(profile_key)
     seg = services.segments.segment(seg_id) if seg_id else None
@@ -69,6 +71,7 @@ def user_segment(info: Info[TailorContext, Any], profile_key: str) -> Segment | 
 
 
 def user_segments(info: Info[TailorContext, Any], profile_key: str) -> list[Segment]:
+    person_data(info)
     services = info.context.services
     rules = services.segments.rules_of(profile_key)
     ids = [i for i in (services.segment_of(profile_key), *rules) if i]

@@ -8,7 +8,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from resolvers.cache_control import CacheControl, CacheControlScope, profile_state
+from resolvers.cache_control import CacheControl, CacheControlScope, person_data, profile_state
 from resolvers.context import TailorContext
 from resolvers.inputs import ItemFilterInput, RecommendationContext, Strategy
 from resolvers.recommendations import user_recommendations
@@ -31,6 +31,7 @@ class User:
         "this field alone is null with extensions.code UPSTREAM_UNAVAILABLE."
     )
     async def traits(self, info: Info[TailorContext, Any]) -> JSON | None:
+        person_data(info)
         if self.anonymous:
             return None
         found = await info.context.traits.load(str(self.id))

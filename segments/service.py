@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -131,19 +131,37 @@ class SegmentService:
             listener(assignments)
 
     # ------------------------------------------------------------------ live updates
-    def on_profiles(self, changed: dict[str, ProfileState]) -> None:
-        """Ingestion listener: re-assign changed profiles at once."""
+    def on_profiles(self, changed: dict[str, ProfileState | None]) -> None:
+        """Ingestion listener: re-assign changed profiles at once; a profile that no longer
+        exists (merged into a user's) leaves its segments."""
+        gone = [key for key, state in changed.items() if state is None]
+        if gone:
+            self.forget(gone)
         model = self.model
         if model is None:
             return
         now = self.clock()
         for key, state in changed.items():
+            if state is None:
+                continue
             features, top = segment_inputs(state, now, self.profile_config)
             seg = model.assign(features)
             rules = model.rule_segments(features, top)
             with self._lock:
                 self.sizes.assign(key, seg)
                 self._rules[key] = rules
+
+    def forget(self, profile_keys: Sequence[str]) -> int:
+        """Erasure: drop these profiles' live assignments and rule memberships (sizes follow).
+
+        Returns how many of the keys were members of a segment."""
+        removed = 0
+        with self._lock:
+            for key in profile_keys:
+                assigned = self.sizes.remove(key) is not None
+                in_rules = bool(self._rules.pop(key, None))
+                removed += assigned or in_rules
+        return removed
 
     # ------------------------------------------------------------------ reads
     def segment_of(self, profile_key: str) -> str | None:

@@ -10,8 +10,11 @@ import math
 import re
 from typing import Any
 
+import orjson
+
 MAX_ID_LENGTH = 128
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]*$")
+MAX_JSON_DEPTH = 32  # nesting levels of a free-form JSON field (properties, traits)
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@\-]*\Z")
 # The common case in one C call: a well-formed id of legal length.
 _VALID_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@\-]{{0,{MAX_ID_LENGTH - 1}}}").fullmatch
 
@@ -32,6 +35,8 @@ def ident(row: dict[str, Any], field: str, *, required: bool = True) -> str | No
             raise FieldError(field, "is required")
         return None
     if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 64:  # str() of a huge int is slow (and fails past 4300 digits)
+            raise FieldError(field, "an integer id must fit in 64 bits; send ids as strings")
         value = str(value)
     if not isinstance(value, str):
         raise FieldError(field, f"must be a string id, got {type(value).__name__}")
@@ -82,7 +87,10 @@ def number(
             raise FieldError(field, f"must be a number, got {str(value)[:20]!r}") from None
     if not isinstance(value, int | float):
         raise FieldError(field, f"must be a number, got {type(value).__name__}")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise FieldError(field, "must be a finite number") from None
     if not math.isfinite(result):
         raise FieldError(field, "must be a finite number")
     if minimum is not None and result < minimum:
@@ -128,10 +136,32 @@ def string_list(
     return tuple(dict.fromkeys(out))
 
 
+def json_document(
+    value: Any, field: str, *, max_bytes: int, max_depth: int = MAX_JSON_DEPTH
+) -> bytes:
+    """Check a free-form JSON value (event properties, traits): nested at most ``max_depth``
+    levels, plain JSON (string keys, integers within 64 bits, finite numbers), at most
+    ``max_bytes`` encoded. Returns the encoding. The depth is checked without recursion, so a
+    value nested thousands deep costs a loop, never a ``RecursionError``."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > max_depth:
+                raise FieldError(field, f"nested deeper than {max_depth} levels")
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    try:
+        encoded = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise FieldError(field, f"must be plain JSON ({exc})") from None
+    if len(encoded) > max_bytes:
+        raise FieldError(field, f"larger than {max_bytes} bytes")
+    return encoded
+
+
 def json_object(row: dict[str, Any], field: str) -> dict[str, Any]:
     """A JSON object; CSV/Parquet may carry it as a JSON string or as ``field.key`` columns."""
-    import orjson
-
     value = row.get(field)
     if isinstance(value, str):
         try:

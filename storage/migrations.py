@@ -85,4 +85,17 @@ MIGRATIONS: list[str] = [
         revoked_at REAL
     )
     """,
+    # 4: the erasure log: running gateways read it to apply erasures made by other processes
+    # (caches, segments) and to refuse tokens issued before them. No identifier in clear:
+    # ``subject`` is a keyed digest of the user id, ``sealed`` the profile keys encrypted with a
+    # key derived from the gateway's secret. Rows older than the longest token lifetime go.
+    """
+    CREATE TABLE erasures (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        subject TEXT NOT NULL,
+        sealed TEXT NOT NULL,
+        erased_at REAL NOT NULL
+    );
+    CREATE INDEX erasures_at ON erasures(erased_at)
+    """,
 ]

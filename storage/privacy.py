@@ -1,4 +1,4 @@
-"""Privacy operations on the SQLite store: erasure, retention pruning, and API-key rows.
+"""Privacy operations on the SQLite store: erasure (and its log), retention, and API-key rows.
 
 Kept apart from ``storage/sqlite.py`` (which owns the general read/write paths) because these
 operations share one concern: data must be *gone* afterwards, not merely unreachable. SQLite
@@ -29,13 +29,42 @@ class ApiKeyRow:
     revoked_at: float | None = None
 
 
-def erase_subject(store: SQLiteStore, user_id: str) -> dict[str, int]:
+@dataclass(frozen=True, slots=True)
+class ErasureRow:
+    """One erasure in the log (``seq`` is 0 before it is written).
+
+    ``subject`` is a keyed digest of the user id and ``sealed`` the encrypted profile keys: the
+    log names nobody in clear (``profiles/privacy.py`` makes and reads both)."""
+
+    seq: int
+    subject: str
+    sealed: str
+    erased_at: float
+
+
+def erase_subject(
+    store: SQLiteStore,
+    user_id: str,
+    *,
+    record: ErasureRow | None = None,
+    log_kept_since: float | None = None,
+) -> dict[str, int]:
     """Delete a user, their linked anonymous ids' data, events, identities and profiles.
 
-    Returns rows deleted per table. One transaction; then the WAL is checkpointed (truncated).
+    ``record`` is added to the erasure log in the same transaction (so every running gateway
+    learns of the erasure exactly when it is durable), and log rows older than
+    ``log_kept_since`` are dropped. Returns rows deleted per table (the log is not counted).
+    One transaction; then the WAL is checkpointed (truncated).
     """
 
     def write(conn: sqlite3.Connection) -> dict[str, int]:
+        if record is not None:
+            conn.execute(
+                "INSERT INTO erasures(subject, sealed, erased_at) VALUES (?,?,?)",
+                (record.subject, record.sealed, record.erased_at),
+            )
+        if log_kept_since is not None:
+            conn.execute("DELETE FROM erasures WHERE erased_at < ?", (log_kept_since,))
         anon_ids = [
             r[0]
             for r in conn.execute("SELECT anonymous_id FROM identities WHERE user_id=?", (user_id,))
@@ -57,6 +86,23 @@ def erase_subject(store: SQLiteStore, user_id: str) -> dict[str, int]:
         counts: dict[str, int] = store._transaction(write)
         checkpoint(store)
     return counts
+
+
+def erasures_since(
+    store: SQLiteStore, after_seq: int, *, not_before: float = 0.0
+) -> tuple[int, list[ErasureRow]]:
+    """(the log's newest seq, the rows after ``after_seq`` up to it with ``erased_at >=
+    not_before``): the caller's next cursor is the returned seq, so no row is skipped."""
+    conn = store._reader()
+    top = int(conn.execute("SELECT coalesce(max(seq), 0) FROM erasures").fetchone()[0])
+    rows = conn.execute(
+        "SELECT seq, subject, sealed, erased_at FROM erasures "
+        "WHERE seq > ? AND seq <= ? AND erased_at >= ? ORDER BY seq",
+        (after_seq, top, not_before),
+    ).fetchall()
+    return max(top, after_seq), [
+        ErasureRow(int(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows
+    ]
 
 
 def _delete_in(conn: sqlite3.Connection, table: str, columns: list[tuple[str, list[str]]]) -> int:

@@ -307,9 +307,18 @@ class SQLiteStore:
                 )
             outcomes: list[InsertOutcome] = []
             accepted: list[EventRecord] = []
+            owners: dict[str, str | None] = {}  # anonymous id -> its user, as of this transaction
             for ev in events:
                 stored_hash = known.get(ev.message_id)
                 if stored_hash is None:
+                    if ev.type == "identify" and ev.anonymous_id and ev.user_id:
+                        aid = ev.anonymous_id
+                        if aid not in owners:
+                            owners[aid] = self._owner(conn, aid)
+                        if owners[aid] not in (None, ev.user_id):
+                            outcomes.append("refused")  # a link never moves to another user
+                            continue
+                        owners[aid] = ev.user_id
                     known[ev.message_id] = ev.payload_hash
                     outcomes.append("accepted")
                     accepted.append(ev)
@@ -385,11 +394,19 @@ class SQLiteStore:
         return None if row is None else str(row[0])
 
     @staticmethod
+    def _owner(conn: sqlite3.Connection, anonymous_id: str) -> str | None:
+        row = conn.execute(
+            "SELECT user_id FROM identities WHERE anonymous_id=?", (anonymous_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
     def _link(conn: sqlite3.Connection, anonymous_id: str, user_id: str) -> None:
-        # Identity links commit in the same transaction as the identify event itself.
+        # Identity links commit in the same transaction as the identify event itself. A link
+        # is never moved (insert_events refuses an identify of an id linked to another user).
         conn.execute(
             "INSERT INTO identities(anonymous_id,user_id,linked_at) VALUES (?,?,?) "
-            "ON CONFLICT(anonymous_id) DO UPDATE SET user_id=excluded.user_id",
+            "ON CONFLICT(anonymous_id) DO NOTHING",
             (anonymous_id, user_id, time.time()),
         )
         anon_key = anonymous_key(anonymous_id)

@@ -111,7 +111,8 @@ class EventRecord:
     flags: int = 0  # bit 1: timestamp clamped (future beyond skew)
 
 
-InsertOutcome = Literal["accepted", "duplicate", "conflict"]
+# "refused": an identify of an anonymous id already linked to another user (not stored).
+InsertOutcome = Literal["accepted", "duplicate", "conflict", "refused"]
 
 
 class CatalogStore(Protocol):
@@ -143,7 +144,9 @@ class EventStore(Protocol):
         """Store events atomically (all or nothing) and durably before returning.
 
         Returns one outcome per input event. Accepted ``identify`` events link their anonymous id
-        to the user id and re-key the anonymous events in the same transaction.
+        to the user id and re-key the anonymous events in the same transaction; an identify of
+        an anonymous id already linked to a different user is ``refused`` (not stored, the link
+        never moves).
         ``profile_update``, when given, is called inside the transaction with the accepted events
         and returns profile states to write, so derived state commits together with the events.
         """
@@ -159,7 +162,8 @@ class EventStore(Protocol):
         """The timestamp of the newest stored event (None when there is none)."""
 
     def resolve_identity(self, anonymous_id: str) -> str | None:
-        """The user id an anonymous id was linked to, if any."""
+        """The user id an anonymous id was linked to, if any. Only imports attribute events
+        through it: a request's ``X-Anonymous-Id`` never reaches the linked user's profile."""
 
 
 class ProfileStore(Protocol):

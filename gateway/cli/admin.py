@@ -70,6 +70,12 @@ def cmd_token(args: argparse.Namespace) -> int:
     except FieldError as exc:
         console.print(f"[red]--user {exc.reason}[/red]")
         return 2
+    if not 0 < args.ttl <= settings.max_token_ttl_s:
+        console.print(
+            f"[red]--ttl must be between 1 and {settings.max_token_ttl_s} seconds "
+            "(TAILOR_MAX_TOKEN_TTL_S): longer-lived tokens are refused[/red]"
+        )
+        return 2
     print(
         issue_token(
             settings.jwt_secret,
@@ -157,10 +163,21 @@ def cmd_forget(args: argparse.Namespace) -> int:
     except FieldError as exc:
         console.print(f"[red]USER {exc.reason}[/red]")
         return 2
-    with open_services(settings_from(args)) as services:
+    settings = settings_from(args)
+    with open_services(settings) as services:
         receipt = services.privacy.erase(args.user)
+    # The erasure is logged in the store with the deletion: every running gateway on this
+    # store reads the log within erasure_poll_s and drops the person's cached answers, segment
+    # membership and in-memory state, and refuses tokens issued before now.
     print(
-        dumps({"userId": receipt.user_id, "total": receipt.total, "counts": dict(receipt.counts)})
+        dumps(
+            {
+                "userId": receipt.user_id,
+                "total": receipt.total,
+                "counts": dict(receipt.counts),
+                "runningGatewaysWithinS": settings.erasure_poll_s,
+            }
+        )
     )
     return 0
 

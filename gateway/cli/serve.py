@@ -53,6 +53,10 @@ def serve(settings: Settings) -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        # Uvicorn believes X-Forwarded-For from 127.0.0.1 by default: off unless the deployment
+        # says a trusted proxy sets it, and then only from the configured proxies.
+        proxy_headers=settings.trust_forwarded_for,
+        forwarded_allow_ips=list(settings.trusted_proxies),
     )
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import sys
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cachetools import LRUCache
 
@@ -44,10 +45,29 @@ def sha256_hex(query: str) -> str:
     return hashlib.sha256(query.encode("utf-8")).hexdigest()
 
 
+# What one cached entry costs besides its text: the 64-character key, the str objects and the
+# LRU's bookkeeping. Without it, a flood of one-character registrations would hold far more
+# memory than the budget says.
+ENTRY_OVERHEAD = 512
+# Texts longer than this are hashed on every request rather than memoized (hashing them costs
+# little next to parsing; memoizing them would keep what clients send).
+_MAX_MEMO_QUERY = 16_384
+
+
+def _entry_bytes(query: str) -> int:
+    return sys.getsizeof(query) + ENTRY_OVERHEAD
+
+
+class _Hashed(NamedTuple):
+    digest: str
+    nbytes: int
+
+
 class PersistedQueries:
     """Resolves a request's operation text and its id (the sha256 of the text).
 
-    ``max_bytes``: bound on the in-memory APQ registry (sum of query lengths, LRU).
+    ``max_bytes``: bound on the in-memory APQ registry (bytes of the query texts plus a fixed
+    overhead per entry, LRU). The text -> hash memo has its own budget, ``max_bytes // 4``.
     """
 
     def __init__(
@@ -55,21 +75,32 @@ class PersistedQueries:
     ) -> None:
         self.store = store
         self.safelist = safelist
-        self._registered: LRUCache[str, str] = LRUCache(max_bytes, getsizeof=len)
-        # Text -> hash memo, so free-form queries are not rehashed on every request.
-        self._hashes: LRUCache[str, str] = LRUCache(4096)
+        self._registered: LRUCache[str, str] = LRUCache(max_bytes, getsizeof=_entry_bytes)
+        # Text -> hash memo, so free-form queries are not rehashed on every request; bounded in
+        # bytes: its keys are client-written texts.
+        self._hashes: LRUCache[str, _Hashed] = LRUCache(
+            max(max_bytes // 4, 1), getsizeof=lambda hashed: hashed.nbytes
+        )
 
     def _hash_of(self, query: str) -> str:
-        digest = self._hashes.get(query)
-        if digest is None:
-            digest = self._hashes[query] = sha256_hex(query)
+        hashed = self._hashes.get(query)
+        if hashed is not None:
+            return hashed.digest
+        digest = sha256_hex(query)
+        size = 2 * ENTRY_OVERHEAD + sys.getsizeof(query)
+        if len(query) <= _MAX_MEMO_QUERY and size <= self._hashes.maxsize:
+            self._hashes[query] = _Hashed(digest, size)
         return digest
 
     def _lookup(self, digest: str) -> str | None:
         query = None if self.safelist else self._registered.get(digest)
         if query is None:
             query = self.store.get_persisted_query(digest)
-            if query is not None and not self.safelist:
+            if (
+                query is not None
+                and not self.safelist
+                and _entry_bytes(query) <= self._registered.maxsize
+            ):
                 self._registered[digest] = query
         return query
 
@@ -95,7 +126,7 @@ class PersistedQueries:
             if self.safelist:
                 if self.store.get_persisted_query(digest) is None:
                     raise self._not_in_list()
-            elif len(params.query) <= self._registered.maxsize:
+            elif _entry_bytes(params.query) <= self._registered.maxsize:
                 self._registered[digest] = params.query
             return params, digest
         query = self._lookup(digest)

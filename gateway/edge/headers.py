@@ -8,8 +8,8 @@ PUBLIC            ``public, max-age=B, s-maxage=S[, stale-while-revalidate=W]`` 
 SEGMENT, keyed    same as PUBLIC                                                   ``Accept, X-Tailor-Segment``
 by the request's
 segment token
-SEGMENT from      ``private, max-age=B[, ...]`` (+ a fresh ``X-Tailor-Segment``)    ``Accept, Authorization, X-Anonymous-Id,
-credentials                                                                        X-Tailor-Segment``
+SEGMENT from      ``private, max-age=B[, ...]`` (+ a fresh ``X-Tailor-Segment``)    ``Accept, Authorization, Cookie, DNT,
+credentials                                                                        Sec-GPC, X-Anonymous-Id, X-Tailor-Segment``
 PRIVATE           ``private, max-age=B[, ...]`` -- never ``public``/``s-maxage``     as above
 not cacheable     ``no-store`` (mutations, errors, APQ misses, 4xx/5xx)            --
 ================  ===============================================================  ==========================================
@@ -19,10 +19,16 @@ A SEGMENT answer is shared only when the request's valid token names the very se
 answer was computed for (no token and no segment counts as "the generic answer"): a shared
 cache keys it by that header. Otherwise the segment came from the caller's credentials, which
 a shared cache does not key by, so the answer stays private.
+
+A private answer varies on every header that says who is asking or what they allow: the
+credentials (``Authorization``, the ``auth_cookie`` in ``Cookie``, ``X-Anonymous-Id``) and the
+privacy signals (``Sec-GPC``/``DNT`` turn personalization off), so a browser cache never serves
+one person's answer to another session, nor a personalized one after an opt-out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -31,24 +37,61 @@ from cache import CachedResponse, CachePolicy, CacheScope
 K = TypeVar("K")
 V = TypeVar("V")
 
-_PRIVATE_VARY = "Accept, Authorization, X-Anonymous-Id, X-Tailor-Segment"
+_PRIVATE_VARY = "Accept, Authorization, Cookie, DNT, Sec-GPC, X-Anonymous-Id, X-Tailor-Segment"
 # Header size budget for Surrogate-Key / Cache-Tag (CDNs cap these around 16 KiB).
 _MAX_TAG_CHARS = 8000
 
 
+def approx_bytes(value: object, _depth: int = 0) -> int:
+    """A cheap estimate of the memory a memo key or value holds (strings, bytes and the
+    tuples/lists/sets of them a memo uses; anything else counts a flat 64 bytes)."""
+    if isinstance(value, str | bytes):
+        return 49 + len(value)
+    if isinstance(value, tuple | list | frozenset | set):
+        if _depth >= 3:
+            return 56 + 64 * len(value)
+        return 56 + 8 * len(value) + sum(approx_bytes(v, _depth + 1) for v in value)
+    return 64
+
+
+def _pair_bytes(key: object, value: object) -> int:
+    return approx_bytes(key) + approx_bytes(value) + 100  # + the dict slot and its hash
+
+
 class Memo(dict[K, V], Generic[K, V]):
     """A bounded memo for the hit path: a plain dict (a get is one hash lookup, unlike an LRU
-    that reorders on every read), emptied when it reaches ``max_entries``. Only for values
-    that can be recomputed: forgetting costs one recomputation, never correctness."""
+    that reorders on every read), emptied when it reaches ``max_entries`` or when its entries
+    would pass ``max_bytes`` (``sizeof(key, value)`` estimates one entry; keys are often
+    client-written, so the bound is in bytes, not only entries). An entry bigger than the whole
+    budget is not kept. Only for values that can be recomputed: forgetting costs one
+    recomputation, never correctness."""
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(
+        self,
+        max_entries: int,
+        *,
+        max_bytes: int = 4 << 20,
+        sizeof: Callable[[K, V], int] = _pair_bytes,
+    ) -> None:
         super().__init__()
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.sizeof = sizeof
+        self.nbytes = 0
 
     def __setitem__(self, key: K, value: V) -> None:
-        if len(self) >= self.max_entries:
+        size = self.sizeof(key, value)
+        if size > self.max_bytes:
+            self.pop(key, None)
+            return
+        if len(self) >= self.max_entries or self.nbytes + size > self.max_bytes:
             self.clear()
         super().__setitem__(key, value)
+        self.nbytes += size  # an overwrite counts twice: the memo is emptied a little early
+
+    def clear(self) -> None:
+        super().clear()
+        self.nbytes = 0
 
 
 @dataclass(frozen=True, slots=True)

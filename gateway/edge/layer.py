@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -63,8 +64,21 @@ log = logging.getLogger("tailor.edge")
 _STATUS = "x-tailor-status"
 _BYPASS = "BYPASS"
 _MAX_MEMO_URL = 4096  # bytes of query string worth memoizing
+_MAX_MEMO_VARIABLES = 4096  # bytes of variables (sorted JSON) worth memoizing a key for
+# The key component of a request that opted out of personalization (Sec-GPC: 1 / DNT: 1).
+_OPT_OUT = ("x-tailor-personalization", "off")
 # (params as parsed, params with the query text, operation id, operation type)
 _Resolved = tuple[GraphQLParams, GraphQLParams, str, OperationType | None]
+
+
+def _parsed_bytes(raw: bytes, params: GraphQLParams) -> int:
+    # The params parsed from a URL hold its text a few times over as Python objects.
+    return 4 * len(raw) + 1024
+
+
+def _resolved_bytes(_id: int, resolved: _Resolved) -> int:
+    # The raw params are counted by ``_parsed``; a persisted query's text may be long.
+    return sys.getsizeof(resolved[1].query) + 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,12 +121,15 @@ class EdgeLayer:
             browser_max_age=config.browser_max_age, shared_max_age=config.shared_max_age
         )
         self.purger = purger
-        # Hit-path memos (see ``Memo``). ``_resolved`` is keyed by the identity of a memoized
-        # GET's params and keeps that object alive, so an id is never reused while in it.
-        self._scopes: Memo[tuple[str, str], CacheScope] = Memo(16_384)
-        self._keys: Memo[tuple[Any, ...], str] = Memo(65_536)
-        self._parsed: Memo[bytes, GraphQLParams] = Memo(4096)
-        self._resolved: Memo[int, _Resolved] = Memo(4096)
+        # Hit-path memos (see ``Memo``), bounded in bytes: their keys are client-written.
+        # ``_resolved`` is keyed by the identity of a memoized GET's params and keeps that
+        # object alive, so an id is never reused while in it.
+        self._scopes: Memo[tuple[str, str], CacheScope] = Memo(16_384, max_bytes=2 << 20)
+        self._keys: Memo[tuple[Any, ...], str] = Memo(65_536, max_bytes=8 << 20)
+        self._parsed: Memo[bytes, GraphQLParams] = Memo(
+            4096, max_bytes=8 << 20, sizeof=_parsed_bytes
+        )
+        self._resolved: Memo[int, _Resolved] = Memo(4096, max_bytes=8 << 20, sizeof=_resolved_bytes)
         self._statics: dict[tuple[str, str], Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -178,8 +195,12 @@ class EdgeLayer:
             raw_params = params
             params, op_id = self.persisted.resolve(params)
             op_type = executor.operation_type(params)
-            # A hash names one text forever, so a resolved GET URL stays resolved.
-            if request.method == "GET":
+            # A hash names one text forever, so a resolved GET URL stays resolved. Only the
+            # params of a memoized (short) URL: others are not seen again and may be large.
+            if (
+                request.method == "GET"
+                and len(request.scope.get("query_string", b"")) <= _MAX_MEMO_URL
+            ):
                 self._resolved[id(raw_params)] = (raw_params, params, op_id, op_type)
         who = self.audience(request, viewer)
         method = request.method
@@ -194,7 +215,15 @@ class EdgeLayer:
             return self._answer(request, entry, _BYPASS, who, media)
         memo = (op_id, params.operation_name or "")
         guess = self._scopes.get(memo, CacheScope.PUBLIC)
-        key = self._key(memo, params.variables, self._scope_key(guess, who), media)
+        # Sec-GPC/DNT turn personalization off for this request (PrivacySignalMiddleware):
+        # answers that may be personalized (SEGMENT, PRIVATE) are keyed by the opt-out too, so
+        # a personalized answer never reaches an opted-out request, nor the reverse. A PUBLIC
+        # answer read nobody's data: the opt-out cannot change it.
+        opt_out = (
+            guess is not CacheScope.PUBLIC
+            and not self.services.privacy.personalization_allowed(None)
+        )
+        key = self._key(memo, params.variables, self._scope_key(guess, who), media, opt_out)
         found, state = await self.responses.get_or_compute(key, compute, scope=guess)
         assert found is not None  # compute never answers None
         if found.policy.is_cacheable and found.policy.scope is not guess:
@@ -202,16 +231,26 @@ class EdgeLayer:
         return self._answer(request, found, state.value, who, media, key=key)
 
     def _key(
-        self, memo: tuple[str, str], variables: dict[str, Any] | None, scope_key: str, media: str
+        self,
+        memo: tuple[str, str],
+        variables: dict[str, Any] | None,
+        scope_key: str,
+        media: str,
+        opt_out: bool = False,
     ) -> str:
         """``cache.cache_key`` through a memo: canonicalizing and hashing costs more than the
         rest of a cache hit. The memo is keyed by orjson's sorted dump of the variables; a
-        different spelling of the same values is only another memo slot for the same key."""
+        different spelling of the same values is only another memo slot for the same key.
+        ``opt_out``: the request opted out of personalization (``Sec-GPC: 1``/``DNT: 1``)."""
         spelled = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS) if variables else b""
-        found = self._keys.get((memo, spelled, scope_key, media))
+        memo_key = (memo, spelled, scope_key, media, opt_out)
+        found = self._keys.get(memo_key)
         if found is None:
-            found = cache_key(f"{memo[0]}/{memo[1]}", variables, scope_key, (("accept", media),))
-            self._keys[(memo, spelled, scope_key, media)] = found
+            vary = (("accept", media), _OPT_OUT) if opt_out else (("accept", media),)
+            found = cache_key(f"{memo[0]}/{memo[1]}", variables, scope_key, vary)
+            # Long variables are not kept: a key memo must not hold what clients send.
+            if len(spelled) <= _MAX_MEMO_VARIABLES:
+                self._keys[memo_key] = found
         return found
 
     @staticmethod

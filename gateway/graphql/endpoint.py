@@ -14,10 +14,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import sys
 import uuid
-from typing import Any
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, NamedTuple
 
 import orjson
 import strawberry
@@ -27,6 +31,7 @@ from graphql import (
     ExecutionResult,
     GraphQLError,
     OperationType,
+    Token,
     execute,
     get_operation_ast,
     specified_rules,
@@ -44,14 +49,50 @@ from gateway.graphql.limits import (
     measure,
     parse_limited,
 )
-from gateway.graphql.params import GRAPHQL_RESPONSE, negotiate, read_params
+from gateway.graphql.params import (
+    GRAPHQL_RESPONSE,
+    PartLimits,
+    check_parts,
+    negotiate,
+    read_params,
+)
 from gateway.graphql.types import GraphQLParams, ResponseLayer
-from gateway.http import HTTPProblem, authenticate, problem_response
+from gateway.http import HTTPProblem, problem_response
 from resolvers.context import Services, TailorContext, Viewer
 from resolvers.errors import TailorGraphQLError
 
 log = logging.getLogger("tailor.graphql")
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+# The parse/validation cache is bounded in (estimated) bytes, not entries: its keys are
+# client-written query texts. A parsed document keeps its tokens (locations), ~600 bytes each.
+DOCUMENT_CACHE_BYTES = 16 << 20
+_TOKEN_BYTES = 600
+_ENTRY_BYTES = 2048
+# Documents longer than this (characters) are parsed and validated in a worker thread, so a
+# long comment or string does not hold the event loop (~0.1 ms per kB to lex).
+OFFLOOP_PARSE_CHARS = 16_384
+
+
+class _Parsed(NamedTuple):
+    document: DocumentNode | None
+    errors: list[GraphQLError]
+    nbytes: int
+
+
+# The document this request prepared off the loop: found even if the cache dropped it since.
+_prepared: ContextVar[tuple[str, _Parsed] | None] = ContextVar("tailor_prepared", default=None)
+
+
+def _estimate(query: str, document: DocumentNode | None, errors: list[GraphQLError]) -> int:
+    tokens = 0
+    if document is not None and document.loc is not None:
+        token: Token | None = document.loc.start_token
+        while token is not None:
+            tokens += 1
+            token = token.next
+    # The key and the token values (comments, strings) each hold the text once.
+    return 2 * sys.getsizeof(query) + _TOKEN_BYTES * tokens + 512 * len(errors) + _ENTRY_BYTES
 
 
 class GraphQLEndpoint:
@@ -65,53 +106,77 @@ class GraphQLEndpoint:
         max_body: int,
         production: bool,
         graphiql: bool,
-        secret: str,
-        issuer: str | None,
-        audience: str | None,
+        authenticate: Callable[[str | None, str | None], Viewer],
         limits: OperationLimits | None = None,
         introspection: bool = True,
         batch_max: int = 0,
         layer: ResponseLayer | None = None,
+        parts: PartLimits | None = None,
+        document_cache_bytes: int = DOCUMENT_CACHE_BYTES,
     ) -> None:
         """``limits``: operation limits (``limits.py``), None = off. ``batch_max``: GraphQL
         batching, off at 0. ``layer``: the response layer (edge caching, APQ, cache headers)
-        between the request and execution; None executes every request directly."""
+        between the request and execution; None executes every request directly.
+        ``parts``: size/depth bounds of the query text and variables (``params.PartLimits``).
+        ``document_cache_bytes``: budget of the parse/validation cache. ``authenticate(
+        authorization, anonymous_id)``: the caller (an ``HTTPProblem`` 401 for bad credentials)."""
         self.schema = schema._schema
         self.services = services
         self.max_body = max_body
         self.batch_max = batch_max
         self.production = production
         self.graphiql = graphiql
-        self.auth = (secret, issuer, audience)
+        self.authenticate = authenticate
         self.layer = layer
         self.limits = limits
         self.introspection = introspection
         self._rules: list[Any] = list(specified_rules)
         if not introspection:
             self._rules.append(NoIntrospectionRule)
-        self._documents: LRUCache[str, tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(
-            2048
+        self.parts = parts or PartLimits()
+        self._documents: LRUCache[str, _Parsed] = LRUCache(
+            document_cache_bytes, getsizeof=lambda parsed: parsed.nbytes
         )
+
+    def _parse(self, query: str) -> _Parsed:
+        """Parse and validate (pure: may run in a worker thread)."""
+        try:
+            doc = parse_limited(query, self.limits)
+        except GraphQLError as exc:
+            return _Parsed(None, [exc], _estimate(query, None, [exc]))
+        # Limits first: the standard rules are far costlier on abusive documents.
+        errors: list[GraphQLError] = []
+        if self.limits is not None:
+            errors.extend(measure(self.schema, doc, self.limits))
+        if not errors:
+            errors = list(validate(self.schema, doc, self._rules, hide_suggestions=self.production))
+        return _Parsed(doc, errors, _estimate(query, doc, errors))
+
+    def _remember(self, query: str, parsed: _Parsed) -> None:
+        if parsed.nbytes <= self._documents.maxsize:
+            self._documents[query] = parsed
 
     def _document(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
         cached = self._documents.get(query)
         if cached is None:
-            try:
-                doc = parse_limited(query, self.limits)
-            except GraphQLError as exc:
-                cached = (None, [exc])
+            prepared = _prepared.get()
+            if prepared is not None and prepared[0] == query:
+                cached = prepared[1]
             else:
-                # Limits first: the standard rules are far costlier on abusive documents.
-                errors: list[GraphQLError] = []
-                if self.limits is not None:
-                    errors.extend(measure(self.schema, doc, self.limits))
-                if not errors:
-                    errors = list(
-                        validate(self.schema, doc, self._rules, hide_suggestions=self.production)
-                    )
-                cached = (doc, errors)
-            self._documents[query] = cached
-        return cached
+                cached = self._parse(query)
+                self._remember(query, cached)
+        return cached.document, cached.errors
+
+    async def prepare(self, params: GraphQLParams) -> None:
+        """Check the operation's parts against ``parts`` (``HTTPProblem``), and parse a long
+        document in a worker thread so that later (synchronous) lookups find it."""
+        check_parts(params, self.parts)
+        query = params.query
+        if len(query) <= OFFLOOP_PARSE_CHARS or query in self._documents:
+            return
+        parsed = await asyncio.to_thread(self._parse, query)
+        self._remember(query, parsed)
+        _prepared.set((query, parsed))
 
     def operation_type(self, params: GraphQLParams) -> OperationType | None:
         """The selected operation's type; ``None`` if the document is invalid or has no such op."""
@@ -146,16 +211,12 @@ class GraphQLEndpoint:
             params = await (read_params if self.layer is None else self.layer.read_params)(
                 request, self.max_body
             )
-            secret, issuer, audience = self.auth
-            viewer = authenticate(
-                request.headers.get("authorization"),
-                request.headers.get("x-anonymous-id"),
-                secret=secret,
-                issuer=issuer,
-                audience=audience,
+            viewer = self.authenticate(
+                request.headers.get("authorization"), request.headers.get("x-anonymous-id")
             )
             if isinstance(params, list):
                 return await self.run_batch(params, viewer, request, media)
+            await self.prepare(params)
             if self.layer is not None:
                 return await self.layer.respond(self, request, params, viewer, media)
             status, body = await self.run(
@@ -185,8 +246,11 @@ class GraphQLEndpoint:
                 f"a batch of {len(batch)} operations; the limit is {self.batch_max}",
                 "BAD_REQUEST",
             )
+        for params in batch:
+            check_parts(params, self.parts)
         bodies = []
         for params in batch:
+            await self.prepare(params)
             context = TailorContext(self.services, viewer, request)
             _status, body = await self.run(params, context, request.method, media)
             bodies.append(body)

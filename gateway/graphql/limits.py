@@ -7,7 +7,8 @@ Two stages, both cheap and both run before graphql-core's own rules:
 2. :func:`limits_rule` builds a graphql-core validation rule that walks each operation once
    (fragments are measured once and memoized, so a fragment fan-out cannot make the walk itself
    exponential) and reports depth, aliases, root fields, directives, duplicated fields and an
-   estimated cost with list-size multipliers from ``first``.
+   estimated cost with list-size multipliers from ``first``, where a field whose resolver runs
+   a model or a FAISS search weighs what it costs (:data:`FIELD_COSTS`), not 1.
 
 The standard rules only run when this rule passes. That ordering matters: graphql-core's
 OverlappingFieldsCanBeMerged is quadratic in repeated fields (600 copies of ``me { id }`` take
@@ -20,7 +21,9 @@ Every rejection carries a specific ``extensions.code`` (see :data:`LIMIT_CODES`)
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from graphql import (
@@ -54,6 +57,27 @@ MAX_COST = "MAX_COST_LIMIT"
 MAX_DUPLICATE_FIELDS = "MAX_DUPLICATE_FIELDS_LIMIT"
 INTROSPECTION_DISABLED = "INTROSPECTION_DISABLED"
 
+# What one call of a field costs, in ordinary fields (an ordinary field costs 1), for the fields
+# whose resolver runs a model, an encoder or a FAISS search; keyed "Type.field". Order of
+# magnitude: a hybrid recommendation or a semantic search takes milliseconds of CPU, a plain
+# field microseconds. With the default ``max_cost`` (5000) an operation may make about nine
+# such calls; 24 aliased ``recommendations`` are refused. The subtree of a list field is still
+# multiplied by its size on top of this.
+FIELD_COSTS: Mapping[str, int] = MappingProxyType(
+    {
+        # CF + content (FAISS) + segment-popular + trending, blend, MMR diversity, reasons
+        "User.recommendations": 500,
+        # query encoding (MiniLM) + FAISS search (+ the caller's taste vector)
+        "Query.search": 500,
+        # one FAISS search from a stored item vector
+        "Query.similarItems": 250,
+        # the segment's popularity list through the filters
+        "Query.segmentRecommendations": 100,
+        # conversion-propensity model inference over the profile
+        "User.conversionScore": 50,
+    }
+)
+
 LIMIT_CODES = frozenset(
     {
         MAX_DEPTH,
@@ -77,10 +101,11 @@ class OperationLimits:
     - ``max_root_fields``: fields selected on the root type.
     - ``max_directives``: directive uses anywhere in the operation.
     - ``max_tokens``: lexical tokens in the whole document (enforced by the parser).
-    - ``max_cost``: estimated resolver calls: each field costs 1, and the subtree of a list field
-      of objects is multiplied by its ``first`` argument (clamped to ``max_first``; a variable
-      counts as its default or ``max_first``), by the length of a literal list argument, or by
-      ``default_list_size``.
+    - ``max_cost``: estimated resolver cost: each field costs 1, or its weight in
+      ``field_costs`` (``"Type.field"``: fields that run a model or a FAISS search), and the
+      subtree of a list field of objects is multiplied by its ``first`` argument (clamped to
+      ``max_first``; a variable counts as its default or ``max_first``), by the length of a
+      literal list argument, or by ``default_list_size``.
     - ``max_duplicate_fields``: copies of one response name in one selection set.
     """
 
@@ -93,6 +118,7 @@ class OperationLimits:
     max_duplicate_fields: int = 10
     max_first: int = 100
     default_list_size: int = 10
+    field_costs: Mapping[str, int] = field(default_factory=lambda: FIELD_COSTS, hash=False)
 
 
 class LimitExceeded(GraphQLError):
@@ -136,6 +162,7 @@ class _Stats:
     cost: int = 0
     max_dup: int = 0
     names: Counter[str] = field(default_factory=Counter)  # response names at this level
+    weighted: Counter[str] = field(default_factory=Counter)  # calls of weighted fields
 
 
 class _Measure:
@@ -172,6 +199,7 @@ class _Measure:
                 out.cost += sub.cost
                 out.max_dup = max(out.max_dup, sub.max_dup)
                 out.directives += sub.directives + n_dirs
+                out.weighted.update(sub.weighted)
                 continue
             if isinstance(sel, InlineFragmentNode):
                 cond = sel.type_condition
@@ -187,6 +215,7 @@ class _Measure:
             out.cost += sub.cost
             out.max_dup = max(out.max_dup, sub.max_dup)
             out.directives += sub.directives + n_dirs
+            out.weighted.update(sub.weighted)
         if out.names:
             out.max_dup = max(out.max_dup, max(out.names.values()))
         return out
@@ -212,18 +241,27 @@ class _Measure:
 
     def field(self, node: FieldNode, parent: Any) -> _Stats:
         ftype: Any = None
+        weight = 1
+        weighted: Counter[str] = Counter()
         if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
             fdef = parent.fields.get(node.name.value)
             if fdef is not None:
                 ftype = fdef.type
+                name = f"{parent.name}.{node.name.value}"
+                weight = self.limits.field_costs.get(name, 1)
+                if weight != 1:
+                    weighted[name] = 1
         sub = self.selection_set(node.selection_set, get_named_type(ftype) if ftype else None)
         mult = self.multiplier(node, ftype) if node.selection_set is not None else 1
+        for name, calls in sub.weighted.items():
+            weighted[name] += mult * calls
         return _Stats(
             depth=sub.depth,
             aliases=sub.aliases,
             directives=sub.directives,
-            cost=1 + mult * sub.cost,
+            cost=weight + mult * sub.cost,
             max_dup=sub.max_dup,
+            weighted=weighted,
         )
 
     def multiplier(self, node: FieldNode, ftype: Any) -> int:
@@ -280,10 +318,18 @@ def _check(m: _Measure, op: OperationDefinitionNode, lim: OperationLimits) -> li
     )
     for limit, value, code, what in checks:
         if limit > 0 and value > limit:
-            errors.append(
-                LimitExceeded(f"the operation has {what} {value}; the limit is {limit}", code, op)
-            )
+            message = f"the operation has {what} {value}; the limit is {limit}"
+            if code == MAX_COST and stats.weighted:
+                message += _weighted_detail(stats.weighted, lim.field_costs)
+            errors.append(LimitExceeded(message, code, op))
     return errors
+
+
+def _weighted_detail(weighted: Counter[str], costs: Mapping[str, int]) -> str:
+    """`` (expensive fields: 24 x User.recommendations at 500 each)``, costliest first."""
+    ranked = sorted(weighted.items(), key=lambda kv: (-kv[1] * costs.get(kv[0], 1), kv[0]))
+    parts = [f"{calls} x {name} at {costs.get(name, 1)} each" for name, calls in ranked[:5]]
+    return f" (expensive fields: {', '.join(parts)})"
 
 
 def limits_rule(limits: OperationLimits) -> type[ValidationRule]:
@@ -312,6 +358,7 @@ class NoIntrospectionRule(NoSchemaIntrospectionCustomRule):
 
 
 __all__ = [
+    "FIELD_COSTS",
     "LIMIT_CODES",
     "LimitExceeded",
     "NoIntrospectionRule",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -45,13 +46,65 @@ def negotiate(accept: str | None) -> str:
     return best
 
 
+@dataclass(frozen=True, slots=True)
+class PartLimits:
+    """Bounds on the parts of one operation, checked before the document is parsed:
+    ``max_query_bytes`` (UTF-8 bytes of the query text) and ``max_variables_bytes`` (bytes of
+    the variables as compact JSON), both 413. Variables nested deeper than
+    :data:`MAX_VARIABLES_DEPTH` levels are a 400."""
+
+    max_query_bytes: int = 100_000
+    max_variables_bytes: int = 1_000_000
+
+
+# orjson refuses to encode deeper values (the edge layer keys the response cache on the
+# variables' JSON), and no input type of the schema nests anywhere near this.
+MAX_VARIABLES_DEPTH = 254
+
+
+def check_parts(params: GraphQLParams, limits: PartLimits) -> None:
+    """Refuse an operation whose query text or variables pass ``limits`` (``HTTPProblem``)."""
+    query = params.query
+    # len() counts characters, at most 4 UTF-8 bytes each: encode only when it may matter.
+    if len(query) * 4 > limits.max_query_bytes:
+        size = len(query.encode("utf-8", "surrogatepass"))
+        if size > limits.max_query_bytes:
+            raise HTTPProblem(
+                413,
+                f"the query is {size} bytes; the limit is {limits.max_query_bytes} "
+                "(TAILOR_MAX_QUERY_BYTES)",
+                "PAYLOAD_TOO_LARGE",
+            )
+    variables = params.variables
+    if not variables:
+        return
+    try:
+        # In C: one pass measures the size and finds nesting past orjson's limit.
+        size = len(orjson.dumps(variables))
+    except TypeError:
+        raise HTTPProblem(
+            400,
+            f"`variables` are nested more than {MAX_VARIABLES_DEPTH} levels deep",
+            "BAD_REQUEST",
+        ) from None
+    if size > limits.max_variables_bytes:
+        raise HTTPProblem(
+            413,
+            f"`variables` are {size} bytes of JSON; the limit is {limits.max_variables_bytes} "
+            "(TAILOR_MAX_VARIABLES_BYTES)",
+            "PAYLOAD_TOO_LARGE",
+        )
+
+
 def _json_param(raw: str | None, name: str) -> dict[str, Any] | None:
     if raw is None or raw == "":
         return None
     try:
         value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise HTTPProblem(400, f"`{name}` must be a JSON object", "BAD_REQUEST") from None
+    except orjson.JSONDecodeError as exc:
+        raise HTTPProblem(
+            400, f"`{name}` must be a JSON object; it is not valid JSON: {exc}", "BAD_REQUEST"
+        ) from None
     if value is not None and not isinstance(value, dict):
         raise HTTPProblem(400, f"`{name}` must be a JSON object", "BAD_REQUEST")
     return value

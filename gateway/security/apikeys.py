@@ -9,6 +9,10 @@ Callers send ``X-Api-Key: tk_...`` or ``Authorization: ApiKey tk_...``. :class:`
 verifies the key and exchanges it for a short-lived internal bearer token (``sub`` =
 ``apikey:<id>``, the key's scopes), so every route authenticates through the one JWT path in
 ``gateway/security/auth.py``; minted tokens are cached for a fraction of their lifetime.
+
+Scopes (checked per operation, ``resolvers.context.Viewer``): ``admin`` may call everything
+(erasure of any user, purges); ``service`` reads and writes anyone's data (events, identify,
+consent); ``read`` only reads: every mutation and ``POST /v1/events`` answer FORBIDDEN.
 """
 
 from __future__ import annotations

@@ -1,22 +1,37 @@
 """Bearer-token authentication: HS256 JWTs with the algorithm pinned.
 
 A token must carry ``sub`` (the user id) and ``exp``; ``iss``/``aud`` are checked when configured.
-``scope`` may be a space-separated string or a list (``"admin"``, ``"service"``). The algorithm
-is pinned to HS256, so ``alg: none`` and algorithm-confusion tokens are refused.
+``scope`` may be a space-separated string or a list of strings (``"admin"``, ``"service"``). The
+algorithm is pinned to HS256, so ``alg: none`` and algorithm-confusion tokens are refused.
 Requests without ``Authorization`` are anonymous, optionally identified by ``X-Anonymous-Id``.
+
+Claims are validated, never trusted for their shape: ``sub`` must be a valid id
+(``storage.fields.ident``, and not in the ``anon:`` namespace of anonymous profiles), ``scope`` a
+string or a list of strings, and the token's lifetime (``exp - iat``, or ``exp - now`` without
+``iat``) at most ``max_ttl_s``. A token issued at or before the erasure of its user (``iat`` not
+after the erasure time, or no ``iat``) is refused: erasure signs the person out everywhere.
+Every refusal is an :class:`AuthError` (answered 401 with its message).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
 from resolvers.context import Viewer
 from storage.fields import FieldError, ident
+from storage.types import ANONYMOUS_PREFIX
 
 ALGORITHM = "HS256"
+# The longest token lifetime accepted unless configured otherwise (``max_token_ttl_s``).
+DEFAULT_MAX_TOKEN_TTL_S = 30 * 86_400
+
+ErasedAt = Callable[[str], float | None]
 
 
 class AuthError(Exception):
@@ -45,6 +60,114 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+# Clock skew tolerated between the token issuer and this gateway (exp, iat, nbf).
+CLOCK_SKEW_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """The claims of a verified token, validated for shape."""
+
+    subject: str
+    scopes: frozenset[str]
+    expires_at: float
+    issued_at: float | None = None
+
+
+def token_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
+    """``scope`` (or ``scopes``): a space-separated string or a list of strings."""
+    raw = claims.get("scope", claims.get("scopes"))
+    if raw is None:
+        return frozenset()
+    if isinstance(raw, str):
+        return frozenset(raw.split())
+    if isinstance(raw, list | tuple) and all(isinstance(s, str) for s in raw):
+        return frozenset(p for s in raw for p in s.split())
+    raise AuthError(
+        "invalid token: scope must be a space-separated string or a list of strings, "
+        f"got {type(raw).__name__}"
+    )
+
+
+def token_subject(claims: Mapping[str, Any]) -> str:
+    """``sub``: a valid user id (letters, digits, ``. _ : @ -``), not an anonymous profile key."""
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise AuthError("invalid token: sub must be a non-empty string")
+    try:
+        ident({"sub": sub}, "sub")
+    except FieldError as exc:
+        raise AuthError(f"invalid token: sub {exc.reason}") from None
+    if sub[-1] == "\n":  # the id pattern's ``$`` lets one trailing newline through
+        raise AuthError("invalid token: sub must not end with a newline")
+    if sub.startswith(ANONYMOUS_PREFIX):
+        raise AuthError(
+            f"invalid token: sub must not start with {ANONYMOUS_PREFIX!r} "
+            "(reserved for anonymous profiles)"
+        )
+    return sub
+
+
+def _finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond the float range
+        return False
+
+
+def read_token(
+    token: str,
+    *,
+    secret: str,
+    issuer: str | None = None,
+    audience: str | None = None,
+    max_ttl_s: float | None = DEFAULT_MAX_TOKEN_TTL_S,
+    now: float | None = None,
+) -> TokenClaims:
+    """Verify ``token`` (signature, expiry, issuer, audience) and validate its claims.
+
+    ``max_ttl_s``: the longest lifetime accepted (None or 0: no limit). Raises :class:`AuthError`.
+    """
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            audience=audience,
+            options={"require": ["exp", "sub"], "verify_aud": audience is not None},
+            leeway=CLOCK_SKEW_S,
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token has expired") from None
+    except jwt.InvalidSignatureError:
+        raise AuthError("token signature is invalid") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:  # claims PyJWT does not type-check
+        raise AuthError(f"invalid token: {exc}") from None
+    sub = token_subject(claims)
+    scopes = token_scopes(claims)
+    exp, iat = claims["exp"], claims.get("iat")
+    # JSON numbers only (RFC 7519 NumericDate): PyJWT lets "123" and true through.
+    if not _finite_number(exp) or (iat is not None and not _finite_number(iat)):
+        raise AuthError("invalid token: exp and iat must be numbers of seconds")
+    expires_at = float(exp)
+    issued_at = None if iat is None else float(iat)
+    if max_ttl_s:
+        start = issued_at if issued_at is not None else (time.time() if now is None else now)
+        lifetime = expires_at - start
+        if lifetime > max_ttl_s:
+            what = "exp - iat" if issued_at is not None else "exp - now"
+            raise AuthError(
+                f"invalid token: its lifetime ({what}) of {lifetime:.0f}s exceeds the maximum "
+                f"of {max_ttl_s:.0f}s; issue a shorter-lived token"
+            )
+    return TokenClaims(sub, scopes, expires_at, issued_at)
+
+
 def viewer_from_headers(
     authorization: str | None,
     anonymous_id: str | None,
@@ -52,7 +175,10 @@ def viewer_from_headers(
     secret: str,
     issuer: str | None = None,
     audience: str | None = None,
+    max_ttl_s: float | None = DEFAULT_MAX_TOKEN_TTL_S,
+    erased_at: ErasedAt | None = None,
 ) -> Viewer:
+    """The caller; ``erased_at(user_id)`` is the time of the user's latest erasure (or None)."""
     anon = None
     if anonymous_id:
         try:
@@ -64,24 +190,13 @@ def viewer_from_headers(
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("Authorization must be 'Bearer <token>'")
-    try:
-        claims = jwt.decode(
-            token.strip(),
-            secret,
-            algorithms=[ALGORITHM],
-            issuer=issuer,
-            audience=audience,
-            options={"require": ["exp", "sub"], "verify_aud": audience is not None},
-        )
-    except jwt.ExpiredSignatureError:
-        raise AuthError("token has expired") from None
-    except jwt.InvalidSignatureError:
-        raise AuthError("token signature is invalid") from None
-    except jwt.InvalidTokenError as exc:
-        raise AuthError(f"invalid token: {exc}") from None
-    sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub:
-        raise AuthError("invalid token: sub must be a non-empty string")
-    raw_scope = claims.get("scope", claims.get("scopes", ""))
-    scopes = raw_scope.split() if isinstance(raw_scope, str) else [str(s) for s in raw_scope or []]
-    return Viewer(user_id=sub, anonymous_id=anon, scopes=frozenset(scopes))
+    claims = read_token(
+        token.strip(), secret=secret, issuer=issuer, audience=audience, max_ttl_s=max_ttl_s
+    )
+    if erased_at is not None:
+        erased = erased_at(claims.subject)
+        if erased is not None and (claims.issued_at is None or claims.issued_at <= erased):
+            raise AuthError(
+                "token was issued before this user's data was erased; sign in again for a new token"
+            )
+    return Viewer(user_id=claims.subject, anonymous_id=anon, scopes=claims.scopes)

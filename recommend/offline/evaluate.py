@@ -104,28 +104,51 @@ def evaluate_lists(recommended: np.ndarray, split: Split, k: int) -> dict[str, f
 
 
 def evaluate_strategies(
-    strategies: Sequence[Strategy], split: Split, k: int = 10, *, timings: bool = False
+    strategies: Sequence[Strategy],
+    split: Split,
+    k: int = 10,
+    *,
+    timings: bool = False,
+    groups: Mapping[str, np.ndarray] | None = None,
+    group_rows: dict[str, list[Row]] | None = None,
 ) -> list[Row]:
     """Fit and score each strategy on ``split``; one row per strategy, in the given order.
 
     Rows hold ``strategy``, ``k``, ``users`` and :data:`METRIC_COLUMNS` (plus ``fit_s`` and
-    ``recommend_s`` wall-clock seconds with ``timings=True``).
+    ``recommend_s`` wall-clock seconds with ``timings=True``). ``groups`` maps a name to a
+    boolean mask over users (e.g. cold users); the rows of each group's users are appended to
+    ``group_rows[name]`` (the same lists, scored on those users only).
     """
     rows: list[Row] = []
+    subsets = {name: restrict_users(split, mask) for name, mask in (groups or {}).items()}
     for strategy in strategies:
         started = time.perf_counter()
         strategy.fit(split.train)
         fitted = time.perf_counter()
         ids, _ = strategy.recommend_batch(split.train.matrix, k, exclude_seen=True)
         done = time.perf_counter()
-        metrics = evaluate_lists(ids, split, k)
-        row: Row = {"strategy": strategy.name, "k": k, "users": int(metrics.pop("users"))}
-        row.update({name: metrics[name] for name in METRIC_COLUMNS})
+        row = _row(strategy.name, ids, split, k)
         if timings:
             row["fit_s"] = fitted - started
             row["recommend_s"] = done - fitted
         rows.append(row)
+        for name, subset in subsets.items():
+            if group_rows is not None:
+                group_rows.setdefault(name, []).append(_row(strategy.name, ids, subset, k))
     return rows
+
+
+def _row(name: str, ids: np.ndarray, split: Split, k: int) -> Row:
+    metrics = evaluate_lists(ids, split, k)
+    row: Row = {"strategy": name, "k": k, "users": int(metrics.pop("users"))}
+    row.update({m: metrics[m] for m in METRIC_COLUMNS})
+    return row
+
+
+def restrict_users(split: Split, users: np.ndarray) -> Split:
+    """``split`` with only the test entries of the users where ``users`` (a mask) is true."""
+    keep = np.asarray(users, dtype=bool)[split.test.entry_users()]
+    return Split(split.train, split.test.select(keep))
 
 
 def render_table(rows: Sequence[Row], columns: Sequence[str] | None = None) -> str:

@@ -20,7 +20,15 @@ training items):
 ``--tune`` searches blend weights on a validation split carved out of the training part (never
 the test part), adds a ``hybrid(tuned)`` row, and, for store data, saves the weights next to the
 newest CF version (``models/cf/<version>/weights.json``), where the gateway picks them up.
-Everything is deterministic for a seed (ALS trains single-threaded with that seed).
+
+The default answer (``ranker=True``, or a store that has a ranker version): the pipeline of
+:mod:`recommend.offline.pipeline` rebuilt on the training part — ``cf(tuned)``, ``blend(tuned)``,
+``ranker`` and ``default`` rows, over the interactions weighted as Tailor serves them
+(``served``: MovieLens ratings as an imported ``rate`` event weighs them, value / 5; the
+baselines keep the fact of rating, the published protocol, over the same entries and split).
+Every row is also scored on the cold users alone (1 to 3 training interactions): ``cold_rows``.
+Everything is deterministic for a seed (ALS and LightGBM train single-threaded or
+deterministically with that seed).
 """
 
 from __future__ import annotations
@@ -28,8 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,62 +51,38 @@ from recommend.offline.evaluate import (
     evaluate_strategies,
     tune_blend_weights,
 )
+from recommend.offline.pipeline import build_pipeline, cold_users
+from recommend.offline.report import (
+    COLUMNS,
+    DATASETS,
+    SPLITS,
+    EvaluationReport,
+    columns,
+    summary_lines,
+    write_json,
+)
 from recommend.offline.splits import Split, leave_last_n_split, random_split, temporal_split
 from recommend.offline.strategies import ContentSimilarity, DecayedPopularity, Fitted
 from recommend.popularity import Popularity
+from recommend.ranker_features import ItemFacts
 from recommend.training import CFStore
 from recommend.types import CFConfig, RecommendError
 
+PIPELINE_ROWS = ("cf(tuned)", "blend(tuned)", "ranker", "default")
+__all__ = [
+    "COLUMNS",
+    "DATASETS",
+    "SPLITS",
+    "EvaluationInputs",
+    "EvaluationReport",
+    "columns",
+    "evaluate",
+    "evaluate_splits",
+    "summary_lines",
+    "write_json",
+]
+
 log = logging.getLogger("tailor.evaluate")
-
-DATASETS = ("movielens", "store")
-SPLITS = ("random", "temporal", "leave-last-n")
-COLUMNS = (
-    "strategy",
-    "users",
-    "precision",
-    "recall",
-    "ndcg",
-    "hit_rate",
-    "map",
-    "coverage",
-    "novelty",
-)
-
-
-@dataclass
-class EvaluationReport:
-    """What ``tailor evaluate`` prints and writes: one row per strategy plus the context."""
-
-    rows: list[Row]
-    data: str
-    split: str
-    seed: int
-    k: int
-    users: int
-    items: int
-    interactions: int
-    weights: dict[str, float]
-    tuned: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def ndcg(self, strategy: str) -> float:
-        return float(next(r["ndcg"] for r in self.rows if r["strategy"] == strategy))
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "data": self.data,
-            "split": self.split,
-            "seed": self.seed,
-            "k": self.k,
-            "users": self.users,
-            "items": self.items,
-            "interactions": self.interactions,
-            "weights": self.weights,
-            "tuned": self.tuned,
-            "notes": self.notes,
-            "rows": self.rows,
-        }
 
 
 def subsample_users(data: InteractionMatrix, n_users: int, seed: int) -> InteractionMatrix:
@@ -143,6 +126,14 @@ class EvaluationInputs:
     weights: Mapping[str, float]
     content: ContentService | None = None
     cf_store: CFStore | None = None
+    #: The same entries as ``matrix`` weighted as Tailor serves them (None: ``matrix`` is).
+    served: InteractionMatrix | None = None
+    #: Rating curve -> training weights of the served entries (None: ``{"linear": served}``).
+    variants: Mapping[str, InteractionMatrix] | None = None
+    #: Categories and prices of items (the ranker's catalog features).
+    facts: ItemFacts | None = None
+    #: True when the store serves a learned ranker: its evaluation then includes one.
+    has_ranker: bool = False
 
 
 def evaluate(
@@ -155,18 +146,35 @@ def evaluate(
     tune: bool = False,
     max_users: int | None = None,
     only: Sequence[str] | None = None,
+    ranker: bool | None = None,
+    budget_s: float = 60.0,
+    tuned_weights: Mapping[str, float] | None = None,
 ) -> EvaluationReport:
     """Run the comparison (see the module docstring); ``max_users`` subsamples users first;
     ``only`` names the strategies to report (default: all; ``popularity`` is always kept, as
-    the baseline)."""
+    the baseline). ``ranker``: evaluate the default answer (None: when the store serves a
+    ranker, or ``only`` names a pipeline row); ``budget_s`` bounds its CF tuning and ranker.
+    ``tuned_weights`` (from an earlier split's ``--tune``) evaluate ``hybrid(tuned)`` without
+    tuning again."""
     data, matrix, content = inputs.data, inputs.matrix, inputs.content
     if data not in DATASETS:
         raise ValueError(f"unknown data {data!r}; one of {DATASETS}")
     if matrix.nnz == 0:
         raise RecommendError(f"no interactions in {data}: import events first")
+    served = inputs.served if inputs.served is not None else matrix
+    if served.matrix.data.shape != matrix.matrix.data.shape:
+        raise ValueError("served must hold the same entries as matrix")
     if max_users is not None:
+        before = matrix
         matrix = subsample_users(matrix, max_users, seed)
+        if served is not before:
+            served = served.select(np.isin(served.entry_users(), _kept_users(matrix)))
+        else:
+            served = matrix
     parts = make_split(matrix, split, seed, last_n)
+    served_parts = parts if served is matrix else parts.apply(served)
+    cold = {"cold": cold_users(parts.train)}
+    cold_rows: dict[str, list[Row]] = {}
     config = inputs.cf_config
     serving_kind = choose_cf_model(matrix.n_items, config).kind
     half_life = inputs.half_life_s
@@ -197,8 +205,10 @@ def evaluate(
         notes.append(f"hybrid uses the weights tuned for CF version {version}")
     strategies.append(BlendStrategy(sources, weights, name="hybrid"))
 
+    wanted_pipeline = set(only or ()) & set(PIPELINE_ROWS)
+    pipeline = bool(ranker) or bool(wanted_pipeline) or (ranker is None and inputs.has_ranker)
     if only is not None:
-        unknown = set(only) - {s.name for s in strategies}
+        unknown = set(only) - {s.name for s in strategies} - set(PIPELINE_ROWS)
         if unknown:
             raise RecommendError(f"unknown strategies {sorted(unknown)}")
         keep = {"popularity", *only}
@@ -208,7 +218,40 @@ def evaluate(
             for source in sources.values():
                 if source.inner not in strategies:
                     source.inner.fit(parts.train)
-    rows = evaluate_strategies(strategies, parts, k)
+    rows = evaluate_strategies(strategies, parts, k, groups=cold, group_rows=cold_rows)
+    pipeline_info = None
+    if pipeline:
+        # The curves' weightings share the served id maps: tuning restricts them to the
+        # (subsampled) training part; "linear" is how profiles weigh ratings, i.e. served.
+        variants = {**(inputs.variants or {}), "linear": served}
+        built = build_pipeline(
+            served_parts.train,
+            variants,
+            config=config,
+            configured_weights=inputs.weights,
+            half_life_s=half_life,
+            content=content,
+            facts=inputs.facts
+            or (ItemFacts(similarity=content.similarity) if content else ItemFacts()),
+            split_kind=split,
+            seed=seed,
+            last_n=last_n,
+            k=k,
+            budget_s=budget_s,
+            ranker=ranker is not False,
+        )
+        chosen = [s for s in built.strategies if not wanted_pipeline or s.name in wanted_pipeline]
+        rows += evaluate_strategies(chosen, served_parts, k, groups=cold, group_rows=cold_rows)
+        pipeline_info = built.info
+        notes.append(
+            f"default answer: {built.info['default']} (cf(tuned), blend(tuned) and the ranker "
+            "are tuned and learned on the training part only)"
+        )
+        if served is not matrix:
+            notes.append(
+                "cf(tuned), blend(tuned), ranker and default see the ratings as Tailor weighs "
+                "an imported rate event (value / 5); the other rows the fact of rating"
+            )
     report = EvaluationReport(
         rows=rows,
         data=data,
@@ -220,8 +263,12 @@ def evaluate(
         interactions=matrix.nnz,
         weights=dict(weights),
         notes=notes,
+        cold_rows=cold_rows.get("cold", []),
+        pipeline=pipeline_info,
     )
-    if tune:
+    if tune and tuned_weights is not None:
+        _tuned_row(report, parts, sources, tuned_weights, cold)
+    elif tune:
         _tune(
             report,
             inputs,
@@ -235,6 +282,29 @@ def evaluate(
             version,
         )
     return report
+
+
+def _kept_users(matrix: InteractionMatrix) -> np.ndarray:
+    return np.flatnonzero(np.diff(matrix.matrix.indptr) > 0)
+
+
+def _tuned_row(
+    report: EvaluationReport,
+    parts: Split,
+    sources: Mapping[str, Any],
+    weights: Mapping[str, float],
+    cold: Mapping[str, np.ndarray],
+) -> None:
+    """``hybrid(tuned)`` with weights tuned on another split of the same run."""
+    cold_rows: dict[str, list[Row]] = {}
+    report.rows += evaluate_strategies(
+        [BlendStrategy(sources, weights, name="hybrid(tuned)")],
+        parts,
+        report.k,
+        groups=cold,
+        group_rows=cold_rows,
+    )
+    report.cold_rows += cold_rows.get("cold", [])
 
 
 def _tune(
@@ -258,10 +328,7 @@ def _tune(
     if content is not None:
         fresh["content"] = ContentSimilarity(content)
     result = tune_blend_weights(fresh, parts.train, k=report.k, seed=seed)
-    rows = evaluate_strategies(
-        [BlendStrategy(sources, result.weights, name="hybrid(tuned)")], parts, report.k
-    )
-    report.rows.extend(rows)
+    _tuned_row(report, parts, sources, result.weights, {"cold": cold_users(parts.train)})
     report.tuned = {
         "weights": result.weights,
         "validation_ndcg": result.score,
@@ -289,29 +356,17 @@ def _tune(
         report.notes.append("MovieLens weights are not saved: they belong to another catalog")
 
 
-def summary_lines(report: EvaluationReport) -> list[str]:
-    """The verdict lines under the table: the best strategy against popularity."""
-    ndcg = {r["strategy"]: r["ndcg"] for r in report.rows}
-    best = max((s for s in ndcg if s != "popularity"), key=lambda s: ndcg[s])
-    base = ndcg["popularity"]
-    ratio = ndcg[best] / base if base > 0 else float("inf")
-    lines = [
-        f"best: {best} NDCG@{report.k} {ndcg[best]:.4f} = {ratio:.2f}x popularity ({base:.4f})",
-    ]
-    if report.tuned:
-        where = report.tuned["saved_to"] or "not saved"
-        lines.append(
-            f"tuned weights {report.tuned['weights']} "
-            f"(validation NDCG {report.tuned['validation_ndcg']:.4f}; {where})"
-        )
-    return lines + [f"note: {n}" for n in report.notes]
-
-
-def columns(rows: Sequence[Row]) -> list[str]:
-    return [c for c in COLUMNS if rows and c in rows[0]]
-
-
-def write_json(report: EvaluationReport, path: Path) -> None:
-    import json
-
-    path.write_text(json.dumps(report.as_json(), indent=2, sort_keys=True), encoding="utf-8")
+def evaluate_splits(
+    inputs: EvaluationInputs, splits: Sequence[str], *, tune: bool = False, **options: Any
+) -> list[EvaluationReport]:
+    """:func:`evaluate` on each split kind in turn (same inputs and options). Blend weights are
+    tuned (and, for store data, saved) on the first split only; the others evaluate
+    ``hybrid(tuned)`` with those weights."""
+    reports: list[EvaluationReport] = []
+    tuned: Mapping[str, float] | None = None
+    for kind in splits:
+        report = evaluate(inputs, split=kind, tune=tune, tuned_weights=tuned, **options)
+        if report.tuned is not None:
+            tuned = report.tuned["weights"]
+        reports.append(report)
+    return reports

@@ -15,14 +15,22 @@ from recommend.interactions import InteractionMatrix
 
 @dataclass(frozen=True)
 class Split:
-    """A train/test pair over the same users and items."""
+    """A train/test pair over the same users and items. ``test_mask`` (aligned with the split
+    matrix's entries) says which went to test: :meth:`apply` splits another matrix with the
+    same entries (e.g. other weights of the same interactions) the same way."""
 
     train: InteractionMatrix
     test: InteractionMatrix
+    test_mask: np.ndarray | None = None
+
+    def apply(self, other: InteractionMatrix) -> Split:
+        if self.test_mask is None or other.matrix.data.shape != self.test_mask.shape:
+            raise ValueError("apply needs a split of a matrix with the same entries")
+        return _split(other, self.test_mask)
 
 
 def _split(data: InteractionMatrix, test_mask: np.ndarray) -> Split:
-    return Split(train=data.select(~test_mask), test=data.select(test_mask))
+    return Split(train=data.select(~test_mask), test=data.select(test_mask), test_mask=test_mask)
 
 
 def temporal_split(

@@ -7,7 +7,13 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from embeddings import FaissIndex, NumpyIndex, SentenceTransformerEncoder, VectorIndex
+from embeddings import (
+    FaissIndex,
+    NumpyIndex,
+    OnnxInt8Encoder,
+    SentenceTransformerEncoder,
+    VectorIndex,
+)
 
 DIM = 16
 
@@ -43,3 +49,9 @@ def brute_force(matrix: np.ndarray, ids: list[str], query: np.ndarray, k: int) -
 def minilm() -> Iterator[SentenceTransformerEncoder]:
     """The real bundled all-MiniLM-L6-v2 (loaded once per session; slow tests only)."""
     yield SentenceTransformerEncoder()
+
+
+@pytest.fixture(scope="session")
+def minilm_int8(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnnxInt8Encoder]:
+    """The bundled MiniLM on the int8 ONNX backend, exported once per session (slow tests only)."""
+    yield OnnxInt8Encoder(cache_dir=tmp_path_factory.mktemp("encoders"))

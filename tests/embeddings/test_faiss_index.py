@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -21,8 +22,11 @@ def test_converts_to_hnsw_past_threshold_and_keeps_results() -> None:
 
     index.add(ids[:100], matrix[:100])
     assert index.kind == "exact"
-    index.add(ids[100:], matrix[100:])
-    assert index.kind == "hnsw"
+    index.add(ids[100:], matrix[100:])  # the live index converts in the background
+    got, _ = index.search(matrix[110], 5)  # served meanwhile, whichever kind is current
+    assert got[0] == brute_force(matrix, ids, matrix[110], 5)
+    assert index.wait_for_rebuild(30)
+    assert index.kind == "hnsw" and not index.rebuilding
 
     assert len(index) == 120
     got, _ = index.search(matrix[110], 5)
@@ -46,6 +50,7 @@ def test_hnsw_tombstones_are_skipped_then_compacted() -> None:
     assert got[0][0] == "i20"  # i20 now carries matrix[0]
 
     index.remove(ids[25:40])  # 40 dead of 120 stored > 30 %: rebuilt without them
+    assert index.wait_for_rebuild(30)
     assert index.tombstones == 0 and len(index) == 65
     got, _ = index.search(matrix[50], 3)
     keep = list(range(40, 100))
@@ -125,6 +130,7 @@ def test_concurrent_searches_during_writes_see_consistent_results() -> None:
     for start in range(0, 500, 50):
         index.add([f"x{n}" for n in range(start, start + 50)], extra[start : start + 50])
         index.remove([f"b{n}" for n in range(400 + start // 10, 405 + start // 10)])
+    assert index.wait_for_rebuild(30)
     stop.set()
     for t in threads:
         t.join()
@@ -132,6 +138,79 @@ def test_concurrent_searches_during_writes_see_consistent_results() -> None:
     assert not errors, errors[0]
     assert searches  # the readers really ran alongside the writer
     assert index.kind == "hnsw" and len(index) == 950
+
+
+class _GatedBuild:
+    """A FAISS index whose first ``add_with_ids`` (the rebuild's bulk build) waits for a gate."""
+
+    def __init__(self, inner: Any, started: threading.Event, gate: threading.Event) -> None:
+        self._inner, self._started, self._gate = inner, started, gate
+        self._first = True
+
+    def add_with_ids(self, x: np.ndarray, labels: np.ndarray) -> None:
+        if self._first:
+            self._first = False
+            self._started.set()
+            assert self._gate.wait(30)
+        self._inner.add_with_ids(x, labels)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_compaction_builds_off_the_lock_while_searches_and_writes_go_on() -> None:
+    rng = np.random.default_rng(9)
+    matrix = unit_rows(rng, 100)
+    ids = [f"i{n}" for n in range(100)]
+    started, gate = threading.Event(), threading.Event()
+    gated = False
+
+    class SlowBuild(FaissIndex):
+        def _new_faiss_index(self, kind: Any) -> Any:
+            inner = super()._new_faiss_index(kind)
+            return _GatedBuild(inner, started, gate) if gated else inner
+
+    index = SlowBuild(DIM, hnsw_threshold=0, tombstone_fraction=0.2)
+    index.add(ids, matrix)
+    gated = True
+    index.remove(ids[:30])  # 30 % dead > 20 %: a background compaction starts
+    assert started.wait(30) and index.rebuilding
+
+    # The new graph is being built (and held there): reads and writes are not blocked.
+    live = list(range(30, 100))
+    got, _ = index.search(matrix[50], 3)
+    assert got[0] == brute_force(matrix[live], [ids[n] for n in live], matrix[50], 3)
+    extra = unit_rows(rng, 1)
+    index.add(["new"], extra)
+    index.remove(ids[30:32])
+    assert index.tombstones == 32 and index.kind == "hnsw"
+
+    gate.set()
+    assert index.wait_for_rebuild(30) and not index.rebuilding
+    # The copy's dead rows are gone; what changed during the build was replayed.
+    assert index.tombstones == 2 and len(index) == 69
+    got, _ = index.search(extra[0], 1)
+    assert got == [["new"]]
+    live_ids = [ids[n] for n in range(32, 100)] + ["new"]
+    live_rows = np.vstack([matrix[32:], extra])
+    got, _ = index.search(matrix[60], 5)
+    assert got[0] == brute_force(live_rows, live_ids, matrix[60], 5)
+
+
+def test_builds_use_build_threads_and_single_queries_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    real = faiss.omp_set_num_threads
+    monkeypatch.setattr(faiss, "omp_set_num_threads", lambda n: (seen.append(n), real(n)))
+    index = FaissIndex(DIM, hnsw_threshold=0, build_threads=3)
+    matrix = unit_rows(np.random.default_rng(10), 50)
+    index.add([f"i{n}" for n in range(50)], matrix)
+    assert seen[0] == 3 and index.kind == "hnsw"
+    seen.clear()
+    index.search(matrix[0], 1)
+    assert seen[0] == 1
+    seen.clear()
+    index.compact()
+    assert seen[0] == 3
 
 
 def test_load_of_missing_or_corrupt_files_raises(tmp_path: Path) -> None:

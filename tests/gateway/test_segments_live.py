@@ -92,6 +92,20 @@ async def test_segments_in_graphql_and_live_reassignment(
         sizes = {s["id"]: s["size"] for s in after.json()["data"]["segments"]}
         assert sizes[seg["id"]] == before[seg["id"]] + 1
 
+        # The visitor signs in: the anonymous profile merges into the user's and leaves its
+        # segment (the anonymous id alone no longer reads a segment, and the size follows).
+        visitor = issue_token(SECRET, "fresh-user-1")
+        merged = await c.post(
+            "/graphql",
+            json={"query": 'mutation { identify(anonymousId: "fresh-visitor-1") { status } }'},
+            headers={"authorization": f"Bearer {visitor}", **anon},
+        )
+        assert merged.json()["data"]["identify"]["status"] == "accepted"
+        assert app.state.services.segments.segment_of("anon:fresh-visitor-1") is None
+        assert app.state.services.segments.segment_of("fresh-user-1") is not None
+        gone = await c.post("/graphql", json={"query": "{ me { segment { id } } }"}, headers=anon)
+        assert gone.json()["data"]["me"]["segment"] is None
+
 
 def test_cli_train_and_report(world: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     data, _ = world

@@ -180,7 +180,7 @@ async def test_identity_merge_joins_anonymous_history(gateway: Gateway) -> None:
         gateway, [ev("u-1", "purchase", itemId="i2", properties={"price": 20, "quantity": 2})]
     )
     q = 'mutation { identify(anonymousId: "anon-1", traits: {tier: "gold"}) { status userId } }'
-    res = await gateway.gql(q, user="u1")
+    res = await gateway.gql(q, user="u1", headers=anon)
     assert res.json() == {"data": {"identify": {"status": "accepted", "userId": "u1"}}}
     profile = await gateway.gql(
         "{ me { traits profile { events monetary frequency sessions } } }", user="u1"
@@ -189,15 +189,17 @@ async def test_identity_merge_joins_anonymous_history(gateway: Gateway) -> None:
         "traits": {"tier": "gold"},
         "profile": {"events": 3, "monetary": 40.0, "frequency": 1, "sessions": 1},
     }
-    # Later anonymous events land on the user's profile too.
+    assert gateway.services.store.get_profile_state("anon:anon-1") is None
+    # Later anonymous-only events (the header is a claim anyone can make) start a fresh
+    # anonymous profile; they never reach the user's.
     await gateway.client.post(
         "/v1/events", json=[{"messageId": "a3", "type": "view", "itemId": "i3"}], headers=anon
     )
     after = await gateway.gql("{ me { profile { events } } }", user="u1")
-    assert after.json()["data"]["me"]["profile"]["events"] == 4
-    assert gateway.services.store.get_profile_state("anon:anon-1") is None
+    assert after.json()["data"]["me"]["profile"]["events"] == 3
+    assert gateway.services.store.get_profile_state("anon:anon-1") is not None
     # Identify again: idempotent.
-    again = await gateway.gql(q, user="u1")
+    again = await gateway.gql(q, user="u1", headers=anon)
     assert again.json()["data"]["identify"]["status"] == "duplicate"
 
 

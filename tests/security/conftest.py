@@ -61,6 +61,7 @@ async def seed(gw: Gateway) -> None:
     r = await gw.gql(
         'mutation { identify(anonymousId: "anon-alice", traits: {email: "Alice@Example.org", plan: "gold"}) { status } }',
         user="alice",
+        headers=anon,
     )
     assert r.status_code == 200 and "errors" not in r.json(), r.text
 

@@ -1,0 +1,251 @@
+"""Choosing the CF model's parameters on the data it will serve, within a time budget.
+
+``tailor train cf`` (:func:`recommend.training.train_cf`) and the offline evaluation call
+:func:`tune_cf`: a random per-user validation split is carved from the training interactions
+(``validation_fraction`` of each user's entries), each candidate setting is fitted on the rest
+and scored by NDCG@10 on the held-out part, exactly as :mod:`recommend.offline.evaluate` scores
+strategies. What is searched:
+
+* EASE: the L2 regularisation ``lambda`` — the configured value, then halving and doubling it,
+  continuing in the better direction while it improves;
+* ALS: the number of factors and the regularisation, one coordinate at a time from the
+  configured ones; item-kNN: the number of neighbours;
+* explicit ratings (``rate`` events carry a 0-10 ``value``): which *training* weight a rating
+  gets (:data:`RATING_CURVES`) — ``linear`` (value / 5 of the ``rate`` weight, as profiles weigh
+  it), ``binary`` (the fact of rating, whatever its value) or ``centered`` ((value - 2.5) / 2.5:
+  low ratings are negative evidence that cancels other interactions with the item). Whatever the
+  curve, the *history* a model scores from is weighted as profiles weigh it, as in serving.
+
+The curve is chosen first (at the configured parameters), then the parameters under it. Every
+trial is timed; a trial is started only when the budget still holds one more trial of the
+longest so far, so the search ends in bounded time (the configured setting is always tried).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommend.cf import choose_cf_model
+from recommend.interactions import InteractionMatrix
+from recommend.model import ItemModel
+from recommend.offline.metrics import ranking_metrics
+from recommend.offline.splits import random_split
+from recommend.types import CFConfig
+
+log = logging.getLogger("tailor.recommend.cf_tuning")
+
+RATING_CURVES = ("linear", "binary", "centered")
+
+
+def rating_weight(value: float, base: float, curve: str) -> float:
+    """The training weight of a rating of ``value`` (0-10 scale, 5 = top of a 5-star scale)
+    for an event type weighing ``base``."""
+    if curve == "linear":
+        return base * value / 5.0
+    if curve == "binary":
+        return base
+    if curve == "centered":
+        return base * (value - 2.5) / 2.5
+    raise ValueError(f"unknown rating curve {curve!r}; one of {RATING_CURVES}")
+
+
+def restrict(variant: InteractionMatrix, to: InteractionMatrix) -> InteractionMatrix:
+    """The entries of ``variant`` (other training weights of the same events) whose user/item
+    pair is stored in ``to`` (a split part of the served matrix); same id maps required."""
+    if variant.user_ids != to.user_ids or variant.item_ids != to.item_ids:
+        raise ValueError("the weight variants must share the served matrix's id maps")
+    if variant is to:
+        return to
+    present = (to.matrix != 0).astype(np.int8).tocsr()
+    users = variant.entry_users()
+    keep = np.asarray(present[users, variant.matrix.indices]).ravel() > 0
+    return variant.select(keep)
+
+
+class TrainedOn:
+    """A CF model that trains on another weighting of the interactions it is given (a rating
+    curve) and scores from the history rows it is asked about (an offline strategy)."""
+
+    def __init__(self, model: ItemModel, variant: InteractionMatrix, name: str = "cf") -> None:
+        self.model = model
+        self.variant = variant
+        self.name = name
+
+    def fit(self, interactions: InteractionMatrix) -> TrainedOn:
+        self.model.fit(restrict(self.variant, interactions))
+        return self
+
+    def recommend_batch(
+        self, user_items: sp.csr_matrix, k: int, *, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.recommend_batch(user_items, k, exclude_seen=exclude_seen)
+
+
+@dataclass(frozen=True)
+class CFTuning:
+    """The chosen setting (``config`` with ``kind`` fixed), rating curve, validation NDCG@10
+    and every trial in the order tried."""
+
+    config: CFConfig
+    curve: str
+    ndcg: float
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    validation: dict[str, Any] = field(default_factory=dict)
+
+    def params(self) -> dict[str, Any]:
+        """The tuned parameters of the chosen kind (what ``trained.json`` records)."""
+        names = _SEARCHED.get(self.config.kind, ())
+        return {name: getattr(self.config, name) for name in names}
+
+
+_SEARCHED: dict[str, tuple[str, ...]] = {
+    "ease": ("ease_lambda",),
+    "als": ("als_factors", "als_regularization"),
+    "knn": ("knn_neighbours",),
+}
+_LADDERS: dict[str, tuple[float, ...]] = {
+    "als_factors": (16, 32, 64, 128, 256),
+    "als_regularization": (0.01, 0.1, 1.0, 10.0, 100.0),
+    "knn_neighbours": (25, 50, 100, 200, 400),
+}
+
+
+def _sample_users(data: InteractionMatrix, n_users: int, seed: int) -> np.ndarray | None:
+    active = np.flatnonzero(np.diff(data.matrix.indptr) > 1)
+    if active.size <= n_users:
+        return None
+    return np.isin(data.entry_users(), np.random.default_rng(seed).choice(active, n_users, False))
+
+
+def tune_cf(
+    served: InteractionMatrix,
+    variants: Mapping[str, InteractionMatrix],
+    config: CFConfig,
+    *,
+    budget_s: float = 60.0,
+    seed: int = 0,
+    k: int = 10,
+    validation_fraction: float = 0.2,
+    max_users: int = 5000,
+    clock: Callable[[], float] = time.perf_counter,
+) -> CFTuning:
+    """Search the CF setting (see the module docstring). ``served`` holds the interactions
+    weighted as serving weighs history; ``variants`` maps rating curves to training weightings
+    of the same events (``served`` itself among them, or only it when there are no ratings)."""
+    kind = choose_cf_model(served.n_items, config).kind
+    config = dataclasses.replace(config, kind=kind)  # type: ignore[arg-type]
+    started = clock()
+    mask = _sample_users(served, max_users, seed)
+    base = served.select(mask) if mask is not None else served
+    split = random_split(base, validation_fraction, seed=seed)
+    curves = [c for c in RATING_CURVES if c in variants] or list(variants)
+    default_curve = "linear" if "linear" in variants else curves[0]
+    trials: list[dict[str, Any]] = []
+    longest = 0.0
+
+    def trial(cfg: CFConfig, curve: str) -> float | None:
+        nonlocal longest
+        if trials and clock() - started + longest > budget_s:
+            return None
+        t0 = clock()
+        train = restrict(variants[curve], split.train)
+        model = choose_cf_model(served.n_items, cfg).fit(train)
+        ids, _ = model.recommend_batch(split.train.matrix, k)
+        ndcg = ranking_metrics(ids, split.test.matrix, k)["ndcg"]
+        spent = clock() - t0
+        longest = max(longest, spent)
+        params = {name: getattr(cfg, name) for name in _SEARCHED.get(kind, ())}
+        trials.append(
+            {**params, "curve": curve, "ndcg": round(ndcg, 6), "seconds": round(spent, 2)}
+        )
+        log.info(
+            "CF trial %s %s curve=%s: NDCG@%d %.4f (%.1fs)", kind, params, curve, k, ndcg, spent
+        )
+        return float(ndcg)
+
+    # The rating curve first (it changes the data, a parameter only the fit), then the
+    # parameters under the chosen curve.
+    best = trial(config, default_curve)
+    assert best is not None  # the first trial always runs
+    best_curve = default_curve
+    for curve in curves:
+        if curve == default_curve:
+            continue
+        got = trial(config, curve)
+        if got is None:
+            break
+        if got > best:
+            best, best_curve = got, curve
+    best_cfg, best = _search(config, kind, lambda c: trial(c, best_curve), best)
+    return CFTuning(
+        best_cfg,
+        best_curve,
+        best,
+        trials,
+        round(clock() - started, 2),
+        {
+            "split": "random per user",
+            "fraction": validation_fraction,
+            "seed": seed,
+            "users": int((np.diff(split.test.matrix.indptr) > 0).sum()),
+            "metric": f"ndcg@{k}",
+        },
+    )
+
+
+def _step(config: CFConfig, name: str, direction: int) -> CFConfig | None:
+    """The next setting of one parameter: lambda halves or doubles; the others move one rung
+    along their ladder (None past its end)."""
+    value = getattr(config, name)
+    if name == "ease_lambda":
+        nxt: float = value * (2.0 if direction > 0 else 0.5)
+        if not 1.0 <= nxt <= 1e5:
+            return None
+    else:
+        ladder = _LADDERS[name]
+        rungs = [v for v in ladder if (v > value if direction > 0 else v < value)]
+        if not rungs:
+            return None
+        nxt = rungs[0] if direction > 0 else rungs[-1]
+        if name != "als_regularization":
+            nxt = int(nxt)
+    changes: dict[str, Any] = {name: nxt}
+    return dataclasses.replace(config, **changes)
+
+
+def _search(
+    config: CFConfig, kind: str, score: Callable[[CFConfig], float | None], first: float
+) -> tuple[CFConfig, float]:
+    """Coordinate search from ``config``: per parameter, step down while it improves, else up
+    while it improves. Stops when ``score`` says the budget is spent (None)."""
+    best_cfg, best = config, first
+    for name in _SEARCHED.get(kind, ()):
+        for direction in (-1, 1):
+            improved = False
+            for candidate in _walk(best_cfg, name, direction):
+                got = score(candidate)
+                if got is None:
+                    return best_cfg, best
+                if got <= best:
+                    break
+                best_cfg, best, improved = candidate, got, True
+            if improved:
+                break
+    return best_cfg, best
+
+
+def _walk(config: CFConfig, name: str, direction: int) -> Iterator[CFConfig]:
+    current: CFConfig | None = config
+    while current is not None:
+        current = _step(current, name, direction)
+        if current is not None:
+            yield current

@@ -1,0 +1,51 @@
+"""The serving CF model's slot: the model, its version and its tuned blend weights, swapped whole."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from recommend.model import ItemModel
+
+
+class ModelSlot:
+    """Holds the serving CF model, its version and the blend weights tuned for it (if any).
+
+    ``swap`` replaces all three; readers take one reference to ``state`` so they never see a
+    model of one version with the weights of another.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.state: tuple[ItemModel | None, str | None, Mapping[str, float] | None] = (
+            None,
+            None,
+            None,
+        )
+
+    @property
+    def model(self) -> ItemModel | None:
+        return self.state[0]
+
+    @property
+    def version(self) -> str | None:
+        return self.state[1]
+
+    @property
+    def weights(self) -> Mapping[str, float] | None:
+        return self.state[2]
+
+    def swap(
+        self, model: ItemModel, version: str, weights: Mapping[str, float] | None = None
+    ) -> None:
+        with self._lock:
+            self.state = (model, version, dict(weights) if weights else None)
+
+    def set_weights(self, version: str, weights: Mapping[str, float]) -> bool:
+        """Attach tuned weights to the serving model if it is still ``version``; True if so."""
+        with self._lock:
+            model, current, _ = self.state
+            if current != version:
+                return False
+            self.state = (model, current, dict(weights))
+            return True

@@ -1,0 +1,81 @@
+"""The issue's MovieLens figure through the CLI: `tailor evaluate --ranker` on ml-latest-small,
+the project's per-user random 75/25 protocol (seed 42), every single strategy in the same run.
+
+Targets: the default answer (ranker, or the tuned blend when the ranker does not beat it on its
+validation users) >= 0.39 NDCG@10, above EASE (0.382) and above every single strategy. What
+holds is asserted plainly; the part that does not hold yet is an ``xfail`` that states the
+figure measured, so it fails loudly (strict) the day it starts to pass.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.cli.main import main
+from tests.conftest import SECRET, movielens_dir
+
+SINGLE = ("popularity", "ease", "knn", "als", "trending", "cf(tuned)")
+
+
+@pytest.fixture(scope="module")
+def movielens_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    movielens_dir()  # fails (never skips) when the dataset is missing; the CLI reads the same place
+    tmp = tmp_path_factory.mktemp("ml")
+    out = tmp / "ml.json"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TAILOR_JWT_SECRET", SECRET)
+    try:
+        code = main(
+            [
+                "evaluate",
+                "--data",
+                "movielens",
+                "--split",
+                "random",
+                "--ranker",
+                "--json",
+                str(out),
+                "--data-dir",
+                str(tmp / "var"),
+            ]
+        )
+    finally:
+        mp.undo()
+    assert code == 0
+    doc: dict[str, object] = json.loads(Path(out).read_text())
+    return doc
+
+
+def ndcg_of(doc: dict[str, object]) -> dict[str, float]:
+    rows = doc["rows"]
+    assert isinstance(rows, list)
+    return {r["strategy"]: r["ndcg"] for r in rows}
+
+
+@pytest.mark.slow
+def test_the_default_answer_beats_ease_and_is_never_below_a_single_strategy(
+    movielens_run: dict[str, object],
+) -> None:
+    ndcg = ndcg_of(movielens_run)
+    assert 0.15 < ndcg["popularity"] < 0.25  # the protocol matches the known baseline
+    assert abs(ndcg["ease"] - 0.382) < 0.002  # EASE as the issue measured it
+    assert ndcg["default"] > ndcg["ease"] * 1.005
+    assert ndcg["default"] >= max(ndcg[s] for s in SINGLE)
+    pipeline = movielens_run["pipeline"]
+    assert isinstance(pipeline, dict) and pipeline["default"] in ("ranker", "blend(tuned)")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: default 0.3852 NDCG@10 (the tuned blend = tuned CF: EASE, binary rating "
+    "curve; the ranker's validation gain stays within noise, so it is not the default) vs "
+    "EASE 0.3823; the 0.39 target and 'strictly above every single strategy' are not met",
+)
+def test_the_default_answer_reaches_the_issue_target(movielens_run: dict[str, object]) -> None:
+    ndcg = ndcg_of(movielens_run)
+    assert ndcg["default"] >= 0.39
+    assert ndcg["default"] > max(ndcg[s] for s in SINGLE)
