@@ -40,7 +40,11 @@ def _events(end: float) -> list[dict[str, Any]]:
                     "userId": f"u{u}",
                     "itemId": item,
                     "timestamp": t * 1000,
-                    **({"properties": {"price": 30.0, "quantity": 1}} if etype == "purchase" else {}),
+                    **(
+                        {"properties": {"price": 30.0, "quantity": 1}}
+                        if etype == "purchase"
+                        else {}
+                    ),
                 }
             )
     return out
@@ -107,9 +111,7 @@ async def test_every_strategy_fills_the_page(
     old_shop: Gateway, strategy: str, user: str | None
 ) -> None:
     headers = {"x-anonymous-id": "visitor-1"} if user is None else {}
-    r = await old_shop.gql(
-        RECS, {"s": strategy, "first": 8}, user=user, headers=headers or None
-    )
+    r = await old_shop.gql(RECS, {"s": strategy, "first": 8}, user=user, headers=headers or None)
     body = r.json()
     assert "errors" not in body, body
     rows = body["data"]["me"]["recommendations"]
