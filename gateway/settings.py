@@ -75,10 +75,10 @@ class Settings:
     max_first: int = _LIMITS.max_first
     graphql_batch_max: int = 0  # operations per batched POST (a JSON array); 0 = batching off
     # Parts of a GraphQL request, refused (413) before any parsing beyond the JSON body: the
-    # query text (UTF-8 bytes) and the variables (bytes of their JSON). Variables are never
-    # kept after the request, so their bound defaults to the body's.
+    # query text (UTF-8 bytes) and the variables (bytes of their JSON), both well below the
+    # body limit: walking huge variables (cache keys, coercion) costs event-loop time.
     max_query_bytes: int = 100_000
-    max_variables_bytes: int = 1_000_000
+    max_variables_bytes: int = 256_000
     document_cache_max_bytes: int = 16 * 1024 * 1024  # parsed + validated GraphQL documents
     # Request bodies are read before a request takes an execution slot: the whole body must
     # arrive within body_read_timeout_s plus one second per body_min_bytes_per_s bytes

@@ -54,7 +54,7 @@ class PartLimits:
     :data:`MAX_VARIABLES_DEPTH` levels are a 400."""
 
     max_query_bytes: int = 100_000
-    max_variables_bytes: int = 1_000_000
+    max_variables_bytes: int = 256_000
 
 
 # orjson refuses to encode deeper values (the edge layer keys the response cache on the

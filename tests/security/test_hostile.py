@@ -343,8 +343,8 @@ CASES = [
     Case("invalid-utf8", 400, "BAD_REQUEST", body=b'{"query": "{ me { id \xff\xfe } }"}'),
     Case(
         "huge-variables",
-        200,
-        None,
+        413,
+        "PAYLOAD_TOO_LARGE",
         body=q(
             "query ($c: String) { trending(first: 1, category: $c) { score } }",
             variables={"c": "x" * 900_000, **{f"v{i}": i for i in range(5000)}},

@@ -59,7 +59,10 @@ async def test_a_burst_of_large_requests_does_not_stay_in_memory(tmp_path: Path)
     the Python heap is back near its baseline. Before the fix the edge's key memo kept every
     variables blob (65,536 entries), the GET memo every long URL's params (4,096 entries), and
     the parse cache and the APQ hash memo every query text (2,048 / 4,096 entries): ~200 MB."""
-    async with open_gateway(tmp_path / "var", rate_limit_per_s=0) as gw:
+    # Configured to accept large variables (the default refuses them): none may stay.
+    async with open_gateway(
+        tmp_path / "var", rate_limit_per_s=0, max_variables_bytes=1_000_000
+    ) as gw:
         # Warm every path once, so one-off allocations (schema caches, lazy imports) are not
         # counted as growth.
         for _ in range(3):
