@@ -46,6 +46,14 @@ def should_show_progress(n_texts: int) -> bool:
     return n_texts >= PROGRESS_MIN_TEXTS
 
 
+def log_throughput(n_texts: int, started: float) -> None:
+    """One log line: how many texts were encoded since ``started`` (perf_counter) and how fast."""
+    elapsed = time.perf_counter() - started
+    log.info(
+        "encoded %d texts in %.1fs (%.0f texts/s)", n_texts, elapsed, n_texts / max(elapsed, 1e-9)
+    )
+
+
 class _Identified:
     """``model_id`` and ``dimension`` of an encoder, read-only."""
 
@@ -126,13 +134,7 @@ class SentenceTransformerEncoder(_Identified):
             normalize_embeddings=True,
         )
         if show_progress:
-            elapsed = time.perf_counter() - started
-            log.info(
-                "encoded %d texts in %.1fs (%.0f texts/s)",
-                len(texts),
-                elapsed,
-                len(texts) / max(elapsed, 1e-9),
-            )
+            log_throughput(len(texts), started)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.encoders import MINILM_MODEL_ID, _Identified, bundled_model_path
+from embeddings.encoders import MINILM_MODEL_ID, _Identified, bundled_model_path, log_throughput
 from embeddings.index_support import usable_cores
 from embeddings.types import FloatMatrix, ModelNotFound, UnsupportedModel
 
@@ -449,11 +449,5 @@ class OnnxInt8Encoder(_Identified):
             if progress is not None:
                 progress.close()
         if show_progress:
-            elapsed = time.perf_counter() - started
-            log.info(
-                "encoded %d texts in %.1fs (%.0f texts/s)",
-                len(texts),
-                elapsed,
-                len(texts) / max(elapsed, 1e-9),
-            )
+            log_throughput(len(texts), started)
         return out

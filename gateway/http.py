@@ -118,6 +118,20 @@ def problem_response(p: HTTPProblem, media: str = JSON_TYPE) -> Response:
     return Response(orjson.dumps(body), status_code=p.status, media_type=media, headers=headers)
 
 
+class ResponseStarted:
+    """An ASGI ``send`` that remembers whether the response has started (after that, an error
+    can no longer be answered with a status of its own)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class ErrorMiddleware:
     """The last resort (outermost of the app's middleware): an exception that escapes a route
     is logged with a request id and answered 500 ``INTERNAL_SERVER_ERROR`` in JSON, so the
@@ -133,18 +147,11 @@ class ErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        sent = ResponseStarted(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, sent)
         except Exception as exc:
-            if started:
+            if sent.started:
                 raise
             request_id = uuid.uuid4().hex[:16]
             log.error(

@@ -10,6 +10,8 @@ strategies. What is searched:
   continuing in the better direction while it improves;
 * ALS: the number of factors and the regularisation, one coordinate at a time from the
   configured ones; item-kNN: the number of neighbours;
+* the model itself when the kind is ``auto``: after EASE's search (the catalog is small enough
+  for it), ALS is tried too and searched when it does better;
 * explicit ratings (``rate`` events carry a 0-10 ``value``): which *training* weight a rating
   gets (:data:`RATING_CURVES`) — ``linear`` (value / 5 of the ``rate`` weight, as profiles weigh
   it), ``binary`` (the fact of rating, whatever its value) or ``centered`` ((value - 2.5) / 2.5:
@@ -102,9 +104,9 @@ class CFTuning:
     validation: dict[str, Any] = field(default_factory=dict)
 
     def params(self) -> dict[str, Any]:
-        """The tuned parameters of the chosen kind (what ``trained.json`` records)."""
+        """The chosen kind and its tuned parameters (what ``trained.json`` records)."""
         names = _SEARCHED.get(self.config.kind, ())
-        return {name: getattr(self.config, name) for name in names}
+        return {"kind": self.config.kind, **{name: getattr(self.config, name) for name in names}}
 
 
 _SEARCHED: dict[str, tuple[str, ...]] = {
@@ -113,7 +115,7 @@ _SEARCHED: dict[str, tuple[str, ...]] = {
     "knn": ("knn_neighbours",),
 }
 _LADDERS: dict[str, tuple[float, ...]] = {
-    "als_factors": (16, 32, 64, 128, 256),
+    "als_factors": (16, 32, 64, 128),
     "als_regularization": (0.01, 0.1, 1.0, 10.0, 100.0),
     "knn_neighbours": (25, 50, 100, 200, 400),
 }
@@ -141,6 +143,7 @@ def tune_cf(
     """Search the CF setting (see the module docstring). ``served`` holds the interactions
     weighted as serving weighs history; ``variants`` maps rating curves to training weightings
     of the same events (``served`` itself among them, or only it when there are no ratings)."""
+    auto = config.kind == "auto"
     kind = choose_cf_model(served.n_items, config).kind
     config = dataclasses.replace(config, kind=kind)  # type: ignore[arg-type]
     started = clock()
@@ -163,12 +166,18 @@ def tune_cf(
         ndcg = ranking_metrics(ids, split.test.matrix, k)["ndcg"]
         spent = clock() - t0
         longest = max(longest, spent)
-        params = {name: getattr(cfg, name) for name in _SEARCHED.get(kind, ())}
+        params = {name: getattr(cfg, name) for name in _SEARCHED.get(cfg.kind, ())}
         trials.append(
-            {**params, "curve": curve, "ndcg": round(ndcg, 6), "seconds": round(spent, 2)}
+            {
+                "kind": cfg.kind,
+                **params,
+                "curve": curve,
+                "ndcg": round(ndcg, 6),
+                "seconds": round(spent, 2),
+            }
         )
         log.info(
-            "CF trial %s %s curve=%s: NDCG@%d %.4f (%.1fs)", kind, params, curve, k, ndcg, spent
+            "CF trial %s %s curve=%s: NDCG@%d %.4f (%.1fs)", cfg.kind, params, curve, k, ndcg, spent
         )
         return float(ndcg)
 
@@ -185,7 +194,14 @@ def tune_cf(
             break
         if got > best:
             best, best_curve = got, curve
-    best_cfg, best = _search(config, kind, lambda c: trial(c, best_curve), best)
+    best_cfg, best = _search(config, kind, lambda c: trial(c, best_curve), best, served.n_items)
+    if auto and kind == "ease":  # EASE fits this catalog: ALS may still fit the data better
+        als = dataclasses.replace(config, kind="als")
+        got = trial(als, best_curve)
+        if got is not None and got > best:
+            best_cfg, best = _search(
+                als, "als", lambda c: trial(c, best_curve), got, served.n_items
+            )
     return CFTuning(
         best_cfg,
         best_curve,
@@ -202,10 +218,12 @@ def tune_cf(
     )
 
 
-def _step(config: CFConfig, name: str, direction: int) -> CFConfig | None:
+def _step(config: CFConfig, name: str, direction: int, n_items: int) -> CFConfig | None:
     """The next setting of one parameter: lambda halves or doubles; the others move one rung
-    along their ladder (None past its end)."""
+    along their ladder (None past its end; ALS factors stay under a quarter of the items)."""
     value = getattr(config, name)
+    if name == "als_factors" and direction > 0 and value * 2 > max(n_items // 4, 16):
+        return None
     if name == "ease_lambda":
         nxt: float = value * (2.0 if direction > 0 else 0.5)
         if not 1.0 <= nxt <= 1e5:
@@ -223,7 +241,11 @@ def _step(config: CFConfig, name: str, direction: int) -> CFConfig | None:
 
 
 def _search(
-    config: CFConfig, kind: str, score: Callable[[CFConfig], float | None], first: float
+    config: CFConfig,
+    kind: str,
+    score: Callable[[CFConfig], float | None],
+    first: float,
+    n_items: int,
 ) -> tuple[CFConfig, float]:
     """Coordinate search from ``config``: per parameter, step down while it improves, else up
     while it improves. Stops when ``score`` says the budget is spent (None)."""
@@ -231,7 +253,7 @@ def _search(
     for name in _SEARCHED.get(kind, ()):
         for direction in (-1, 1):
             improved = False
-            for candidate in _walk(best_cfg, name, direction):
+            for candidate in _walk(best_cfg, name, direction, n_items):
                 got = score(candidate)
                 if got is None:
                     return best_cfg, best
@@ -243,9 +265,9 @@ def _search(
     return best_cfg, best
 
 
-def _walk(config: CFConfig, name: str, direction: int) -> Iterator[CFConfig]:
+def _walk(config: CFConfig, name: str, direction: int, n_items: int) -> Iterator[CFConfig]:
     current: CFConfig | None = config
     while current is not None:
-        current = _step(current, name, direction)
+        current = _step(current, name, direction, n_items)
         if current is not None:
             yield current

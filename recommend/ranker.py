@@ -30,7 +30,7 @@ import numpy as np
 from recommend.conversion_trees import TreeEnsemble
 from recommend.ranker_features import BLEND_COLUMN, FEATURES, ItemStats
 from recommend.types import ArtifactError
-from storage.artifacts import ArtifactStore
+from storage.artifacts import ArtifactStore, VersionedStore
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -157,21 +157,11 @@ class Ranker:
         )
 
 
-class RankerStore:
+class RankerStore(VersionedStore):
     """Versioned rankers under ``root`` (``<data dir>/models/ranker`` in the gateway)."""
 
     def __init__(self, root: Path, *, keep: int = 3) -> None:
         self.artifacts = ArtifactStore(root, kind="ranker", marker=MANIFEST, keep=keep)
-
-    @property
-    def root(self) -> Path:
-        return self.artifacts.root
-
-    def versions(self) -> list[str]:
-        return self.artifacts.versions()
-
-    def latest(self) -> str | None:
-        return self.artifacts.latest()
 
     def write(self, ranker: Ranker) -> str:
         version = self.artifacts.write(lambda tmp, v: ranker.save(tmp, v))

@@ -41,7 +41,7 @@ from recommend.model import ItemModel, load_model
 from recommend.offline.evaluate import Strategy, tune_blend_weights
 from recommend.offline.strategies import ContentSimilarity, DecayedPopularity
 from recommend.types import CFConfig, RecommendError
-from storage.artifacts import ArtifactStore
+from storage.artifacts import ArtifactStore, VersionedStore
 from storage.types import EventRecord
 
 CF_KINDS = ("auto", "ease", "knn", "als")
@@ -72,21 +72,11 @@ def interaction_matrix(
     return InteractionMatrix.from_rows(rows)
 
 
-class CFStore:
+class CFStore(VersionedStore):
     """Versioned CF models, each with the blend weights tuned for it (if any)."""
 
     def __init__(self, root: Path, *, keep: int = 3) -> None:
         self.artifacts = ArtifactStore(root, kind="cf", marker="manifest.json", keep=keep)
-
-    @property
-    def root(self) -> Path:
-        return self.artifacts.root
-
-    def versions(self) -> list[str]:
-        return self.artifacts.versions()
-
-    def latest(self) -> str | None:
-        return self.artifacts.latest()
 
     def load(self, version: str) -> ItemModel:
         return load_model(self.artifacts.path(version))

@@ -122,3 +122,20 @@ class ArtifactStore:
             return
         for old in self.versions()[: -self.keep]:
             shutil.rmtree(self.root / old, ignore_errors=True)
+
+
+class VersionedStore:
+    """The listing half every model store shares: where its versions live, which exist, the
+    newest. Subclasses set ``self.artifacts`` and add their own write/load."""
+
+    artifacts: ArtifactStore
+
+    @property
+    def root(self) -> Path:
+        return self.artifacts.root
+
+    def versions(self) -> list[str]:
+        return self.artifacts.versions()
+
+    def latest(self) -> str | None:
+        return self.artifacts.latest()

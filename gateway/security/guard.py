@@ -32,6 +32,7 @@ import orjson
 from cachetools import LRUCache
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.http import ResponseStarted
 from gateway.security.auth import AuthError, read_token
 from resolvers.context import ADMIN_SCOPES as PRIVILEGED
 
@@ -345,17 +346,10 @@ class RequestGuard:
                 return b"".join(chunks)
 
     async def _with_timeout(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        sent = ResponseStarted(send)
         try:
             async with asyncio.timeout(self.config.timeout_s):
-                await self.app(scope, receive, tracking_send)
+                await self.app(scope, receive, sent)
         except TimeoutError:
             log.warning(
                 "request %s %s timed out after %.1fs",
@@ -363,7 +357,7 @@ class RequestGuard:
                 scope.get("path"),
                 self.config.timeout_s,
             )
-            if not started:
+            if not sent.started:
                 await send_problem(
                     send, 504, "the request took too long and was cancelled", "GATEWAY_TIMEOUT"
                 )

@@ -98,7 +98,7 @@ def build_pipeline(
     weights = complete_weights(tuned.weights, configured_weights)
     blend = BlendStrategy(fitted, weights, name="blend(tuned)")
     info: dict[str, Any] = {
-        "cf": {**tuning.params(), "kind": chosen.kind, "rating_curve": tuning.curve},
+        "cf": {**tuning.params(), "rating_curve": tuning.curve},
         "cf_validation_ndcg": round(tuning.ndcg, 6),
         "blend_weights": weights,
         "blend_validation_ndcg": round(tuned.score, 6),

@@ -67,7 +67,10 @@ def test_train_cf_tunes_and_the_gateway_serves_the_tuned_weights(
     assert "blend weights tuned: validation NDCG@10" in out
     newest = sorted((data_dir / "models" / "cf").iterdir())[-1]
     doc = json.loads((newest / "trained.json").read_text())
-    assert set(doc["tuning"]["chosen"]) == {"ease_lambda", "rating_curve"}
+    chosen = doc["tuning"]["chosen"]
+    searched = {"ease": {"ease_lambda"}, "als": {"als_factors", "als_regularization"}}
+    assert set(chosen) == {"kind", "rating_curve", *searched[chosen["kind"]]}
+    assert doc["kind"] == chosen["kind"]
     assert doc["tuning"]["validation"]["split"] == "random per user"
     weights = json.loads((newest / "weights.json").read_text())["weights"]
     services = build_services(demo_settings(data_dir))
@@ -140,15 +143,18 @@ def test_evaluate_puts_the_default_answer_beside_every_strategy(
     for split in doc["splits"]:
         ndcg = {r["strategy"]: r["ndcg"] for r in split["rows"]}
         assert {"default", "ranker", "blend(tuned)", *singles} <= set(ndcg)
-        assert split["pipeline"]["default"] == "ranker"
+        # The ranker is the default when it beat the blend beyond noise on its validation users
+        # (a handful in this small world); either way the default beats every single strategy.
+        assert split["pipeline"]["default"] in ("ranker", "blend(tuned)")
         assert ndcg["default"] > max(ndcg[s] for s in singles), split["split"]
+        assert ndcg["ranker"] > ndcg["blend(tuned)"]
         cold = {r["strategy"]: r for r in split["cold_rows"]}
         assert cold["default"]["users"] >= 5
         assert cold["default"]["ndcg"] > cold["trending"]["ndcg"]
         for row in split["rows"]:
             assert {"ndcg", "recall", "map", "coverage", "novelty"} <= set(row)
     assert "== split leave-last-n ==" in text and "cold users (1-3 training interactions)" in text
-    assert re.search(r"default answer \(ranker\): NDCG@10 \S+ vs the best single", text)
+    assert re.search(r"default answer \((ranker|blend\(tuned\))\): NDCG@10 \S+ vs the best", text)
     page = out_html.read_text()
     assert page.startswith("<!doctype html>") and page.count("<table>") == 4
     assert "Cold users (1 to 3 training interactions)" in page and 'class="default"' in page

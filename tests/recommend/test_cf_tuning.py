@@ -109,7 +109,8 @@ def test_the_search_is_bounded_and_picks_its_best_trial() -> None:
     best = max(full.trials, key=lambda t: t["ndcg"])
     assert full.ndcg == pytest.approx(best["ndcg"], abs=1e-6)
     assert (full.config.ease_lambda, full.curve) == (best["ease_lambda"], best["curve"])
-    assert full.params() == {"ease_lambda": full.config.ease_lambda}
+    assert full.params() == {"kind": "ease", "ease_lambda": full.config.ease_lambda}
+    assert {t["kind"] for t in full.trials} == {"ease"}  # kind fixed: no other model tried
     # Low ratings as weak (linear) or negative (centered) evidence beat the fact of rating here.
     assert full.curve in ("linear", "centered")
     lambdas = sorted({t["ease_lambda"] for t in full.trials})
@@ -124,8 +125,10 @@ def test_als_and_knn_search_their_own_parameters() -> None:
         CFConfig(kind="als", als_factors=16, als_iterations=3),
         budget_s=1e9,
     )
-    assert set(als.params()) == {"als_factors", "als_regularization"}
-    assert {t["als_factors"] for t in als.trials} >= {16, 32}
+    assert set(als.params()) == {"kind", "als_factors", "als_regularization"}
+    # 40 items: factors stay at 16 (a quarter of the catalog, floored at 16); reg is searched.
+    assert {t["als_factors"] for t in als.trials} == {16}
+    assert len({t["als_regularization"] for t in als.trials}) >= 2
     knn = tune_cf(served, {"linear": served}, CFConfig(kind="knn"), budget_s=1e9)
     assert {t["knn_neighbours"] for t in knn.trials} >= {50, 100}
 
@@ -135,7 +138,7 @@ def test_train_cf_records_the_choice_and_ships_tuned_weights(tmp_path: Path) -> 
     configured = {"cf": 1.0, "content": 0.5, "segment": 0.3, "trending": 0.2, "context": 0.8}
     version, info, model, weights = train_cf(
         rated_world(),
-        CFConfig(ease_min_users=1),
+        CFConfig(kind="ease", ease_min_users=1),
         CONFIG,
         store,
         training=CFTraining(tune_budget_s=30.0, configured_weights=configured),
@@ -157,3 +160,14 @@ def test_train_cf_records_the_choice_and_ships_tuned_weights(tmp_path: Path) -> 
     )
     assert weights2 is None and "tuning" not in info2 and store.read_weights(version2) is None
     assert np.isclose(info2["params"]["lambda_"], 300.0)
+
+
+def test_auto_also_tries_als_and_keeps_the_better_model() -> None:
+    served = interaction_matrix(rated_world(), CONFIG)
+    auto = tune_cf(
+        served, {"linear": served}, CFConfig(als_factors=16, als_iterations=3), budget_s=1e9
+    )
+    kinds = [t["kind"] for t in auto.trials]
+    assert kinds[0] == "ease" and "als" in kinds
+    best = max(auto.trials, key=lambda t: t["ndcg"])
+    assert auto.config.kind == best["kind"] and auto.ndcg == pytest.approx(best["ndcg"], abs=1e-6)
