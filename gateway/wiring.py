@@ -170,13 +170,7 @@ def spark_config(settings: Settings, master: str | None = None) -> SparkConfig:
 
 
 def spark_als_config(settings: Settings) -> SparkALSConfig:
-    return SparkALSConfig(
-        rank=settings.spark_als_rank,
-        reg_param=settings.spark_als_reg_param,
-        alpha=settings.spark_als_alpha,
-        max_iter=settings.spark_als_max_iter,
-        blocks=settings.spark_als_blocks,
-    )
+    return configured(SparkALSConfig, settings, "spark_als_")
 
 
 def segmenting_config(settings: Settings) -> SegmentingConfig:
