@@ -376,12 +376,13 @@ class FaissIndex:
     ) -> tuple[list[list[str]], FloatMatrix]:
         check_k(k)
         queries = as_matrix(vectors, self._dimension)
-        if queries.shape[0] == 1:
-            with _omp_threads(1), self._lock.read():
-                rows = self._search_locked(queries, k, filter)
-        else:
-            with self._lock.read():
-                rows = self._search_locked(queries, k, filter)
+        with span("faiss.search", k=k, queries=int(queries.shape[0]), kind=self._kind):
+            if queries.shape[0] == 1:
+                with _omp_threads(1), self._lock.read():
+                    rows = self._search_locked(queries, k, filter)
+            else:
+                with self._lock.read():
+                    rows = self._search_locked(queries, k, filter)
         return pad_results(rows, k)
 
     def _search_locked(

@@ -21,12 +21,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import routes, wiring
+from gateway import routes, scrape, wiring
 from gateway.http import ErrorMiddleware
 from gateway.models import Refresh, poll_erasures, poll_models, refresh_models
 from gateway.routes import Runtime
 from gateway.security.apikeys import ApiKeyRegistry
 from gateway.settings import Settings, load_settings, replace
+from observability import tracing
 from resolvers.schema import build_schema
 from upstream.client import upstream_deadline
 
@@ -43,13 +44,15 @@ def create_app(
     segment_of: Callable[[str], str | None] | None = None,
     cdn_transport: httpx.AsyncBaseTransport | None = None,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
+    span_exporter: Any = None,
     **setting_overrides: Any,
 ) -> Starlette:
     """Build the gateway.
 
     Seams: ``clock`` (wall seconds, for every cache and model), ``schema`` (a schema other than
     the built-in one), ``segment_of`` (replaces the live segment lookup), ``cdn_transport`` and
-    ``upstream_transport`` (httpx transports of the CDN purge and the upstream clients).
+    ``upstream_transport`` (httpx transports of the CDN purge and the upstream clients),
+    ``span_exporter`` (an OpenTelemetry span exporter: tracing on, exported there).
     ``setting_overrides`` replace fields of ``settings`` (or of the loaded settings).
     """
     if settings is None:
@@ -57,10 +60,16 @@ def create_app(
     elif setting_overrides:
         settings = replace(settings, **setting_overrides)
     config = settings
+    tracer_provider = wiring.tracer_provider(settings, span_exporter)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Tracing and the separate metrics port live as long as the app (closed last).
+        telemetry = contextlib.ExitStack()
+        if tracer_provider is not None:
+            telemetry.enter_context(tracing.installed(tracer_provider))
         upstreams = wiring.upstreams(config, transport=upstream_transport, clock=clock)
+        wiring.instrument_upstreams(upstreams, tracer_provider)
         services = wiring.build_services(
             config, clock=clock, segment_of=segment_of, upstream=upstreams
         )
@@ -101,6 +110,8 @@ def create_app(
             config, services, endpoint, edge, wiring.api_keys(services), upstreams
         )
         app.state.services, app.state.edge, app.state.upstreams = services, edge, upstreams
+        if config.metrics_port:
+            telemetry.enter_context(scrape.metrics_server(config, app.state.runtime))
         log.info(
             "tailor ready: %d items, %d events",
             services.store.count_items(),
@@ -116,6 +127,7 @@ def create_app(
             if upstreams is not None:
                 await upstreams.aclose()
             services.store.close()
+            telemetry.close()
 
     async def graphql(request: Request) -> Response:
         # The request's time budget reaches its upstream calls (upstream/client.py), less 10%
@@ -131,10 +143,13 @@ def create_app(
             Route("/v1/events", routes.events, methods=ALL_METHODS),
             Route("/healthz", routes.healthz, methods=["GET", "HEAD"]),
             Route("/readyz", routes.readyz, methods=["GET", "HEAD"]),
+            Route("/metrics", scrape.metrics_endpoint, methods=["GET"]),
         ],
         lifespan=lifespan,
-        # The last-resort 500 first (outermost), so every error is a complete JSON answer.
+        # Telemetry outermost (request id, metrics and access log see every answer), then the
+        # last-resort 500, so every error is a complete JSON answer.
         middleware=[
+            *wiring.telemetry_middleware(settings, tracer_provider),
             Middleware(ErrorMiddleware),
             *wiring.security_middleware(settings, lambda: _api_keys(app)),
         ],

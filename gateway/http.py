@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from observability.logs import request_id as request_id_var
+from observability.metrics import GRAPHQL_ERRORS, child
 from gateway.security.auth import (
     DEFAULT_MAX_TOKEN_TTL_S,
     AuthError,
@@ -113,6 +115,7 @@ def authenticate(
 
 
 def problem_response(p: HTTPProblem, media: str = JSON_TYPE) -> Response:
+    child(GRAPHQL_ERRORS, p.code).inc()
     body = {"errors": [{"message": p.message, "extensions": {"code": p.code}}]}
     headers = {"Cache-Control": "no-store", **p.headers}
     return Response(orjson.dumps(body), status_code=p.status, media_type=media, headers=headers)
@@ -153,7 +156,7 @@ class ErrorMiddleware:
         except Exception as exc:
             if sent.started:
                 raise
-            request_id = uuid.uuid4().hex[:16]
+            request_id = request_id_var.get() or uuid.uuid4().hex[:16]
             log.error(
                 "unexpected error %s on %s %s",
                 request_id,

@@ -218,6 +218,22 @@ class Settings:
     spark_als_max_iter: int = 10
     spark_als_blocks: int = 0  # user/item blocks; 0 = the session's parallelism (its cores)
 
+    # --- observability (docs/OPERATIONS.md) ---
+    metrics_enabled: bool = True  # GET /metrics (Prometheus text format)
+    # Bearer token /metrics asks for; in production /metrics on the main port needs it (or
+    # metrics_port, a separate bind that only the monitoring network should reach).
+    metrics_token: str | None = None
+    metrics_port: int = 0  # > 0: serve /metrics on this port instead of the main one
+    metrics_host: str = "127.0.0.1"
+    tracing: bool = False  # OpenTelemetry spans; off costs nothing on the request path
+    tracing_endpoint: str | None = None  # OTLP/HTTP traces URL; unset: OTEL_EXPORTER_OTLP_* vars
+    tracing_sample_ratio: float = 1.0  # share of new traces recorded (parent-based)
+    service_name: str = "tailor"  # service.name of the spans
+    log_format: str = "auto"  # auto (JSON in production or off a terminal), json, text
+    access_log: bool = True  # one `tailor.access` line per request
+    progress_interval_s: float = 10.0  # progress lines of long commands when not on a terminal
+    shutdown_grace_s: float = 30.0  # seconds in-flight requests get to finish on SIGTERM
+
     @property
     def introspection_enabled(self) -> bool:
         return self.introspection and not self.production
@@ -359,6 +375,14 @@ def _validate(s: Settings) -> None:
             raise SettingsError(
                 f"setting 'trusted_proxies': {proxy!r} is not an IP address or CIDR network"
             ) from None
+    if s.log_format not in ("auto", "json", "text"):
+        raise SettingsError("setting 'log_format' must be auto, json or text")
+    if not 0.0 <= s.tracing_sample_ratio <= 1.0:
+        raise SettingsError("setting 'tracing_sample_ratio' must be between 0 and 1")
+    if s.progress_interval_s <= 0:
+        raise SettingsError("setting 'progress_interval_s' must be positive")
+    if not 0 <= s.metrics_port <= 65535:
+        raise SettingsError("setting 'metrics_port' must be a port number (0: off)")
     if s.trending_half_life_h <= 0:
         raise SettingsError("setting 'trending_half_life_h' must be positive")
     if s.encoder_backend not in ("int8", "fp32"):

@@ -499,3 +499,59 @@ def start_sync(
         page_size=settings.upstream_sync_page_size,
         on_written=on_written,
     )
+
+
+# ---------------------------------------------------------------------- observability
+
+
+def tracer_provider(settings: Settings, exporter: Any = None) -> Any:
+    """The OpenTelemetry tracer provider of an app, or None when tracing is off.
+
+    ``exporter``: a span exporter to use instead of OTLP (tests pass the in-memory one, and
+    then tracing is on whatever the setting)."""
+    if exporter is None and not settings.tracing:
+        return None
+    from observability.tracing import provider
+
+    return provider(
+        settings.service_name,
+        exporter=exporter,
+        endpoint=settings.tracing_endpoint,
+        sample_ratio=settings.tracing_sample_ratio,
+        batch=exporter is None,
+    )
+
+
+def telemetry_middleware(settings: Settings, provider: Any) -> list[Middleware]:
+    """The outermost middleware: the OpenTelemetry ASGI server span (when tracing), then the
+    request id, request metrics and access log."""
+    from gateway.telemetry import TelemetryMiddleware
+
+    out = []
+    if provider is not None:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        out.append(
+            Middleware(
+                OpenTelemetryMiddleware,
+                tracer_provider=provider,
+                exclude_spans=["receive", "send"],
+                excluded_urls="healthz,readyz,metrics",
+            )
+        )
+    out.append(
+        Middleware(
+            TelemetryMiddleware, count=settings.metrics_enabled, log_access=settings.access_log
+        )
+    )
+    return out
+
+
+def instrument_upstreams(upstreams: Upstreams | None, provider: Any) -> None:
+    """Client spans (with trace-context headers) for every upstream call when tracing."""
+    if upstreams is None or provider is None:
+        return
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    for client in upstreams.clients.values():
+        HTTPXClientInstrumentor.instrument_client(client.http, tracer_provider=provider)

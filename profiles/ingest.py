@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from cachetools import LRUCache
 
+from observability.metrics import count_ingest
 from profiles.events import TraitsFilter, validate_event
 from profiles.state import CategoryLookup, ProfileState
 from profiles.types import (
@@ -132,8 +133,18 @@ class IngestionService:
         """True while the writer thread is alive (events can be acknowledged)."""
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def queue_depth(self) -> int:
+        """Batches waiting for the writer thread (the ``tailor_ingest_queue_depth`` gauge)."""
+        return self._queue.qsize()
+
     def stop(self) -> None:
+        """Stop the writer after it has committed every batch queued before this call (the
+        queue is FIFO: graceful shutdown drains it)."""
         if self._thread is not None:
+            waiting = self._queue.qsize()
+            if waiting:
+                log.info("ingest writer: draining %d queued batch(es) before stopping", waiting)
             self._queue.put(None)
             self._thread.join(timeout=30)
             self._thread = None
@@ -195,7 +206,9 @@ class IngestionService:
         if valid:
             outcomes = await self._submit([ev for _, ev in valid])
             self._fill(results, valid, outcomes)
-        return BatchResult([r for r in results if r is not None])
+        done = [r for r in results if r is not None]
+        count_ingest(r.status for r in done)
+        return BatchResult(done)
 
     async def link(self, anonymous_id: str, user_id: str) -> EventResult:
         """Store the server's own identify of ``anonymous_id`` as ``user_id`` (the identify
@@ -219,6 +232,7 @@ class IngestionService:
         self._fill(results, [(0, ev)], await self._submit([ev]))
         result = results[0]
         assert result is not None
+        count_ingest([result.status])
         return result
 
     async def _submit(self, events: list[EventRecord], follow_links: bool = False) -> list[str]:

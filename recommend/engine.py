@@ -26,12 +26,15 @@ contributed most to it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from embeddings import SearchFilter
+from observability import metrics
+from observability.tracing import span
 from recommend.blend import blend, top_sources
 from recommend.content import ContentService, History
 from recommend.diversity import mmr
@@ -158,8 +161,11 @@ class Recommender:
         search_filter = None
         if "content" in wanted or req.context_item:
             search_filter = filt.search_filter(self.all_items)
-        if "cf" in wanted and (got := self._cf(req.history, k, filt)) is not None and got[0]:
-            out["cf"] = got
+        if "cf" in wanted:
+            with _timed("cf"):
+                got = self._cf(req.history, k, filt)
+            if got is not None and got[0]:
+                out["cf"] = got
         if "content" in wanted and self.content.ready and req.history:
             assert search_filter is not None
             # Like CF, content never re-suggests what the user already interacted with.
@@ -169,12 +175,14 @@ class Recommender:
                 search_filter.categories,
                 search_filter.available_only,
             )
-            ids, scores = self.content.for_user(req.history, k, seen)
+            with _timed("content"):
+                ids, scores = self.content.for_user(req.history, k, seen)
             if ids:
                 out["content"] = (ids, scores)
         segment_popular = self.segment_popular
         if "segment" in wanted and req.segment_id and segment_popular is not None:
-            ids, scores = segment_popular(req.segment_id, k, self._accept(filt))
+            with _timed("segment"):
+                ids, scores = segment_popular(req.segment_id, k, self._accept(filt))
             if ids:
                 out["segment"] = (ids, scores)
         if (
@@ -183,12 +191,14 @@ class Recommender:
             and req.strategy == "hybrid"
         ):
             assert search_filter is not None
-            out["context"] = self.content.similar(req.context_item, k, search_filter)
+            with _timed("context"):
+                out["context"] = self.content.similar(req.context_item, k, search_filter)
         cold = req.strategy == "hybrid" and not req.history and "segment" in out
         if "trending" in wanted and not cold:
-            out["trending"] = self.trending.top(
-                k, exclude=filt.exclude_ids, accept=self._accept(filt)
-            )
+            with _timed("trending"):
+                out["trending"] = self.trending.top(
+                    k, exclude=filt.exclude_ids, accept=self._accept(filt)
+                )
         return out
 
     def candidate_lists(
@@ -204,6 +214,15 @@ class Recommender:
     def recommend(self, req: RecommendRequest) -> list[Recommendation]:
         if req.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {req.strategy!r}")
+        started = time.perf_counter()
+        with span("recommend", strategy=req.strategy, k=req.k):
+            recs = self._recommend(req)
+        metrics.child(metrics.RECOMMEND_DURATION, req.strategy).observe(
+            time.perf_counter() - started
+        )
+        return recs
+
+    def _recommend(self, req: RecommendRequest) -> list[Recommendation]:
         pool = max(req.k * 3, 30) if (req.diversity > 0 or req.max_per_category) else req.k
         ranker = self.ranker.model if req.strategy == "hybrid" and req.history else None
         lists, filt = self.candidate_lists(req, max(pool, ranker.candidates) if ranker else pool)
@@ -376,3 +395,23 @@ class _Anchors:
             return self.items[0]
         sims = self.matrix @ target
         return self.items[self.known[int(np.argmax(sims))]]
+
+
+class _timed:
+    """Times one candidate source (``tailor_recommend_source_duration_seconds``) in a span."""
+
+    __slots__ = ("_span", "_started", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __enter__(self) -> None:
+        self._span = span("recommend.source", source=self.source)
+        self._span.__enter__()
+        self._started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        metrics.child(metrics.SOURCE_DURATION, self.source).observe(
+            time.perf_counter() - self._started
+        )
+        self._span.__exit__(*exc)

@@ -16,6 +16,7 @@ import strawberry
 from strawberry.types import Info
 
 from embeddings import EmbeddingError
+from observability.tracing import traced
 from recommend.engine import RecommendRequest
 from recommend.filters import ItemFilter
 from recommend.types import Recommendation as Rec
@@ -48,6 +49,7 @@ def to_filter(f: ItemFilterInput | None, max_ids: int = 1000) -> ItemFilter:
     )
 
 
+@traced("resolve.items")
 async def _materialize(info: Info[TailorContext, Any], recs: list[Rec]) -> list[Recommendation]:
     items = await info.context.items.load_many([r.item_id for r in recs])
     return [
@@ -62,6 +64,7 @@ async def _materialize(info: Info[TailorContext, Any], recs: list[Rec]) -> list[
     ]
 
 
+@traced("resolve.similar_items")
 async def similar_items(
     info: Info[TailorContext, Any],
     item_id: strawberry.ID,
@@ -85,6 +88,7 @@ async def similar_items(
     )
 
 
+@traced("resolve.search")
 async def search(
     info: Info[TailorContext, Any],
     text: str,
@@ -129,6 +133,7 @@ async def search(
     )
 
 
+@traced("resolve.recommendations")
 async def user_recommendations(
     info: Info[TailorContext, Any],
     profile_key: str,
@@ -183,6 +188,7 @@ def personalization_allowed(services: Services, profile_key: str) -> bool:
     return services.privacy.personalization_allowed(user_id_of(profile_key))
 
 
+@traced("resolve.segment_recommendations")
 async def segment_recommendations(
     info: Info[TailorContext, Any],
     segment_id: strawberry.ID | None = None,

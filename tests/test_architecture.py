@@ -24,8 +24,10 @@ PACKAGES = [
     "embeddings",
     "cache",
     "storage",
+    "observability",
 ]
-LOW = {"cache", "storage"}
+# observability/ (metrics, spans, logs) sits beside cache/ and storage/: any layer may use it.
+LOW = {"cache", "storage", "observability"}
 # package -> the Tailor packages it may import (the table in docs/ARCHITECTURE.md)
 ALLOWED: dict[str, set[str]] = {
     "gateway": set(PACKAGES),
@@ -35,10 +37,11 @@ ALLOWED: dict[str, set[str]] = {
     "segments": {"profiles", "catalog", "embeddings"} | LOW,
     "profiles": set(LOW),
     "catalog": set(LOW),
-    "embeddings": {"storage"},
+    "embeddings": {"storage", "observability"},
     "demo": set(),
     "cache": set(),
     "storage": set(),
+    "observability": set(),
 }
 WEB = {"strawberry", "starlette", "uvicorn", "graphql", "jwt"}
 WEB_PACKAGES = {"gateway", "resolvers"}
@@ -75,6 +78,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "profiles": {"numpy", "orjson", "cachetools", "cryptography"},
     "catalog": {"orjson"},
     "upstream": {"httpx", "cachetools", "orjson"},
+    "observability": {"prometheus_client", "opentelemetry", "orjson"},
 }
 
 

@@ -31,6 +31,9 @@ from typing import Any
 import httpx
 import orjson
 
+from observability import metrics
+from observability.tracing import span
+
 from upstream.breaker import CircuitBreaker
 from upstream.types import (
     CircuitOpen,
@@ -148,7 +151,36 @@ class UpstreamClient:
         json: Any = None,
         idempotent: bool | None = None,
     ) -> Any:
-        """Send, retrying idempotent calls on retryable failures; return the decoded JSON."""
+        """Send, retrying idempotent calls on retryable failures; return the decoded JSON.
+
+        Counted in ``tailor_upstream_calls_total`` by outcome and timed (retries included)."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            with span("upstream.call", upstream=self.name, method=method.upper(), path=path):
+                data = await self._request(method, path, params, json, idempotent)
+            outcome = "ok"
+            return data
+        except CircuitOpen:
+            outcome = "circuit_open"
+            raise
+        except DeadlineExceeded:
+            outcome = "deadline"
+            raise
+        finally:
+            metrics.child(metrics.UPSTREAM_CALLS, self.name, outcome).inc()
+            metrics.child(metrics.UPSTREAM_DURATION, self.name).observe(
+                time.perf_counter() - started
+            )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json: Any,
+        idempotent: bool | None,
+    ) -> Any:
         method = method.upper()
         retry = method in IDEMPOTENT if idempotent is None else idempotent
         self.stats.calls += 1

@@ -25,6 +25,7 @@ from cachetools import LRUCache
 
 from gateway.graphql.types import GraphQLParams
 from gateway.http import HTTPProblem
+from observability.metrics import PERSISTED_MISSES, PERSISTED_REGISTRATIONS
 
 _HASH = re.compile(r"\A[0-9a-f]{64}\Z")
 
@@ -127,10 +128,13 @@ class PersistedQueries:
                 if self.store.get_persisted_query(digest) is None:
                     raise self._not_in_list()
             elif _entry_bytes(params.query) <= self._registered.maxsize:
+                if digest not in self._registered:
+                    PERSISTED_REGISTRATIONS.inc()
                 self._registered[digest] = params.query
             return params, digest
         query = self._lookup(digest)
         if query is None:
+            PERSISTED_MISSES.inc()
             # Apollo clients look for this exact message/code and retry with the full query.
             raise HTTPProblem(200, "PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
         return dataclasses.replace(params, query=query), digest

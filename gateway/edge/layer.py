@@ -46,12 +46,15 @@ from cache import (
     segment_scope,
     user_scope,
 )
-from gateway.edge.apq import PersistedQueries
+from gateway.edge.apq import PersistedQueries, has_persisted_query
 from gateway.edge.headers import Audience, EdgeHeaders, Memo, not_modified
 from gateway.edge.purge import CdnPurger
 from gateway.edge.segment_tokens import SegmentTokens
 from gateway.graphql.params import read_params
 from gateway.graphql.types import Executor, GraphQLParams
+from gateway.telemetry import RequestInfo, request_info
+from observability.metrics import EDGE_CACHE, child, operation_label
+from observability.tracing import span
 from resolvers.cache_control import CacheControlRecorder, install
 from resolvers.context import Services, TailorContext, Viewer
 from storage.types import EventRecord, anonymous_key
@@ -204,6 +207,9 @@ class EdgeLayer:
                 self._resolved[id(raw_params)] = (raw_params, params, op_id, op_type)
         who = self.audience(request, viewer)
         method = request.method
+        info = request_info(request.scope)
+        if info is not None and op_type is not None and has_persisted_query(params.extensions):
+            info.operation = operation_label(params.operation_name)
 
         async def compute() -> CachedResponse:
             return await self._execute(executor, params, viewer, request, media, who, method)
@@ -212,6 +218,7 @@ class EdgeLayer:
             entry = await compute()
             if op_type is OperationType.MUTATION and entry.status < 400:
                 self.invalidate_tags(who.private_tags)  # read-your-writes of what it changed
+            _count_cache(info, "none", _BYPASS)
             return self._answer(request, entry, _BYPASS, who, media)
         memo = (op_id, params.operation_name or "")
         guess = self._scopes.get(memo, CacheScope.PUBLIC)
@@ -224,10 +231,14 @@ class EdgeLayer:
             and not self.services.privacy.personalization_allowed(None)
         )
         key = self._key(memo, params.variables, self._scope_key(guess, who), media, opt_out)
-        found, state = await self.responses.get_or_compute(key, compute, scope=guess)
+        with span("edge.cache", operation_id=op_id) as cache_span:
+            found, state = await self.responses.get_or_compute(key, compute, scope=guess)
+            if cache_span is not None:
+                cache_span.set_attribute("tailor.cache", state.value)
         assert found is not None  # compute never answers None
         if found.policy.is_cacheable and found.policy.scope is not guess:
             self._scopes[memo] = found.policy.scope
+        _count_cache(info, found.policy.scope.name.lower(), state.value)
         return self._answer(request, found, state.value, who, media, key=key)
 
     def _key(
@@ -388,3 +399,10 @@ class EdgeLayer:
             purged = self.invalidate_tags(tags) + self.responses.purge_keys(keys)
         cdn = await self.purger.purge(tags, keys) if self.purger is not None else None
         return {"purged": purged, "tags": tags, "keys": keys, "all": everything, "cdn": cdn}
+
+
+def _count_cache(info: RequestInfo | None, scope: str, x_cache: str) -> None:
+    """One edge-cache decision: the X-Cache value, counted by scope and told to the access log."""
+    child(EDGE_CACHE, "response", scope, x_cache).inc()
+    if info is not None:
+        info.cache = x_cache

@@ -59,6 +59,8 @@ from gateway.graphql.params import (
 from gateway.graphql.types import GraphQLParams, ResponseLayer
 from gateway.http import HTTPProblem, problem_response
 from resolvers.context import Services, TailorContext, Viewer
+from observability.metrics import GRAPHQL_ERRORS, child
+from observability.tracing import span
 from resolvers.errors import TailorGraphQLError
 
 log = logging.getLogger("tailor.graphql")
@@ -140,6 +142,10 @@ class GraphQLEndpoint:
 
     def _parse(self, query: str) -> _Parsed:
         """Parse and validate (pure: may run in a worker thread)."""
+        with span("graphql.parse_validate", chars=len(query)):
+            return self._parse_validate(query)
+
+    def _parse_validate(self, query: str) -> _Parsed:
         try:
             doc = parse_limited(query, self.limits)
         except GraphQLError as exc:
@@ -290,17 +296,18 @@ class GraphQLEndpoint:
         )
         if isinstance(coerced, list):
             return (400 if strict else 200), self.encode(ExecutionResult(None, coerced))
-        result = execute(
-            self.schema,
-            document,
-            context_value=context,
-            variable_values=params.variables,
-            operation_name=params.operation_name,
-            # The edge layer's cache-hint recorder (resolvers/cache_control.py), if installed.
-            middleware=_cache_middleware(context),
-        )
-        if is_awaitable(result):
-            result = await result
+        with span("graphql.execute", operation=operation.operation.value):
+            result = execute(
+                self.schema,
+                document,
+                context_value=context,
+                variable_values=params.variables,
+                operation_name=params.operation_name,
+                # The edge layer's cache-hint recorder (resolvers/cache_control.py), if installed.
+                middleware=_cache_middleware(context),
+            )
+            if is_awaitable(result):
+                result = await result
         assert isinstance(result, ExecutionResult)
         return 200, self.encode(result)
 
@@ -308,6 +315,8 @@ class GraphQLEndpoint:
         out: dict[str, Any] = {}
         if result.errors:
             out["errors"] = [self._format_error(e) for e in result.errors]
+            for error in out["errors"]:
+                child(GRAPHQL_ERRORS, _code_of(error)).inc()
         if result.data is not None or result.errors is None or _executed(result):
             out["data"] = result.data
         return orjson.dumps(out)
@@ -339,6 +348,12 @@ class GraphQLEndpoint:
                 code = "GRAPHQL_PARSE_FAILED"
             formatted["extensions"] = {**(formatted.get("extensions") or {}), "code": code}
         return formatted
+
+
+def _code_of(error: dict[str, Any]) -> str:
+    code = (error.get("extensions") or {}).get("code")
+    # Codes come from the error table; anything else is one bounded label.
+    return code if isinstance(code, str) and code.isupper() and len(code) <= 64 else "OTHER"
 
 
 def _cache_middleware(context: TailorContext) -> list[Any] | None:
