@@ -56,6 +56,7 @@ from typing import Any, Literal, Self
 import faiss
 import numpy as np
 
+from observability.tracing import span
 from embeddings.index_support import (
     as_matrix,
     check_batch,
