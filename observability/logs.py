@@ -33,7 +33,12 @@ NOISY = {
 }
 FORMATS = ("auto", "json", "text")
 # The attributes every LogRecord has; anything else was passed with ``extra=`` and is logged.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",  # uvicorn's ANSI-coloured copy of the message
+}
 _HANDLER_MARK = "_tailor_handler"
 
 

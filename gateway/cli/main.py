@@ -8,13 +8,13 @@ input that could not be read at all.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 from gateway.cli import admin, data, lake, serve, train
 from gateway.cli.common import common_options, console
-from gateway.settings import SettingsError
+from gateway.settings import SettingsError, load_settings
+from observability.logs import configure_logging
 from storage.types import StorageError
 
 GROUPS = (serve, data, train, lake, admin)
@@ -38,10 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_cli_logging(args)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -51,6 +48,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         label = "configuration error" if isinstance(exc, SettingsError) else "error"
         console.print(f"[red]{label}:[/red] {exc}")
         return 2
+
+
+def configure_cli_logging(args: argparse.Namespace) -> None:
+    """Logging, once for the process: the settings' ``log_format`` and ``log_level`` (JSON in
+    production); settings that do not load are reported by the command itself."""
+    try:
+        settings = load_settings(getattr(args, "config", None))
+        fmt, level, production = settings.log_format, settings.log_level, settings.production
+    except SettingsError:
+        fmt, level, production = "auto", "info", False
+    configure_logging("debug" if args.verbose else level, fmt, production=production)
 
 
 if __name__ == "__main__":

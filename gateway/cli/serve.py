@@ -50,9 +50,15 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Logging was configured once by the CLI (observability/logs.py): uvicorn's records
+        # go through the same handler; the access log is the gateway's own (tailor.access).
+        log_config=None,
         loop="uvloop",
         http="httptools",
         access_log=False,
+        # SIGTERM: stop accepting, let in-flight requests finish, then the lifespan drains the
+        # ingest queue and closes the store.
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
         # Uvicorn believes X-Forwarded-For from 127.0.0.1 by default: off unless the deployment
         # says a trusted proxy sets it, and then only from the configured proxies.
         proxy_headers=settings.trust_forwarded_for,
