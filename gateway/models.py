@@ -39,12 +39,20 @@ class Refresh:
     changed_items: list[str] = field(default_factory=list)
 
 
-def ensure_index(services: Services, *, show_progress: bool = False) -> str | None:
-    """Serve the newest stored index; build one when the catalog has items but no index exists."""
-    return _ensure_index(services, show_progress=show_progress)[0]
+def ensure_index(
+    services: Services,
+    *,
+    show_progress: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> str | None:
+    """Serve the newest stored index; build one when the catalog has items but no index exists.
+    ``progress(n)``: told of each chunk of items encoded."""
+    return _ensure_index(services, show_progress=show_progress, progress=progress)[0]
 
 
-def _ensure_index(services: Services, *, show_progress: bool) -> tuple[str | None, list[str]]:
+def _ensure_index(
+    services: Services, *, show_progress: bool, progress: Callable[[int], None] | None = None
+) -> tuple[str | None, list[str]]:
     content = services.content
     try:
         if content.load_latest() or content.ready:
@@ -54,7 +62,7 @@ def _ensure_index(services: Services, *, show_progress: bool) -> tuple[str | Non
     items = services.catalog.all_items()
     if not items:
         return None, []
-    return content.build(items, show_progress=show_progress), []
+    return content.build(items, show_progress=show_progress, progress=progress), []
 
 
 def catch_up_items(services: Services) -> list[str]:

@@ -38,6 +38,8 @@ from profiles.types import HistoryEvent
 from storage.timeutil import parse_timestamp
 from storage.types import ItemRecord
 
+ENCODE_CHUNK = 256  # items encoded between two progress reports of ``ContentService.build``
+
 log = logging.getLogger("tailor.content")
 
 History = Sequence[HistoryEvent]  # oldest first
@@ -119,15 +121,30 @@ class ContentService:
         log.info("serving index version %s (%d items)", latest, len(index))
         return True
 
-    def build(self, items: Iterable[ItemRecord], *, show_progress: bool = False) -> str:
-        """Encode every item into a new index version, write it and swap it in."""
+    def build(
+        self,
+        items: Iterable[ItemRecord],
+        *,
+        show_progress: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
+        """Encode every item into a new index version, write it and swap it in.
+
+        ``progress(n)``: called after each chunk of ``n`` items is encoded (a progress bar)."""
         items = list(items)
         started = time.time()
         enc = self.encoder
-        vectors = enc.encode(
-            [render_item_text(item_document(it), self.template) for it in items],
-            show_progress=show_progress,
-        )
+        texts = [render_item_text(item_document(it), self.template) for it in items]
+        if progress is None:
+            vectors = enc.encode(texts, show_progress=show_progress)
+        else:
+            chunks = []
+            for at in range(0, len(texts), ENCODE_CHUNK):
+                chunks.append(enc.encode(texts[at : at + ENCODE_CHUNK]))
+                progress(len(chunks[-1]))
+            vectors = (
+                np.concatenate(chunks) if chunks else np.zeros((0, enc.dimension), np.float32)
+            )
         index = FaissIndex(enc.dimension, **self.index_params)
         if items:
             index.add([it.id for it in items], vectors, [_meta(it) for it in items])

@@ -6,15 +6,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from gateway.settings import Settings, load_settings
 from gateway.wiring import build_services
+from observability.progress import LogProgress, summary
 from resolvers.context import Services
 
 console = Console(stderr=True)
@@ -42,22 +55,53 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None), **overrides)
 
 
+class RateColumn(ProgressColumn):
+    """Units per second (rich's speed column counts bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+
+# Seconds between progress lines when output is not a terminal (the CLI sets it from the
+# ``progress_interval_s`` setting).
+progress_interval_s = 10.0
+
+
 @contextlib.contextmanager
 def progress_bar(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-    """A progress bar on a terminal; silent (summary only) when output is not a terminal."""
+    """Progress of one long step: on a terminal a bar with count, rate and ETA; otherwise a
+    log line every ``progress_interval_s``. Both end with a summary line (count, time, rate)."""
     if not console.is_terminal:
-        yield lambda _n: None
+        lines = LogProgress(label, total, interval_s=progress_interval_s)
+        try:
+            yield lines.advance
+        finally:
+            lines.finish()
         return
+    started = time.monotonic()
+    done = 0
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
         TimeElapsedColumn(),
         console=console,
         transient=True,
     ) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            bar.advance(task, n)
+
+        yield advance
+    elapsed = time.monotonic() - started
+    console.print(summary(label, done, elapsed) if done else f"{label}: done in {elapsed:.1f}s")
 
 
 @contextlib.contextmanager

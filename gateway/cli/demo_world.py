@@ -63,8 +63,8 @@ def load_demo_world(
                 raise RuntimeError(f"demo events rejected: {summary.rejected[:3]}")
             store.set_meta("demo_world", params)
         if services.content.store.latest() is None:
-            with progress("build item index", None):
-                ensure_index(services, show_progress=False)
+            with progress("encode items", len(services.catalog)) as advance:
+                ensure_index(services, progress=advance)
         if not services.segments.models.versions():
             with progress("train segments", None):
                 services.segments.train()

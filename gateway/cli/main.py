@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import admin, data, lake, serve, train
+from gateway.cli import admin, common, data, lake, serve, train
 from gateway.cli.common import common_options, console
 from gateway.settings import SettingsError, load_settings
 from observability.logs import configure_logging
@@ -56,6 +56,7 @@ def configure_cli_logging(args: argparse.Namespace) -> None:
     try:
         settings = load_settings(getattr(args, "config", None))
         fmt, level, production = settings.log_format, settings.log_level, settings.production
+        common.progress_interval_s = settings.progress_interval_s
     except SettingsError:
         fmt, level, production = "auto", "info", False
     configure_logging("debug" if args.verbose else level, fmt, production=production)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import Common, console, open_services, settings_from
+from gateway.cli.common import Common, console, open_services, progress_bar, settings_from
 from gateway.settings import Settings
 from recommend.offline.harness import EvaluationInputs
 from resolvers.context import Services
@@ -146,13 +146,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             if not items:
                 console.print("[red]the catalog is empty: import items first[/red]")
                 return 1
-            version = services.content.build(items, show_progress=console.is_terminal)
+            with progress_bar("encode items", len(items)) as advance:
+                version = services.content.build(items, progress=advance)
             console.print(
                 f"index {version}: {len(items)} items in {time.perf_counter() - started:.1f}s "
                 f"(a running gateway swaps to it within {settings.model_poll_s:g}s)"
             )
         elif args.what == "segments":
-            model = services.segments.train()
+            with progress_bar("train segments"):
+                model = services.segments.train()
             console.print(
                 f"segments {services.segments.version}: {model.k} clusters "
                 f"({settings.segment_algorithm}) in {time.perf_counter() - started:.1f}s"
@@ -160,13 +162,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             for seg in services.segments.all_segments():
                 console.print(f"  {seg.id:>12}  {seg.size:>7}  {seg.name}")
         elif args.what == "cf":
-            version, info = train_cf(
-                services,
-                model_stores(settings),
-                config=cf_config(settings, args.kind),
-                tune_budget_s=args.budget,
-                seed=args.seed,
-            )
+            with progress_bar("train collaborative filtering"):
+                version, info = train_cf(
+                    services,
+                    model_stores(settings),
+                    config=cf_config(settings, args.kind),
+                    tune_budget_s=args.budget,
+                    seed=args.seed,
+                )
             console.print(
                 f"CF model {version}: {info['kind']}, {info['users']} users, {info['items']} items, "
                 f"{info['interactions']} interactions in {info['seconds']}s"
@@ -179,9 +182,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             from recommend.types import TreeExportError
 
             try:
-                version, m = train_conversion_model(
-                    services, model_stores(settings), seed=args.seed
-                )
+                with progress_bar("train conversion propensity"):
+                    version, m = train_conversion_model(
+                        services, model_stores(settings), seed=args.seed
+                    )
             except InsufficientTrainingData as exc:
                 console.print(f"[red]{exc}[/red]")
                 return 1
@@ -249,19 +253,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if spark_missing():
             return 2
     try:
-        inputs = evaluation_inputs(settings, args.data)
-        reports = evaluate_splits(
-            inputs,
-            args.split,
-            k=args.k,
-            seed=args.seed,
-            last_n=args.last_n,
-            tune=args.tune,
-            max_users=args.max_users,
-            only=[s for s in only if s != "spark-als"] if only is not None else None,
-            ranker=True if args.ranker else None,
-            budget_s=args.budget,
-        )
+        with progress_bar(f"evaluate {args.data}"):
+            inputs = evaluation_inputs(settings, args.data)
+            reports = evaluate_splits(
+                inputs,
+                args.split,
+                k=args.k,
+                seed=args.seed,
+                last_n=args.last_n,
+                tune=args.tune,
+                max_users=args.max_users,
+                only=[s for s in only if s != "spark-als"] if only is not None else None,
+                ranker=True if args.ranker else None,
+                budget_s=args.budget,
+            )
         if spark:
             from gateway.cli.lake import spark_evaluation_row
 
