@@ -107,6 +107,8 @@ async def readyz(request: Request) -> Response:
     report: dict[str, Any] = {
         "status": "ready" if ok else "not ready",
         "checks": checks,
+        # What is down, by name: the dependency an operator has to look at.
+        "down": [name for name, up in checks.items() if not up],
         # Informational: without these models the answers fall back (trending, generic).
         "models": {
             "item_index": services.content.version,
@@ -117,7 +119,8 @@ async def readyz(request: Request) -> Response:
     if rt.upstreams is not None:
         # Informational: an open circuit degrades fields (stale or UPSTREAM_UNAVAILABLE), it
         # does not make this instance unfit for traffic.
-        report["upstreams"] = rt.upstreams.snapshot()
+        report["upstreams"] = snapshot = rt.upstreams.snapshot()
+        report["degraded"] = [n for n, u in snapshot.items() if u.get("state") != "closed"]
     return _json(report, 200 if ok else 503)
 
 
