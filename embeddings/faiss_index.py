@@ -56,7 +56,6 @@ from typing import Any, Literal, Self
 import faiss
 import numpy as np
 
-from observability.tracing import span
 from embeddings.index_support import (
     as_matrix,
     check_batch,
@@ -76,6 +75,7 @@ from embeddings.types import (
     ItemMeta,
     SearchFilter,
 )
+from observability.tracing import span
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from observability.logs import request_id as request_id_var
-from observability.metrics import GRAPHQL_ERRORS, child
 from gateway.security.auth import (
     DEFAULT_MAX_TOKEN_TTL_S,
     AuthError,
     ErasedAt,
     viewer_from_headers,
 )
+from observability.logs import request_id as request_id_var
+from observability.metrics import GRAPHQL_ERRORS, child
 from resolvers.context import Viewer
 from resolvers.errors import ERROR_CODES, domain_code
 

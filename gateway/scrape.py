@@ -115,9 +115,9 @@ class RuntimeCollector:
             "Response-cache outcomes (hits, misses, stale, stale_if_error, coalesced, ...)",
             labels=["outcome"],
         )
-        stats = edge.responses.stats
-        for field in dataclasses.fields(stats):
-            outcomes.add_metric([field.name], getattr(stats, field.name))
+        response_stats = edge.responses.stats
+        for field in dataclasses.fields(response_stats):
+            outcomes.add_metric([field.name], getattr(response_stats, field.name))
         yield outcomes
 
     def _upstreams(self) -> Iterator[Metric]:
@@ -139,7 +139,7 @@ class RuntimeCollector:
         retries = CounterMetricFamily(
             "tailor_upstream_retries", "Retries of upstream calls", labels=["upstream"]
         )
-        for name, client in (ups.clients.items() if ups is not None else ()):
+        for name, client in ups.clients.items() if ups is not None else ():
             snap = client.breaker.snapshot()
             for state in states:
                 breaker.add_metric([name, state], 1.0 if snap["state"] == state else 0.0)
@@ -160,11 +160,13 @@ class RuntimeCollector:
 
     def _models(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
-            "tailor_model_info", "The serving version of each model (value 1)",
+            "tailor_model_info",
+            "The serving version of each model (value 1)",
             labels=["model", "version"],
         )
         age = GaugeMetricFamily(
-            "tailor_model_age_seconds", "Seconds since the serving version was published",
+            "tailor_model_age_seconds",
+            "Seconds since the serving version was published",
             labels=["model"],
         )
         now = self.clock()
@@ -173,10 +175,8 @@ class RuntimeCollector:
                 continue
             info.add_metric([model, version], 1.0)
             if root is not None:
-                try:
+                with contextlib.suppress(OSError):  # pruned since: no age
                     age.add_metric([model], max(0.0, now - (root / version).stat().st_mtime))
-                except OSError:
-                    pass
         yield info
         yield age
 
@@ -217,9 +217,7 @@ def metrics_server(settings: Any, runtime: Runtime) -> Iterator[None]:
     server, thread = start_http_server(
         settings.metrics_port,
         addr=settings.metrics_host,
-        registry=metrics.Exposition(  # type: ignore[arg-type]
-            RuntimeCollector(runtime, loop=asyncio.get_running_loop())
-        ),
+        registry=metrics.Exposition(RuntimeCollector(runtime, loop=asyncio.get_running_loop())),
     )
     try:
         yield

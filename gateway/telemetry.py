@@ -14,6 +14,7 @@ import logging
 import re
 import time
 import uuid
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from observability import metrics, tracing
@@ -89,7 +90,7 @@ class TelemetryMiddleware:
                 metrics.child(metrics.HTTP_DURATION, path, info.operation, code).observe(elapsed)
             if self.log_access and access_log.isEnabledFor(logging.INFO):
                 access_log.info(
-                    '%s %s %d %.1fms op=%s cache=%s id=%s',
+                    "%s %s %d %.1fms op=%s cache=%s id=%s",
                     scope["method"],
                     scope["path"],
                     status,

@@ -65,7 +65,9 @@ PERSISTED_MISSES = Counter(
     "tailor_persisted_query_misses", "Persisted-query hashes asked for but unknown"
 )
 UPSTREAM_CALLS = Counter(
-    "tailor_upstream_calls", "Calls of an upstream (one per batch), by outcome", ["upstream", "outcome"]
+    "tailor_upstream_calls",
+    "Calls of an upstream (one per batch), by outcome",
+    ["upstream", "outcome"],
 )
 UPSTREAM_DURATION = Histogram(
     "tailor_upstream_call_duration_seconds",
@@ -74,7 +76,9 @@ UPSTREAM_DURATION = Histogram(
     buckets=_LATENCY,
 )
 INGEST_EVENTS = Counter(
-    "tailor_ingest_events", "Events ingested, by outcome (accepted, duplicate, rejected, ...)", ["outcome"]
+    "tailor_ingest_events",
+    "Events ingested, by outcome (accepted, duplicate, rejected, ...)",
+    ["outcome"],
 )
 RECOMMEND_DURATION = Histogram(
     "tailor_recommend_duration_seconds",
@@ -129,7 +133,7 @@ def count_ingest(statuses: Iterable[str]) -> None:
 
 def multiprocess_dir() -> str | None:
     """The ``PROMETHEUS_MULTIPROC_DIR`` of this process, if set."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class Exposition:
@@ -155,4 +159,4 @@ class Exposition:
 
 def exposition(*collectors: Collector) -> bytes:
     """The text exposition of ``Exposition(*collectors)``."""
-    return generate_latest(Exposition(*collectors))  # type: ignore[arg-type]
+    return generate_latest(Exposition(*collectors))

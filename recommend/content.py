@@ -142,9 +142,7 @@ class ContentService:
             for at in range(0, len(texts), ENCODE_CHUNK):
                 chunks.append(enc.encode(texts[at : at + ENCODE_CHUNK]))
                 progress(len(chunks[-1]))
-            vectors = (
-                np.concatenate(chunks) if chunks else np.zeros((0, enc.dimension), np.float32)
-            )
+            vectors = np.concatenate(chunks) if chunks else np.zeros((0, enc.dimension), np.float32)
         index = FaissIndex(enc.dimension, **self.index_params)
         if items:
             index.add([it.id for it in items], vectors, [_meta(it) for it in items])

@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 
 import numpy as np
 
@@ -410,8 +411,13 @@ class _timed:
         self._span.__enter__()
         self._started = time.perf_counter()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         metrics.child(metrics.SOURCE_DURATION, self.source).observe(
             time.perf_counter() - self._started
         )
-        self._span.__exit__(*exc)
+        self._span.__exit__(kind, value, tb)

@@ -104,7 +104,9 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
     ]
 
     def ignored(path: str) -> bool:
-        return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path, p.lstrip("*/")) for p in patterns)
+        return any(
+            fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path, p.lstrip("*/")) for p in patterns
+        )
 
     for heavy in (".git", ".venv", "var", "tests", "benchmarks", ".mypy_cache"):
         assert ignored(heavy), heavy

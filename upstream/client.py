@@ -33,7 +33,6 @@ import orjson
 
 from observability import metrics
 from observability.tracing import span
-
 from upstream.breaker import CircuitBreaker
 from upstream.types import (
     CircuitOpen,

@@ -58,7 +58,7 @@ def serve(settings: Settings) -> None:
         access_log=False,
         # SIGTERM: stop accepting, let in-flight requests finish, then the lifespan drains the
         # ingest queue and closes the store.
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
         # Uvicorn believes X-Forwarded-For from 127.0.0.1 by default: off unless the deployment
         # says a trusted proxy sets it, and then only from the configured proxies.
         proxy_headers=settings.trust_forwarded_for,

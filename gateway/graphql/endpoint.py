@@ -58,9 +58,9 @@ from gateway.graphql.params import (
 )
 from gateway.graphql.types import GraphQLParams, ResponseLayer
 from gateway.http import HTTPProblem, problem_response
-from resolvers.context import Services, TailorContext, Viewer
 from observability.metrics import GRAPHQL_ERRORS, child
 from observability.tracing import span
+from resolvers.context import Services, TailorContext, Viewer
 from resolvers.errors import TailorGraphQLError
 
 log = logging.getLogger("tailor.graphql")

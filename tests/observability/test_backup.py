@@ -40,7 +40,11 @@ async def test_backup_of_a_running_gateway_restores_elsewhere(
     (gateway.data_dir / "models" / "cf" / "v000099").mkdir()
     services = gateway.services
     counts = (services.store.count_items(), services.store.count_events())
-    versions = (services.content.version, services.recommender.cf.version, services.segments.version)
+    versions = (
+        services.content.version,
+        services.recommender.cf.version,
+        services.segments.version,
+    )
     dest = tmp_path / "backup"
     assert main(["backup", str(dest), "--data-dir", str(gateway.data_dir)]) == 0
     manifest = json.loads((dest / "backup.json").read_text())

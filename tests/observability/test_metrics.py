@@ -115,7 +115,11 @@ async def test_metrics_after_a_scripted_mix(gw: Gateway) -> None:
     r = seen(await gw.gql("{ nope }"))
     assert r.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     track = "mutation($e: [EventInput!]!) { track(events: $e) { accepted } }"
-    r = seen(await gw.gql(track, {"e": [{"messageId": "t-1", "type": "view", "itemId": "i1"}]}, user="u1"))
+    r = seen(
+        await gw.gql(
+            track, {"e": [{"messageId": "t-1", "type": "view", "itemId": "i1"}]}, user="u1"
+        )
+    )
     assert r.json().get("data") == {"track": {"accepted": 1}}, r.json()
     # Events: accepted, duplicate, rejected.
     events = [
@@ -163,9 +167,10 @@ async def test_metrics_after_a_scripted_mix(gw: Gateway) -> None:
     assert delta(after, before, "tailor_http_requests_total", route="/metrics") == 1
     graphql = delta(after, before, "tailor_http_requests_total", route="/graphql")
     assert graphql == sum(x_cache.values()) + 1  # + the unknown-hash answer, no X-Cache
-    assert delta(
-        after, before, "tailor_http_request_duration_seconds_count", route="/graphql"
-    ) == graphql
+    assert (
+        delta(after, before, "tailor_http_request_duration_seconds_count", route="/graphql")
+        == graphql
+    )
     assert delta(after, before, "tailor_http_request_duration_seconds_sum", route="/graphql") > 0
 
     # The hit ratio from the metrics equals the one of the X-Cache headers.
@@ -181,12 +186,18 @@ async def test_metrics_after_a_scripted_mix(gw: Gateway) -> None:
     # The invalid document and the mutation bypass the cache.
     assert delta(after, before, "tailor_edge_cache_requests_total", scope="none") == 2
 
-    assert delta(after, before, "tailor_graphql_errors_total", code="GRAPHQL_VALIDATION_FAILED") == 1
-    assert delta(after, before, "tailor_graphql_errors_total", code="PERSISTED_QUERY_NOT_FOUND") == 1
+    assert (
+        delta(after, before, "tailor_graphql_errors_total", code="GRAPHQL_VALIDATION_FAILED") == 1
+    )
+    assert (
+        delta(after, before, "tailor_graphql_errors_total", code="PERSISTED_QUERY_NOT_FOUND") == 1
+    )
     assert delta(after, before, "tailor_persisted_query_registrations_total") == 1
     assert delta(after, before, "tailor_persisted_query_misses_total") == 1
 
-    assert delta(after, before, "tailor_upstream_calls_total", upstream="catalog", outcome="ok") >= 1
+    assert (
+        delta(after, before, "tailor_upstream_calls_total", upstream="catalog", outcome="ok") >= 1
+    )
     assert total(after, "tailor_upstream_breaker_state", upstream="catalog", state="closed") == 1
     assert total(after, "tailor_upstream_breaker_state", upstream="catalog", state="open") == 0
 
@@ -196,23 +207,25 @@ async def test_metrics_after_a_scripted_mix(gw: Gateway) -> None:
     assert delta(after, before, "tailor_ingest_events_total", outcome="rejected") == 1
     assert total(after, "tailor_ingest_queue_depth") == 0
 
-    assert delta(
-        after, before, "tailor_recommend_duration_seconds_count", strategy="hybrid"
-    ) == 2 - x_cache["HIT"] + 6  # one per recommendations query the cache did not answer
+    assert (
+        delta(after, before, "tailor_recommend_duration_seconds_count", strategy="hybrid")
+        == 2 - x_cache["HIT"] + 6
+    )  # one per recommendations query the cache did not answer
     for source in ("cf", "content", "trending"):
-        assert delta(
-            after, before, "tailor_recommend_source_duration_seconds_count", source=source
-        ) >= 1, source
+        assert (
+            delta(after, before, "tailor_recommend_source_duration_seconds_count", source=source)
+            >= 1
+        ), source
 
-    versions = {dict(ls)["model"]: dict(ls)["version"] for (n, ls) in after if n == "tailor_model_info"}
+    versions = {
+        dict(ls)["model"]: dict(ls)["version"] for (n, ls) in after if n == "tailor_model_info"
+    }
     assert versions["item_index"] == gw.services.content.version
     assert versions["cf"] == gw.services.recommender.cf.version
     assert versions["segments"] == gw.services.segments.version
     for model in ("item_index", "cf", "segments"):
         assert 0 <= total(after, "tailor_model_age_seconds", model=model) < 3600
-    sizes = {
-        dict(ls)["segment"]: v for (n, ls), v in after.items() if n == "tailor_segment_size"
-    }
+    sizes = {dict(ls)["segment"]: v for (n, ls), v in after.items() if n == "tailor_segment_size"}
     assert sizes and all(v >= 0 for v in sizes.values())
     assert sum(sizes.values()) == sum(s.size for s in gw.services.segments.all_segments())
 

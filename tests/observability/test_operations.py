@@ -22,7 +22,9 @@ async def test_readyz_names_what_is_down(gateway: Gateway) -> None:
 
 
 async def test_shutdown_drains_the_ingest_queue(tmp_path: Path) -> None:
-    app = create_app(data_dir=tmp_path / "var", jwt_secret=SECRET, encoder="hashing", clock=FakeClock())
+    app = create_app(
+        data_dir=tmp_path / "var", jwt_secret=SECRET, encoder="hashing", clock=FakeClock()
+    )
     async with app.router.lifespan_context(app):
         services = app.state.services
         # Batches queued behind the writer when shutdown begins are committed, not dropped.
