@@ -517,7 +517,6 @@ def tracer_provider(settings: Settings, exporter: Any = None) -> Any:
         settings.service_name,
         exporter=exporter,
         endpoint=settings.tracing_endpoint,
-        sample_ratio=settings.tracing_sample_ratio,
         batch=exporter is None,
     )
 
@@ -531,14 +530,18 @@ def telemetry_middleware(settings: Settings, provider: Any) -> list[Middleware]:
     if provider is not None:
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-        out.append(
-            Middleware(
-                OpenTelemetryMiddleware,
+        from observability.tracing import SampledASGI
+
+        def traced(app: Any) -> SampledASGI:
+            otel = OpenTelemetryMiddleware(
+                app,
                 tracer_provider=provider,
                 exclude_spans=["receive", "send"],
                 excluded_urls="healthz,readyz,metrics",
             )
-        )
+            return SampledASGI(app, traced=otel, ratio=settings.tracing_sample_ratio)
+
+        out.append(Middleware(traced))
     out.append(
         Middleware(
             TelemetryMiddleware, count=settings.metrics_enabled, log_access=settings.access_log

@@ -30,11 +30,16 @@ def enabled() -> bool:
 
 
 def span(name: str, **attributes: Any) -> contextlib.AbstractContextManager[Any]:
-    """A span named ``name`` under the current one (a shared no-op when tracing is off).
+    """A span named ``name`` under the current one (a shared no-op when tracing is off, and
+    outside a recorded trace: requests left unsampled cost no spans below their root).
 
     ``attributes`` must be str, bool, int or float values (OpenTelemetry's attribute types)."""
     tracer = _tracer
     if tracer is None:
+        return _OFF
+    from opentelemetry import trace
+
+    if not trace.get_current_span().is_recording():
         return _OFF
     return tracer.start_as_current_span(name, attributes=attributes or None)
 
@@ -63,7 +68,6 @@ def provider(
     *,
     exporter: SpanExporter | None = None,
     endpoint: str | None = None,
-    sample_ratio: float = 1.0,
     batch: bool = True,
 ) -> TracerProvider:
     """A tracer provider exporting to ``exporter`` (tests: the in-memory exporter) or by OTLP
@@ -71,11 +75,13 @@ def provider(
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
+    # Root requests are sampled by ``SampledASGI`` before any span exists; below them, and
+    # for callers that send a ``traceparent``, the parent decides.
     tp = TracerProvider(
         resource=Resource.create({"service.name": service_name}),
-        sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+        sampler=ParentBased(ALWAYS_ON),
     )
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -106,12 +112,37 @@ def traced(name: str) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            tracer = _tracer
-            if tracer is None:
+            if _tracer is None:
                 return await fn(*args, **kwargs)
-            with tracer.start_as_current_span(name):
+            with span(name):
                 return await fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+class SampledASGI:
+    """Wraps OpenTelemetry's ASGI middleware so that requests left out of the sample skip it.
+
+    A request that carries a ``traceparent`` goes through it (its sampled flag decides: the
+    provider's sampler is parent-based); a new one goes through, and is recorded, with
+    probability ``ratio``. Every other request calls the app directly: no server span, no
+    attribute collection, and ``span`` records nothing below it."""
+
+    def __init__(self, app: Any, *, traced: Any, ratio: float, rng: Any = None) -> None:
+        import random
+
+        self.app = app
+        self.traced = traced
+        self.ratio = ratio
+        self.random = rng or random.random
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.ratio >= 1.0:
+            await self.traced(scope, receive, send)
+            return
+        if any(k == b"traceparent" for k, _ in scope["headers"]) or self.random() < self.ratio:
+            await self.traced(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

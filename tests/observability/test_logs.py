@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from observability.logs import JsonFormatter, TextFormatter, configure_logging, request_id
 from tests.conftest import SECRET
@@ -51,6 +52,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # a real gateway / CLI process
 def test_production_logs_are_json_lines_with_the_request_id(tmp_path: Path) -> None:
     port = free_port()
     proc = start_serve(tmp_path, port, TAILOR_PRODUCTION="1")

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from observability.progress import LogProgress
 from tests.upstream.conftest import REPO
 
@@ -34,6 +36,7 @@ def tailor(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # a real gateway / CLI process
 def test_train_index_prints_periodic_progress_lines_off_a_terminal(tmp_path: Path) -> None:
     items = tmp_path / "items.jsonl"
     items.write_text(

@@ -138,3 +138,31 @@ async def test_tracing_off_records_nothing_and_costs_a_shared_noop(tmp_path: Pat
         ) as c:
             r = await c.post("/graphql", json={"query": "{ trending { score } }"})
     assert r.status_code == 200
+
+
+async def test_unsampled_requests_skip_tracing_and_a_caller_trace_is_continued(
+    tmp_path: Path,
+) -> None:
+    exporter = InMemorySpanExporter()
+    app = create_app(
+        data_dir=tmp_path / "var",
+        encoder="hashing",
+        span_exporter=exporter,
+        tracing_sample_ratio=0.0,
+    )
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        r = await c.post("/graphql", json={"query": "{ trending { score } }"})
+        assert r.status_code == 200 and r.headers["x-request-id"]
+        assert exporter.get_finished_spans() == ()  # not sampled: not even a root span
+        headers = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+        query = {"query": "{ trending(first: 2) { score } }"}  # not cached yet
+        r = await c.post("/graphql", json=query, headers=headers)
+        assert r.status_code == 200
+    spans = exporter.get_finished_spans()
+    names = {s.name for s in spans}
+    assert {"edge.cache", "graphql.execute"} <= names
+    assert {format(s.context.trace_id, "032x") for s in spans} == {trace_id}
