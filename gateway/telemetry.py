@@ -14,6 +14,7 @@ import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,6 +54,8 @@ class TelemetryMiddleware:
         self.app = app
         self.count = count
         self.log_access = log_access
+        # (route, operation, status) -> (counter, histogram) children; bounded like the labels.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,8 +89,15 @@ class TelemetryMiddleware:
             path = getattr(route, "path", None) or "unmatched"
             code = str(status)
             if self.count:
-                metrics.child(metrics.HTTP_REQUESTS, path, info.operation, code).inc()
-                metrics.child(metrics.HTTP_DURATION, path, info.operation, code).observe(elapsed)
+                key = (path, info.operation, code)
+                pair = self._children.get(key)
+                if pair is None:
+                    pair = self._children[key] = (
+                        metrics.child(metrics.HTTP_REQUESTS, *key),
+                        metrics.child(metrics.HTTP_DURATION, *key),
+                    )
+                pair[0].inc()
+                pair[1].observe(elapsed)
             if self.log_access and access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "%s %s %d %.1fms op=%s cache=%s id=%s",
