@@ -64,10 +64,6 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # Tracing and the separate metrics port live as long as the app (closed last).
-        telemetry = contextlib.ExitStack()
-        if tracer_provider is not None:
-            telemetry.enter_context(tracing.installed(tracer_provider))
         upstreams = wiring.upstreams(config, transport=upstream_transport, clock=clock)
         wiring.instrument_upstreams(upstreams, tracer_provider)
         services = wiring.build_services(
@@ -110,14 +106,18 @@ def create_app(
             config, services, endpoint, edge, wiring.api_keys(services), upstreams
         )
         app.state.services, app.state.edge, app.state.upstreams = services, edge, upstreams
-        if config.metrics_port:
-            telemetry.enter_context(scrape.metrics_server(config, app.state.runtime))
         log.info(
             "tailor ready: %d items, %d events",
             services.store.count_items(),
             services.store.count_events(),
         )
+        # Tracing and the separate metrics port live as long as the app (closed last).
+        telemetry = contextlib.ExitStack()
         try:
+            if tracer_provider is not None:
+                telemetry.enter_context(tracing.installed(tracer_provider))
+            if config.metrics_port:
+                telemetry.enter_context(scrape.metrics_server(config, app.state.runtime))
             yield
         finally:
             poller.cancel()
