@@ -135,6 +135,9 @@ def create_app(
         lifespan=lifespan,
         # The last-resort 500 first (outermost), so every error is a complete JSON answer.
         middleware=[
+            # CORS outermost: every answer, the last-resort 500 included, is readable by an
+            # allowed browser origin; preflights are answered before any guard.
+            *wiring.cors_middleware(settings),
             Middleware(ErrorMiddleware),
             *wiring.security_middleware(settings, lambda: _api_keys(app)),
         ],

@@ -218,6 +218,13 @@ class Settings:
     spark_als_max_iter: int = 10
     spark_als_blocks: int = 0  # user/item blocks; 0 = the session's parallelism (its cores)
 
+    # --- clients: browsers, edge workers, mobile (issue 17; docs/clients.md) ---
+    # Browser origins allowed to call (scheme://host[:port], or * for any origin without
+    # credentials). Listed origins alone get credentials. Outside production, local dev servers
+    # (localhost / 127.0.0.1 / [::1], any port) are allowed too; in production only these.
+    cors_origins: tuple[str, ...] = ()
+    cors_max_age: int = 7200  # seconds browsers may cache a preflight answer (Chrome caps at 2h)
+
     @property
     def introspection_enabled(self) -> bool:
         return self.introspection and not self.production

@@ -42,6 +42,7 @@ from gateway.graphql.params import PartLimits
 from gateway.graphql.types import ResponseLayer
 from gateway.http import authenticate
 from gateway.security.apikeys import ApiKeyMiddleware, ApiKeyRegistry
+from gateway.security.cors import CorsError, CorsPolicy, check_origin
 from gateway.security.csrf import CookieAuthMiddleware, PrivacySignalMiddleware
 from gateway.security.guard import ClientKey, GuardConfig, RequestGuard
 from gateway.settings import Settings, SettingsError
@@ -442,6 +443,27 @@ def security_middleware(
     if settings.honor_gpc:
         out.append(Middleware(PrivacySignalMiddleware))
     return out
+
+
+def cors_middleware(settings: Settings) -> list[Middleware]:
+    """The CORS policy (outermost, so every answer — 401, 429, 500 — carries its headers):
+    ``cors_origins``, plus local dev servers outside production; nothing when neither applies."""
+    if settings.cors_max_age < 0:
+        raise SettingsError(f"setting 'cors_max_age' must be >= 0, got {settings.cors_max_age}")
+    try:
+        origins = [check_origin(o) for o in settings.cors_origins]
+    except CorsError as exc:
+        raise SettingsError(f"setting 'cors_origins': {exc}") from None
+    if not origins and settings.production:
+        return []
+    return [
+        Middleware(
+            CorsPolicy,
+            origins=origins,
+            dev_servers=not settings.production,
+            max_age=settings.cors_max_age,
+        )
+    ]
 
 
 def api_keys(services: Services) -> ApiKeyRegistry:
