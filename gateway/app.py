@@ -138,6 +138,7 @@ def create_app(
             # CORS outermost: every answer, the last-resort 500 included, is readable by an
             # allowed browser origin; preflights are answered before any guard.
             *wiring.cors_middleware(settings),
+            *wiring.compression_middleware(settings),
             Middleware(ErrorMiddleware),
             *wiring.security_middleware(settings, lambda: _api_keys(app)),
         ],

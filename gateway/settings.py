@@ -224,6 +224,10 @@ class Settings:
     # (localhost / 127.0.0.1 / [::1], any port) are allowed too; in production only these.
     cors_origins: tuple[str, ...] = ()
     cors_max_age: int = 7200  # seconds browsers may cache a preflight answer (Chrome caps at 2h)
+    # zstd / brotli / gzip by Accept-Encoding for bodies of at least compress_min_bytes;
+    # compressed answers carry a weak ETag (the strong one names the identity body).
+    compression: bool = True
+    compress_min_bytes: int = 1024
 
     @property
     def introspection_enabled(self) -> bool:

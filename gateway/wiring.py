@@ -34,6 +34,7 @@ from embeddings import (
     SentenceTransformerEncoder,
 )
 from gateway.edge.apq import PersistedQueries
+from gateway.edge.compression import Compression
 from gateway.edge.layer import CdnPurger, EdgeConfig, EdgeLayer
 from gateway.edge.segment_tokens import SegmentTokens
 from gateway.graphql.endpoint import GraphQLEndpoint
@@ -464,6 +465,18 @@ def cors_middleware(settings: Settings) -> list[Middleware]:
             max_age=settings.cors_max_age,
         )
     ]
+
+
+def compression_middleware(settings: Settings) -> list[Middleware]:
+    """Response compression above ``compress_min_bytes`` (inside CORS, outside everything else,
+    so error answers are compressed too); nothing when ``compression`` is off."""
+    if settings.compress_min_bytes < 0:
+        raise SettingsError(
+            f"setting 'compress_min_bytes' must be >= 0, got {settings.compress_min_bytes}"
+        )
+    if not settings.compression:
+        return []
+    return [Middleware(Compression, minimum_size=settings.compress_min_bytes)]
 
 
 def api_keys(services: Services) -> ApiKeyRegistry:
