@@ -57,6 +57,7 @@ def create_app(
     elif setting_overrides:
         settings = replace(settings, **setting_overrides)
     config = settings
+    keys = wiring.jwks_keys(settings)  # one key set (and its cache) for the whole app
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -78,7 +79,9 @@ def create_app(
             purge_listeners=[upstreams.invalidate] if upstreams is not None else [],
         )
         edge.attach()
-        endpoint = wiring.graphql_endpoint(config, services, schema or build_schema(), edge)
+        endpoint = wiring.graphql_endpoint(
+            config, services, schema or build_schema(), edge, keys=keys
+        )
 
         def refreshed(refresh: Refresh) -> None:
             # Cached answers built on what changed are dropped.
@@ -138,8 +141,9 @@ def create_app(
             # CORS outermost: every answer, the last-resort 500 included, is readable by an
             # allowed browser origin; preflights are answered before any guard.
             *wiring.cors_middleware(settings),
+            *wiring.compression_middleware(settings),
             Middleware(ErrorMiddleware),
-            *wiring.security_middleware(settings, lambda: _api_keys(app)),
+            *wiring.security_middleware(settings, lambda: _api_keys(app), keys=keys),
         ],
     )
     app.state.settings = settings

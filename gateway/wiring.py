@@ -34,7 +34,9 @@ from embeddings import (
     SentenceTransformerEncoder,
 )
 from gateway.edge.apq import PersistedQueries
+from gateway.edge.compression import Compression
 from gateway.edge.layer import CdnPurger, EdgeConfig, EdgeLayer
+from gateway.edge.purge import CloudflarePurger, FastlyPurger
 from gateway.edge.segment_tokens import SegmentTokens
 from gateway.graphql.endpoint import GraphQLEndpoint
 from gateway.graphql.limits import OperationLimits
@@ -45,6 +47,7 @@ from gateway.security.apikeys import ApiKeyMiddleware, ApiKeyRegistry
 from gateway.security.cors import CorsError, CorsPolicy, check_origin
 from gateway.security.csrf import CookieAuthMiddleware, PrivacySignalMiddleware
 from gateway.security.guard import ClientKey, GuardConfig, RequestGuard
+from gateway.security.jwks import JwksKeys
 from gateway.settings import Settings, SettingsError
 from profiles.ingest import IngestionService
 from profiles.privacy import FunctionEraser, PiiHasher, PrivacyService
@@ -361,6 +364,44 @@ def bootstrap_trending(services: Services, settings: Settings) -> None:
 
 
 # ---------------------------------------------------------------------- HTTP layers
+def cdn_purger(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> CdnPurger | None:
+    """The CDN purge adapter of ``cdn_purge_provider`` (generic, cloudflare, fastly), or None
+    when the CDN is not configured."""
+    provider = settings.cdn_purge_provider
+    client = functools.partial(httpx.AsyncClient, transport=transport, timeout=10.0)
+    token = settings.cdn_purge_token
+    if provider == "generic":
+        if not settings.cdn_purge_url:
+            return None
+        return CdnPurger(settings.cdn_purge_url, token=token, client=client())
+    if not settings.cdn_purge_id:
+        raise SettingsError(
+            f"setting 'cdn_purge_id' is needed for cdn_purge_provider={provider!r} "
+            "(the Cloudflare zone id or the Fastly service id)"
+        )
+    if not token:
+        raise SettingsError(
+            f"setting 'cdn_purge_token' is needed for cdn_purge_provider={provider!r}"
+        )
+    if provider == "cloudflare":
+        return CloudflarePurger(
+            settings.cdn_purge_id, token=token, client=client(), api=settings.cdn_purge_url
+        )
+    if provider == "fastly":
+        return FastlyPurger(
+            settings.cdn_purge_id,
+            token=token,
+            client=client(),
+            api=settings.cdn_purge_url,
+            soft=settings.cdn_soft_purge,
+        )
+    raise SettingsError(
+        f"setting 'cdn_purge_provider' must be generic, cloudflare or fastly, got {provider!r}"
+    )
+
+
 def build_edge(
     settings: Settings,
     services: Services,
@@ -372,13 +413,7 @@ def build_edge(
     """The app's edge layer (caches on the app clock, so tests move time).
 
     Erasure also drops every cached answer and profile tagged with the person's keys."""
-    purger = None
-    if settings.cdn_purge_url:
-        purger = CdnPurger(
-            settings.cdn_purge_url,
-            token=settings.cdn_purge_token,
-            client=httpx.AsyncClient(transport=cdn_transport),
-        )
+    purger = cdn_purger(settings, cdn_transport)
     profiles: ObjectCache[str, Any] = ObjectCache(
         settings.profile_cache_max_bytes, default_ttl=settings.profile_cache_ttl_s, timer=clock
     )
@@ -408,7 +443,10 @@ def build_edge(
 
 
 def security_middleware(
-    settings: Settings, registry: Callable[[], ApiKeyRegistry | None]
+    settings: Settings,
+    registry: Callable[[], ApiKeyRegistry | None],
+    *,
+    keys: JwksKeys | None = None,
 ) -> list[Middleware]:
     """Outermost first: cookie credentials + CSRF (only when ``auth_cookie`` is set), API keys ->
     internal bearer token, request guards (rate limit, concurrency, timeout), and the
@@ -431,6 +469,7 @@ def security_middleware(
         settings.jwt_audience,
         trust_forwarded_for=settings.trust_forwarded_for,
         trusted_proxies=settings.trusted_proxies,
+        keys=keys,
     )
     config = dataclasses.replace(
         guard_config(settings),
@@ -466,15 +505,51 @@ def cors_middleware(settings: Settings) -> list[Middleware]:
     ]
 
 
+def compression_middleware(settings: Settings) -> list[Middleware]:
+    """Response compression above ``compress_min_bytes`` (inside CORS, outside everything else,
+    so error answers are compressed too); nothing when ``compression`` is off."""
+    if settings.compress_min_bytes < 0:
+        raise SettingsError(
+            f"setting 'compress_min_bytes' must be >= 0, got {settings.compress_min_bytes}"
+        )
+    if not settings.compression:
+        return []
+    return [Middleware(Compression, minimum_size=settings.compress_min_bytes)]
+
+
+def jwks_keys(settings: Settings) -> JwksKeys | None:
+    """The identity provider's key set (``jwks_url``; the app holds one, shared by the rate
+    limiter and authentication), or None when only HS256 tokens are accepted."""
+    if not settings.jwks_url:
+        return None
+    if not settings.jwks_url.startswith(("https://", "http://")):
+        raise SettingsError(f"setting 'jwks_url' must be an http(s) URL, got {settings.jwks_url!r}")
+    if settings.jwks_cache_s <= 0 or settings.jwks_refresh_cooldown_s < 0:
+        raise SettingsError(
+            "settings 'jwks_cache_s' must be > 0 and 'jwks_refresh_cooldown_s' >= 0, got "
+            f"{settings.jwks_cache_s} and {settings.jwks_refresh_cooldown_s}"
+        )
+    try:
+        return JwksKeys(
+            settings.jwks_url,
+            algorithms=settings.jwt_algorithms,
+            cache_s=settings.jwks_cache_s,
+            cooldown_s=settings.jwks_refresh_cooldown_s,
+        )
+    except ValueError as exc:
+        raise SettingsError(f"setting 'jwt_algorithms': {exc}") from None
+
+
 def api_keys(services: Services) -> ApiKeyRegistry:
     return ApiKeyRegistry(services.store, clock=services.clock)
 
 
 def authenticator(
-    settings: Settings, services: Services
+    settings: Settings, services: Services, keys: JwksKeys | None = None
 ) -> Callable[[str | None, str | None], Viewer]:
     """``(authorization, anonymous_id) -> Viewer`` for every route: the JWT settings, the longest
-    token lifetime accepted, and tokens issued before the user's erasure refused."""
+    token lifetime accepted, and tokens issued before the user's erasure refused; ``keys``: the
+    identity provider's key set (:func:`jwks_keys`)."""
     return functools.partial(
         authenticate,
         secret=settings.jwt_secret,
@@ -482,11 +557,17 @@ def authenticator(
         audience=settings.jwt_audience,
         max_ttl_s=settings.max_token_ttl_s,
         erased_at=services.privacy.erased_at,
+        keys=keys,
     )
 
 
 def graphql_endpoint(
-    settings: Settings, services: Services, schema: strawberry.Schema, layer: ResponseLayer
+    settings: Settings,
+    services: Services,
+    schema: strawberry.Schema,
+    layer: ResponseLayer,
+    *,
+    keys: JwksKeys | None = None,
 ) -> GraphQLEndpoint:
     return GraphQLEndpoint(
         schema,
@@ -494,7 +575,7 @@ def graphql_endpoint(
         max_body=settings.max_body_bytes,
         production=settings.production,
         graphiql=settings.graphiql_enabled,
-        authenticate=authenticator(settings, services),
+        authenticate=authenticator(settings, services, keys),
         limits=operation_limits(settings),
         introspection=settings.introspection_enabled,
         batch_max=settings.graphql_batch_max,

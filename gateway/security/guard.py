@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.http import ResponseStarted
 from gateway.security.auth import AuthError, read_token
+from gateway.security.jwks import JwksKeys
 from resolvers.context import ADMIN_SCOPES as PRIVILEGED
 
 log = logging.getLogger("tailor.ratelimit")
@@ -104,8 +105,10 @@ class ClientKey:
         *,
         trust_forwarded_for: bool = False,
         trusted_proxies: Sequence[str] = ("127.0.0.1", "::1"),
+        keys: JwksKeys | None = None,
     ) -> None:
         self.secret, self.issuer, self.audience = secret, issuer, audience
+        self.keys = keys
         self.trust_forwarded_for = trust_forwarded_for
         self.trusted_proxies = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
         # token -> (subject, exp): verifying a signature per request is the costly part.
@@ -169,6 +172,7 @@ class ClientKey:
                 issuer=self.issuer,
                 audience=self.audience,
                 max_ttl_s=None,  # the route enforces the lifetime; a bucket only needs the key
+                keys=self.keys,
             )
         except AuthError:
             return None

@@ -17,7 +17,7 @@ from tests.conftest import SECRET, FakeClock
 
 SHOP = "https://shop.example.com"
 PUBLIC_Q = "{ trending(first: 3) { score item { id } } }"
-SEGMENT_Q = "{ segmentOffer }"
+SEGMENT_Q = "{ segmentRecommendations(first: 2) { score } }"
 
 
 @asynccontextmanager
