@@ -168,6 +168,10 @@ async function store(cache, key, response, body, ttl, ctx) {
   headers.delete("vary"); // the key already holds what the answer varies on
   headers.delete("set-cookie");
   headers.delete("age");
+  // fetch() hands the worker the decoded body: store it as such (the edge compresses for each
+  // client again by its Accept-Encoding).
+  headers.delete("content-encoding");
+  headers.delete("content-length");
   await cache.put(key, new Response(body, { status: 200, headers }));
   const tags = (response.headers.get("surrogate-key") || "").split(/\s+/).filter(Boolean);
   // The index is written before the answer leaves, so a purge right after finds the entry.
@@ -186,9 +190,11 @@ function serve(request, stored, edgeStatus) {
   }
   for (const name of [ORIGIN_CACHE_CONTROL, ORIGIN_VARY, STORED_AT]) headers.delete(name);
   headers.set("x-edge-cache", edgeStatus);
+  // RFC 9110 weak comparison (a compressed answer's ETag is weak).
+  const weak = (tag) => tag.trim().replace(/^W\//, "");
   const etag = headers.get("etag");
   const ifNoneMatch = request.headers.get("if-none-match");
-  if (etag && ifNoneMatch && ifNoneMatch.split(",").some((t) => t.trim().replace(/^W\//, "") === etag)) {
+  if (etag && ifNoneMatch && ifNoneMatch.split(",").some((t) => t.trim() === "*" || weak(t) === weak(etag))) {
     return new Response(null, { status: 304, headers });
   }
   return new Response(stored.body, { status: stored.status, headers });
