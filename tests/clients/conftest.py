@@ -38,6 +38,8 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # A small world: loads in ~15 s on 2 cores, enough users for several segments.
 DEMO_USERS, DEMO_ITEMS = 120, 300
 APPS = ("react-storefront", "vue-widget")
+# How the CLI loads an Apollo persisted-query manifest into the gateway's store.
+PQ_LOAD_COMMAND = "register"
 
 
 def free_port() -> int:
@@ -170,7 +172,7 @@ def demo_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoGatew
         TAILOR_SEGMENT_TOKEN_TTL_S="86400",
     )
     subprocess.run(
-        cli("persisted-queries", "register", str(MANIFEST), "--data-dir", str(data_dir)),
+        cli("persisted-queries", PQ_LOAD_COMMAND, str(MANIFEST), "--data-dir", str(data_dir)),
         env=env,
         check=True,
         capture_output=True,
