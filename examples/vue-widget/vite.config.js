@@ -6,6 +6,7 @@ import vue from "@vitejs/plugin-vue";
 export default defineConfig({
   plugins: [vue()],
   base: "./",
+  server: { port: 5174 },
   define: { "process.env.NODE_ENV": JSON.stringify("production") },
   build: {
     rolldownOptions: {

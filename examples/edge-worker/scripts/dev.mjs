@@ -3,10 +3,13 @@
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
 
+const SRC = fileURLToPath(new URL("../src/", import.meta.url));
+
 export function createWorker({ origin, purgeToken, port = 8787, host = "127.0.0.1" }) {
   return new Miniflare({
     modules: true,
-    scriptPath: fileURLToPath(new URL("../src/worker.js", import.meta.url)),
+    modulesRoot: SRC, // works from any current directory
+    scriptPath: `${SRC}worker.js`,
     compatibilityDate: "2025-07-01",
     bindings: { ORIGIN: origin, PURGE_TOKEN: purgeToken ?? "" },
     host,
