@@ -65,6 +65,7 @@ export function recordGraphql(page) {
       status: response.status(),
       headers: response.headers(),
       requestHeaders: request.headers(),
+      body: request.postData(),
       url: response.url(),
       fromCache: response.fromServiceWorker() ? "sw" : undefined,
     });

@@ -33,6 +33,7 @@ async function recs(page, block) {
       id: n.dataset.itemId,
       reason: n.querySelector("[data-testid=reason]").textContent,
       source: n.querySelector(".source").textContent,
+      ...(n.dataset.recommendationId ? { recommendationId: n.dataset.recommendationId } : {}),
     })),
   );
 }
@@ -109,6 +110,16 @@ test("a click sends a tracked event and the next 'recommended for you' changes",
   await page.waitForSelector('[data-testid=event][data-type=view][data-status=accepted]');
   const tracked = graphql.find((c) => c.operation === "Track" && c.method === "POST");
   assert.ok(tracked, "the click went to the gateway as a Track mutation");
+  const [click] = JSON.parse(tracked.body).variables.events;
+  assert.equal(click.type, "click");
+  assert.equal(click.itemId, target.id);
+  assert.deepEqual(
+    { list: click.properties.list, position: click.properties.position },
+    { list: "for-you", position: 2 },
+  );
+  assert.equal(click.properties.source, target.source);
+  // The recommendation's id goes along when the gateway's answer had one.
+  assert.equal(click.properties.recommendationId, target.recommendationId);
   await recs(page, "similar");
   await page.click("[data-testid=add-to-cart]");
   await page.waitForSelector('[data-testid=event][data-type=add_to_cart][data-status=accepted]');

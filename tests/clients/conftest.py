@@ -280,7 +280,9 @@ def run_node(name: str, args: list[str], cwd: Path, env: dict[str, str], timeout
     )
     output = done.stdout + done.stderr
     (ARTIFACTS / f"{name}.log").write_text(output)
-    assert done.returncode == 0, f"node {' '.join(args)} exited {done.returncode}:\n{output[-8000:]}"
+    assert done.returncode == 0, (
+        f"node {' '.join(args)} exited {done.returncode}:\n{output[-8000:]}"
+    )
     return output
 
 

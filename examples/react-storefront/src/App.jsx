@@ -10,7 +10,7 @@ import {
   VIEWER,
 } from "./operations.js";
 import { revalidate } from "./client.js";
-import { EVENT, fromRecommendation, useEventLog, useTrack } from "./events.js";
+import { EVENT, cameFrom, fromRecommendation, useEventLog, useTrack } from "./events.js";
 import * as identity from "./identity.js";
 
 function useRoute() {
@@ -39,7 +39,13 @@ function RecList({ testId, title, recs, list, loading, error, note }) {
       {error && <p className="error">{error.message}</p>}
       <ol className="recs">
         {(recs || []).map((rec, i) => (
-          <li key={rec.item.id} className="rec" data-testid="rec" data-item-id={rec.item.id}>
+          <li
+            key={rec.item.id}
+            className="rec"
+            data-testid="rec"
+            data-item-id={rec.item.id}
+            data-recommendation-id={rec.recommendationId}
+          >
             <a
               href={`#/item/${encodeURIComponent(rec.item.id)}`}
               onClick={() => track(EVENT.click, rec.item.id, fromRecommendation(rec, list, i))}
@@ -125,7 +131,7 @@ function ItemPage({ id }) {
   useEffect(() => {
     if (data?.item && viewed.current !== id) {
       viewed.current = id;
-      track(EVENT.view, id, { list: "item-page" });
+      track(EVENT.view, id, { ...cameFrom(id), page: "item" });
     }
   }, [data, id, track]);
   if (loading) return <p className="note">Loading…</p>;
@@ -141,7 +147,7 @@ function ItemPage({ id }) {
         <p className="note">{item.categories.join(" · ")}</p>
         <button
           data-testid="add-to-cart"
-          onClick={() => track(EVENT.addToCart, item.id, { list: "item-page" })}
+          onClick={() => track(EVENT.addToCart, item.id, { ...cameFrom(item.id), page: "item" })}
         >
           Add to cart
         </button>

@@ -10,11 +10,22 @@ import { newMessageId } from "./identity.js";
 // The event types of Tailor's EventInput.type (see the README's event table).
 export const EVENT = { view: "view", click: "click", addToCart: "add_to_cart" };
 
-/** Where a recommendation was shown, for the event's properties. */
+/** Where a recommendation was shown, for the event's properties. Remembered for the item, so
+ * the view and add_to_cart that follow the click are attributed to the same recommendation. */
 export function fromRecommendation(rec, list, position) {
   const props = { list, position, source: rec.source };
   if (rec.recommendationId) props.recommendationId = rec.recommendationId;
+  sessionStorage.setItem(`tailor.from.${rec.item.id}`, JSON.stringify(props));
   return props;
+}
+
+/** The recommendation an item page was reached from (``{}`` when none). */
+export function cameFrom(itemId) {
+  try {
+    return JSON.parse(sessionStorage.getItem(`tailor.from.${itemId}`) || "{}");
+  } catch {
+    return {};
+  }
 }
 
 // A small log of what was sent and what the gateway said (shown in the page).
