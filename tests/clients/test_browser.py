@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.conftest import ARTIFACTS, DemoGateway, assert_node_tests, run_node
+from tests.clients.conftest import ARTIFACTS, DemoGateway, assert_node_tests, free_port, run_node
 
 
 @pytest.mark.slow
@@ -50,3 +50,22 @@ def test_vue_widget(
     )
     assert_node_tests(out, passed=1)
     assert (ARTIFACTS / "vue-widget.png").stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_storefront_through_edge_worker(
+    examples_built: Path, demo_gateway: DemoGateway, sites: dict[str, str], chromium: str
+) -> None:
+    out = run_node(
+        "storefront-edge",
+        ["--test", "--test-reporter=spec", "storefront-edge.test.mjs"],
+        cwd=examples_built / "e2e",
+        env={
+            "CHROMIUM_PATH": chromium,
+            "STOREFRONT_URL": sites["react-storefront"],
+            "TAILOR_URL": demo_gateway.url,
+            "EDGE_BROWSER_PORT": str(free_port()),
+        },
+        timeout=120,
+    )
+    assert_node_tests(out, passed=1)

@@ -16,10 +16,11 @@
  *     segments never do;
  *   - PRIVATE answers go through with the credentials and are never stored.
  * The scope of an operation is only known from an answer, so a request with credentials goes
- * through as it is until the gateway has answered that URL for a signed-in caller once; the
- * worker then remembers it (per isolate): PUBLIC and SEGMENT URLs are answered from the shared
- * entries from then on, PRIVATE ones keep going through. Only answers the gateway marks
- * shareable (`public`) are ever stored, so a wrong or lost memo costs a round trip, never a leak.
+ * through as it is until the gateway has answered that URL for a caller with credentials once
+ * (a PUBLIC answer it brings back is stored); the worker then remembers the scope (per isolate):
+ * PUBLIC and SEGMENT URLs are answered from the shared entries from then on, PRIVATE ones keep
+ * going through. Only answers the gateway marks shareable (`public`) are ever stored, so a wrong
+ * or lost memo costs a round trip, never a leak.
  *
  * Purge: Tailor's purge fan-out (`TAILOR_CDN_PURGE_URL` = `https://<worker>/__tailor/purge`)
  * POSTs `{"tags": [...], "keys": [...]}` with `Authorization: Bearer <PURGE_TOKEN>`. The Cache
@@ -110,7 +111,15 @@ async function cached(request, env, url, ctx) {
     // SEGMENT answers need the token to stand in for the credentials.
     if (learned !== "PUBLIC" && !(learned === "SEGMENT" && token)) {
       const response = await fetch(new Request(originUrl(env, url), request));
-      learn(memo, response);
+      const ttl = sharedTtl(response.headers.get("cache-control") || "");
+      if (learn(memo, response) === "PUBLIC" && ttl > 0) {
+        // `public` with no Vary on who is asking: the gateway computed it from nobody's data,
+        // so a shared cache may keep it although the request had credentials (RFC 9111 §3.5).
+        const body = await response.arrayBuffer();
+        const key = await cacheKey(request, url, undefined);
+        await store(caches.default, key, response, body, ttl, ctx);
+        return serve(request, new Response(body, response), "PASS");
+      }
       return withEdgeStatus(response, "PASS");
     }
   }
@@ -136,9 +145,10 @@ async function cached(request, env, url, ctx) {
   return serve(request, new Response(body, response), "MISS");
 }
 
+/** Remember the scope of a credentialed answer for its URL; returns it (undefined: none). */
 function learn(memo, response) {
   const cacheControl = response.headers.get("cache-control") || "";
-  if (response.status !== 200 || /no-store/.test(cacheControl)) return;
+  if (response.status !== 200 || /no-store/.test(cacheControl)) return undefined;
   const vary = (response.headers.get("vary") || "").toLowerCase();
   const tags = (response.headers.get("surrogate-key") || "").split(/\s+/);
   let scope = "PRIVATE";
@@ -151,6 +161,7 @@ function learn(memo, response) {
   }
   if (scopes.size >= MAX_SCOPE_MEMO) scopes.clear();
   scopes.set(memo, scope);
+  return scope;
 }
 
 /** Seconds a shared cache may keep the answer: `s-maxage`, else `max-age`. */
