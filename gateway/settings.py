@@ -243,6 +243,10 @@ class Settings:
     cdn_purge_id: str | None = None
     cdn_soft_purge: bool = False  # fastly: mark stale instead of evicting (Fastly-Soft-Purge)
 
+    # --- fleet: shared rate limits (issue 14; gateway/security/ratelimit.py) ---
+    redis_url: str | None = None
+    rate_limit_redis_prefix: str = "tailor:ratelimit"  # key prefix of the shared limits in Redis
+
     @property
     def introspection_enabled(self) -> bool:
         return self.introspection and not self.production

@@ -46,8 +46,9 @@ from gateway.http import authenticate
 from gateway.security.apikeys import ApiKeyMiddleware, ApiKeyRegistry
 from gateway.security.cors import CorsError, CorsPolicy, check_origin
 from gateway.security.csrf import CookieAuthMiddleware, PrivacySignalMiddleware
-from gateway.security.guard import ClientKey, GuardConfig, RequestGuard
+from gateway.security.guard import ClientKey, GuardConfig, RequestGuard, TokenBuckets
 from gateway.security.jwks import JwksKeys
+from gateway.security.ratelimit import RateLimiter, RedisRateLimiter
 from gateway.settings import Settings, SettingsError
 from profiles.ingest import IngestionService
 from profiles.privacy import FunctionEraser, PiiHasher, PrivacyService
@@ -478,7 +479,14 @@ def security_middleware(
         body_read_timeout_s=settings.body_read_timeout_s,
         body_min_bytes_per_s=settings.body_min_bytes_per_s,
     )
-    out.append(Middleware(RequestGuard, config=config, client_key=client_key))
+    out.append(
+        Middleware(
+            RequestGuard,
+            config=config,
+            client_key=client_key,
+            shared_limiter=shared_rate_limiter(settings),
+        )
+    )
     if settings.honor_gpc:
         out.append(Middleware(PrivacySignalMiddleware))
     return out
@@ -538,6 +546,27 @@ def jwks_keys(settings: Settings) -> JwksKeys | None:
         )
     except ValueError as exc:
         raise SettingsError(f"setting 'jwt_algorithms': {exc}") from None
+
+
+def shared_rate_limiter(settings: Settings) -> Callable[[TokenBuckets], RateLimiter] | None:
+    """With ``redis_url``: ``fallback buckets -> limiter`` sharing the per-client limits of every
+    instance in Redis (keys under ``rate_limit_redis_prefix``); None keeps them in-process."""
+    url = settings.redis_url
+    if not url:
+        return None
+    if not url.startswith(("redis://", "rediss://", "unix://", "redis+unix://")):
+        raise SettingsError(f"setting 'redis_url' must be a redis:// or rediss:// URL, got {url!r}")
+
+    def limiter(fallback: TokenBuckets) -> RateLimiter:
+        return RedisRateLimiter(
+            url,
+            rate_per_s=settings.rate_limit_per_s,
+            burst=settings.rate_limit_burst,
+            prefix=settings.rate_limit_redis_prefix,
+            fallback=fallback,
+        )
+
+    return limiter
 
 
 def api_keys(services: Services) -> ApiKeyRegistry:

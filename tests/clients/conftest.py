@@ -39,7 +39,7 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 DEMO_USERS, DEMO_ITEMS = 120, 300
 APPS = ("react-storefront", "vue-widget")
 # How the CLI loads an Apollo persisted-query manifest into the gateway's store.
-PQ_LOAD_COMMAND = "register"
+PQ_LOAD_COMMAND = "import"
 
 
 def free_port() -> int:

@@ -69,7 +69,9 @@ VARIABLES = {
 }
 
 
-async def test_cli_loads_the_manifest_and_safelist_mode_runs_it(tmp_path: Path) -> None:
+async def test_cli_imports_the_manifest_and_safelist_mode_runs_it(tmp_path: Path) -> None:
+    """``tailor persisted-queries import`` (validated against the schema), ``export`` gives it
+    back, and a safelist gateway runs the operations by id only."""
     data_dir = tmp_path / "var"
     done = subprocess.run(
         cli("persisted-queries", PQ_LOAD_COMMAND, str(MANIFEST), "--data-dir", str(data_dir)),
@@ -82,6 +84,20 @@ async def test_cli_loads_the_manifest_and_safelist_mode_runs_it(tmp_path: Path) 
     assert done.returncode == 0, done.stdout + done.stderr
     operations = _operations()
     assert f"{len(operations)}" in done.stdout + done.stderr
+    # What was registered comes back out in the same format, operation for operation.
+    exported = subprocess.run(
+        cli("persisted-queries", "export", "-", "--data-dir", str(data_dir)),
+        env=gateway_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    back = json.loads(exported.stdout)
+    assert back["format"] == "apollo-persisted-query-manifest"
+    assert sorted((op["id"], op["name"], op["body"]) for op in back["operations"]) == sorted(
+        (op["id"], op["name"], op["body"]) for op in operations
+    )
     settings = load_settings(
         environ={},
         data_dir=data_dir,

@@ -113,7 +113,7 @@ async def test_errors_are_no_store(edge: Gateway, method: str, who: str) -> None
 
 @pytest.mark.parametrize("who", list(CREDENTIALS))
 async def test_mutations_are_no_store_and_bypass(edge: Gateway, who: str) -> None:
-    q = 'mutation { track(events: [{messageId: "m1", type: "view", itemId: "i1", anonymousId: "visitor-1"}]) { accepted } }'
+    q = 'mutation { track(events: [{messageId: "m1", type: view, itemId: "i1", anonymousId: "visitor-1"}]) { accepted } }'
     r = await edge.client.post("/graphql", json={"query": q}, headers=CREDENTIALS[who](edge))
     assert r.status_code == 200
     assert r.headers["cache-control"] == "no-store"

@@ -1,7 +1,7 @@
 // urql over Tailor with the storefront's persisted operations: the documents are the bodies of
 // ../../persisted-query-manifest.json and every request names the manifest's id (GET for
 // queries). `enforcePersistedQueries`: the text is never sent, so the gateway must know the
-// manifest (`tailor persisted-queries register` it, as safelist mode requires anyway).
+// manifest (`tailor persisted-queries import` it, as safelist mode requires anyway).
 import { Client, fetchExchange } from "@urql/core";
 import { persistedExchange } from "@urql/exchange-persisted";
 import manifest from "../../persisted-query-manifest.json";
