@@ -45,11 +45,11 @@ const MAX_SCOPE_MEMO = 10000;
 const scopes = new Map();
 
 export default {
-  async fetch(request, env, ctx) {
+  async fetch(request, env) {
     const url = new URL(request.url);
     if (url.pathname === PURGE_PATH) return purge(request, env);
     if (!isPersistedGet(request, url)) return pass(request, env, url);
-    return cached(request, env, url, ctx);
+    return cached(request, env, url);
   },
 };
 
@@ -103,7 +103,7 @@ async function cacheKey(request, url, token) {
 
 // ---------------------------------------------------------------- the cached path
 
-async function cached(request, env, url, ctx) {
+async function cached(request, env, url) {
   const token = request.headers.get(SEGMENT_HEADER) || "";
   const memo = `${url.search}|${request.headers.get("accept") || ""}|${request.headers.get("origin") || ""}`;
   if (hasCredentials(request)) {
@@ -117,7 +117,7 @@ async function cached(request, env, url, ctx) {
         // so a shared cache may keep it although the request had credentials (RFC 9111 §3.5).
         const body = await response.arrayBuffer();
         const key = await cacheKey(request, url, undefined);
-        await store(caches.default, key, response, body, ttl, ctx);
+        await store(caches.default, key, response, body, ttl);
         return serve(request, new Response(body, response), "PASS");
       }
       return withEdgeStatus(response, "PASS");
@@ -135,13 +135,18 @@ async function cached(request, env, url, ctx) {
   const ttl = sharedTtl(cacheControl);
   if (response.status !== 200 || !/\bpublic\b/.test(cacheControl) || ttl <= 0) {
     // Not shareable (an error, a miss of the persisted query, or an answer that needs the
-    // caller after all): answered, never stored.
+    // caller after all): never stored. A caller with credentials gets the answer made with
+    // them, and the URL is learned again.
+    if (hasCredentials(request)) {
+      scopes.delete(memo);
+      return pass(request, env, url);
+    }
     return withEdgeStatus(response, "PASS");
   }
   const vary = (response.headers.get("vary") || "").toLowerCase();
   const key = vary.includes(SEGMENT_HEADER) ? segmentKey : publicKey;
   const body = await response.arrayBuffer();
-  await store(cache, key, response, body, ttl, ctx);
+  await store(cache, key, response, body, ttl);
   return serve(request, new Response(body, response), "MISS");
 }
 
@@ -170,7 +175,7 @@ function sharedTtl(cacheControl) {
   return shared ? Number(shared[1]) : 0;
 }
 
-async function store(cache, key, response, body, ttl, ctx) {
+async function store(cache, key, response, body, ttl) {
   const headers = new Headers(response.headers);
   headers.set(ORIGIN_CACHE_CONTROL, response.headers.get("cache-control"));
   headers.set(ORIGIN_VARY, response.headers.get("vary") || "");
