@@ -11,7 +11,8 @@ export function env(name) {
   return value;
 }
 
-/** Chromium from the machine's packages, headless, with a throw-away profile directory. */
+/** Chromium from the machine's packages, headless, with a throw-away profile directory (its
+ * own HTTP cache and storage: each launch is a new visitor). */
 export async function launch() {
   const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
   const profile = mkdtempSync(join(tmpdir(), "tailor-chromium-"));
@@ -39,11 +40,6 @@ export async function launch() {
   return browser;
 }
 
-/** A fresh browser (own profile, so own HTTP cache and storage): a second visitor. */
-export async function secondVisitor() {
-  return launch();
-}
-
 /** Every /graphql response a page receives, with its operation, headers and status. */
 export function recordGraphql(page) {
   const seen = [];
@@ -67,7 +63,6 @@ export function recordGraphql(page) {
       requestHeaders: request.headers(),
       body: request.postData(),
       url: response.url(),
-      fromCache: response.fromServiceWorker() ? "sw" : undefined,
     });
   });
   return seen;
