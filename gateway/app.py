@@ -96,6 +96,7 @@ def create_app(
                 edge.items_changed([r.id for r in records])
 
         poller = asyncio.create_task(poll_models(services, stores, refreshed))
+        jwks = asyncio.create_task(keys.keep_fresh()) if keys is not None else None
         erasures = asyncio.create_task(poll_erasures(services, config.erasure_poll_s))
         services.ingest.start()
         if upstreams is not None:
@@ -114,6 +115,8 @@ def create_app(
         finally:
             poller.cancel()
             erasures.cancel()
+            if jwks is not None:
+                jwks.cancel()
             services.ingest.stop()
             await edge.aclose()
             if upstreams is not None:

@@ -233,9 +233,9 @@ class Settings:
     # (API-key exchange, `tailor token`); iss/aud are checked with jwt_issuer/jwt_audience.
     jwks_url: str | None = None
     jwt_algorithms: tuple[str, ...] = ("RS256", "ES256")
-    jwks_cache_s: float = 300.0  # the key set is fetched again after this
+    jwks_cache_s: float = 300.0  # cache lifetime; refetched in the background every half of it
     jwks_refresh_cooldown_s: float = 30.0  # an unknown kid refetches at most this often
-    # The CDN's purge API, fed by every purge (see cdn_purge_url / cdn_purge_token above):
+    # The CDN purge API that POST /admin/purge forwards to (cdn_purge_url / _token above):
     # generic = POST {"tags","keys"} to cdn_purge_url; cloudflare = the zone's purge_cache
     # (cdn_purge_id = zone id); fastly = purge by Surrogate-Key (cdn_purge_id = service id).
     # For cloudflare/fastly, cdn_purge_url, when set, replaces the API base URL.

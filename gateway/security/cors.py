@@ -18,6 +18,7 @@ shared cache never serves one origin's CORS headers to another.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -97,22 +98,22 @@ class CorsPolicy:
         listed = [check_origin(o) for o in origins]
         self.any_origin = "*" in listed
         self.listed = frozenset(o for o in listed if o != "*")
-        common = {
-            "allow_methods": METHODS,
-            "allow_headers": ALLOWED_HEADERS,
-            "expose_headers": EXPOSED_HEADERS,
-            "max_age": max_age,
-        }
+        cors = functools.partial(
+            CORSMiddleware,
+            app,
+            allow_methods=METHODS,
+            allow_headers=ALLOWED_HEADERS,
+            expose_headers=EXPOSED_HEADERS,
+            max_age=max_age,
+        )
         self.credentialed = (
-            CORSMiddleware(app, allow_origins=sorted(self.listed), allow_credentials=True, **common)
-            if self.listed
-            else None
+            cors(allow_origins=sorted(self.listed), allow_credentials=True) if self.listed else None
         )
         self.anonymous: ASGIApp | None = None
         if self.any_origin:
-            self.anonymous = CORSMiddleware(app, allow_origins=["*"], **common)
+            self.anonymous = cors(allow_origins=["*"])
         elif dev_servers:
-            self.anonymous = CORSMiddleware(app, allow_origin_regex=DEV_ORIGIN_REGEX, **common)
+            self.anonymous = cors(allow_origin_regex=DEV_ORIGIN_REGEX)
 
     @property
     def enabled(self) -> bool:

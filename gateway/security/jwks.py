@@ -3,6 +3,9 @@
 PyJWT's ``PyJWKClient`` fetches the key set, caches it for ``cache_s`` seconds and, when a token
 names a key id (``kid``) it does not know — the provider rotated its keys — fetches the set again,
 at most once per ``cooldown_s`` so a flood of made-up ``kid`` values cannot hammer the provider.
+The fetch is a blocking HTTP call; the app runs :meth:`JwksKeys.keep_fresh` in the background
+(a thread refetches every ``cache_s / 2``), so requests find the set cached and only a rotation
+(an unknown ``kid``) fetches on the request path.
 
 Only the asymmetric algorithms of the allow-list are verified with these keys, and each key only
 for its own algorithm (PyJWT checks the token's ``alg`` against the key's); HS256 is verified with
@@ -11,10 +14,14 @@ the gateway's own secret alone, so no public key is ever used as an HMAC secret.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable
 
 import jwt
 from jwt import PyJWK, PyJWKClient, PyJWKClientConnectionError, PyJWKClientError
+
+log = logging.getLogger("tailor.auth")
 
 #: Algorithms a JWKS key may verify (HS* never: those use the gateway's secret).
 ASYMMETRIC = frozenset(
@@ -49,6 +56,7 @@ class JwksKeys:
             raise ValueError(
                 f"not JWKS algorithms: {sorted(unknown)} (allowed: {sorted(ASYMMETRIC)})"
             )
+        self.cache_s = cache_s
         self.client = PyJWKClient(
             url,
             cache_jwk_set=True,
@@ -56,6 +64,16 @@ class JwksKeys:
             cooldown_duration=cooldown_s,
             timeout=timeout_s,
         )
+
+    async def keep_fresh(self) -> None:
+        """Refetch the key set off the event loop every ``cache_s / 2`` (until cancelled); a
+        failure is logged and the cached set keeps serving until it expires."""
+        while True:
+            try:
+                await asyncio.to_thread(self.client.get_jwk_set, True)
+            except Exception as exc:  # the provider is down: requests report it (503)
+                log.warning("could not refresh the JWKS at %s: %r", self.url, exc)
+            await asyncio.sleep(self.cache_s / 2)
 
     def key_for(self, kid: object) -> PyJWK:
         """The key with id ``kid`` (the key set is fetched again once if it is unknown)."""

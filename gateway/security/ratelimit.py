@@ -18,10 +18,6 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
-
 log = logging.getLogger("tailor.ratelimit")
 
 
@@ -49,6 +45,12 @@ class RedisRateLimiter:
         fallback: LocalBuckets,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        # Imported here, not at module level: only a deployment with Redis needs the library
+        # (and a script run from benchmarks/ would find benchmarks/limits.py under that name).
+        from limits import RateLimitItemPerSecond
+        from limits.aio.storage import RedisStorage
+        from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
         burst = max(burst, 1)
         self.item = RateLimitItemPerSecond(burst, max(1, math.ceil(burst / rate_per_s)))
         self.storage = RedisStorage(
