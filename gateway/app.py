@@ -61,6 +61,7 @@ def create_app(
         settings = replace(settings, **setting_overrides)
     config = settings
     tracer_provider = wiring.tracer_provider(settings, span_exporter)
+    keys = wiring.jwks_keys(settings)  # one key set (and its cache) for the whole app
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -83,7 +84,9 @@ def create_app(
             purge_listeners=[upstreams.invalidate] if upstreams is not None else [],
         )
         edge.attach()
-        endpoint = wiring.graphql_endpoint(config, services, schema or build_schema(), edge)
+        endpoint = wiring.graphql_endpoint(
+            config, services, schema or build_schema(), edge, keys=keys
+        )
 
         def refreshed(refresh: Refresh) -> None:
             # Cached answers built on what changed are dropped.
@@ -98,6 +101,7 @@ def create_app(
                 edge.items_changed([r.id for r in records])
 
         poller = asyncio.create_task(poll_models(services, stores, refreshed))
+        jwks = asyncio.create_task(keys.keep_fresh()) if keys is not None else None
         erasures = asyncio.create_task(poll_erasures(services, config.erasure_poll_s))
         services.ingest.start()
         if upstreams is not None:
@@ -122,6 +126,8 @@ def create_app(
         finally:
             poller.cancel()
             erasures.cancel()
+            if jwks is not None:
+                jwks.cancel()
             services.ingest.stop()
             await edge.aclose()
             if upstreams is not None:
@@ -146,12 +152,16 @@ def create_app(
             Route("/metrics", scrape.metrics_endpoint, methods=["GET"]),
         ],
         lifespan=lifespan,
-        # Telemetry outermost (request id, metrics and access log see every answer), then the
-        # last-resort 500, so every error is a complete JSON answer.
+        # Telemetry outermost (request id, metrics and access log see every answer); then CORS,
+        # so every answer, the last-resort 500 included, is readable by an allowed browser origin
+        # and preflights are answered before any guard; then compression and the last-resort
+        # 500, so every error is a complete JSON answer.
         middleware=[
             *wiring.telemetry_middleware(settings, tracer_provider),
+            *wiring.cors_middleware(settings),
+            *wiring.compression_middleware(settings),
             Middleware(ErrorMiddleware),
-            *wiring.security_middleware(settings, lambda: _api_keys(app)),
+            *wiring.security_middleware(settings, lambda: _api_keys(app), keys=keys),
         ],
     )
     app.state.settings = settings

@@ -19,11 +19,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.security.auth import (
     DEFAULT_MAX_TOKEN_TTL_S,
     AuthError,
+    AuthUnavailable,
     ErasedAt,
     viewer_from_headers,
 )
 from observability.logs import request_id as request_id_var
 from observability.metrics import GRAPHQL_ERRORS, child
+from gateway.security.jwks import JwksKeys
 from resolvers.context import Viewer
 from resolvers.errors import ERROR_CODES, domain_code
 
@@ -92,6 +94,7 @@ def authenticate(
     audience: str | None,
     max_ttl_s: float | None = DEFAULT_MAX_TOKEN_TTL_S,
     erased_at: ErasedAt | None = None,
+    keys: JwksKeys | None = None,
 ) -> Viewer:
     """The caller from the request's credentials; bad credentials are a 401 problem.
 
@@ -107,7 +110,10 @@ def authenticate(
             audience=audience,
             max_ttl_s=max_ttl_s,
             erased_at=erased_at,
+            keys=keys,
         )
+    except AuthUnavailable as exc:
+        raise HTTPProblem(503, str(exc), "SERVICE_UNAVAILABLE", {"Retry-After": "5"}) from None
     except AuthError as exc:
         raise HTTPProblem(
             401, str(exc), "UNAUTHENTICATED", {"WWW-Authenticate": 'Bearer error="invalid_token"'}

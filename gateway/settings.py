@@ -233,6 +233,34 @@ class Settings:
     access_log: bool = True  # one `tailor.access` line per request
     progress_interval_s: float = 10.0  # progress lines of long commands when not on a terminal
     shutdown_grace_s: float = 30.0  # seconds in-flight requests get to finish on SIGTERM
+    # --- clients: browsers, edge workers, mobile (issue 17; docs/clients.md) ---
+    # Browser origins allowed to call (scheme://host[:port], or * for any origin without
+    # credentials). Listed origins alone get credentials. Outside production, local dev servers
+    # (localhost / 127.0.0.1 / [::1], any port) are allowed too; in production only these.
+    cors_origins: tuple[str, ...] = ()
+    cors_max_age: int = 7200  # seconds browsers may cache a preflight answer (Chrome caps at 2h)
+    # zstd / brotli / gzip by Accept-Encoding for bodies of at least compress_min_bytes;
+    # compressed answers carry a weak ETag (the strong one names the identity body).
+    compression: bool = True
+    compress_min_bytes: int = 1024
+    # Tokens of an identity provider (Auth0, Cognito, Firebase…): its JWKS URL, and the
+    # algorithms accepted with those keys. HS256 tokens signed with jwt_secret stay accepted
+    # (API-key exchange, `tailor token`); iss/aud are checked with jwt_issuer/jwt_audience.
+    jwks_url: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("RS256", "ES256")
+    jwks_cache_s: float = 300.0  # cache lifetime; refetched in the background every half of it
+    jwks_refresh_cooldown_s: float = 30.0  # an unknown kid refetches at most this often
+    # The CDN purge API that POST /admin/purge forwards to (cdn_purge_url / _token above):
+    # generic = POST {"tags","keys"} to cdn_purge_url; cloudflare = the zone's purge_cache
+    # (cdn_purge_id = zone id); fastly = purge by Surrogate-Key (cdn_purge_id = service id).
+    # For cloudflare/fastly, cdn_purge_url, when set, replaces the API base URL.
+    cdn_purge_provider: str = "generic"
+    cdn_purge_id: str | None = None
+    cdn_soft_purge: bool = False  # fastly: mark stale instead of evicting (Fastly-Soft-Purge)
+
+    # --- fleet: shared rate limits (issue 14; gateway/security/ratelimit.py) ---
+    redis_url: str | None = None
+    rate_limit_redis_prefix: str = "tailor:ratelimit"  # key prefix of the shared limits in Redis
 
     @property
     def introspection_enabled(self) -> bool:

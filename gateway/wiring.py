@@ -34,7 +34,9 @@ from embeddings import (
     SentenceTransformerEncoder,
 )
 from gateway.edge.apq import PersistedQueries
+from gateway.edge.compression import Compression
 from gateway.edge.layer import CdnPurger, EdgeConfig, EdgeLayer
+from gateway.edge.purge import CloudflarePurger, FastlyPurger
 from gateway.edge.segment_tokens import SegmentTokens
 from gateway.graphql.endpoint import GraphQLEndpoint
 from gateway.graphql.limits import OperationLimits
@@ -42,8 +44,11 @@ from gateway.graphql.params import PartLimits
 from gateway.graphql.types import ResponseLayer
 from gateway.http import authenticate
 from gateway.security.apikeys import ApiKeyMiddleware, ApiKeyRegistry
+from gateway.security.cors import CorsError, CorsPolicy, check_origin
 from gateway.security.csrf import CookieAuthMiddleware, PrivacySignalMiddleware
-from gateway.security.guard import ClientKey, GuardConfig, RequestGuard
+from gateway.security.guard import ClientKey, GuardConfig, RequestGuard, TokenBuckets
+from gateway.security.jwks import JwksKeys
+from gateway.security.ratelimit import RateLimiter, RedisRateLimiter
 from gateway.settings import Settings, SettingsError
 from profiles.ingest import IngestionService
 from profiles.privacy import FunctionEraser, PiiHasher, PrivacyService
@@ -360,6 +365,44 @@ def bootstrap_trending(services: Services, settings: Settings) -> None:
 
 
 # ---------------------------------------------------------------------- HTTP layers
+def cdn_purger(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> CdnPurger | None:
+    """The CDN purge adapter of ``cdn_purge_provider`` (generic, cloudflare, fastly), or None
+    when the CDN is not configured."""
+    provider = settings.cdn_purge_provider
+    client = functools.partial(httpx.AsyncClient, transport=transport, timeout=10.0)
+    token = settings.cdn_purge_token
+    if provider == "generic":
+        if not settings.cdn_purge_url:
+            return None
+        return CdnPurger(settings.cdn_purge_url, token=token, client=client())
+    if not settings.cdn_purge_id:
+        raise SettingsError(
+            f"setting 'cdn_purge_id' is needed for cdn_purge_provider={provider!r} "
+            "(the Cloudflare zone id or the Fastly service id)"
+        )
+    if not token:
+        raise SettingsError(
+            f"setting 'cdn_purge_token' is needed for cdn_purge_provider={provider!r}"
+        )
+    if provider == "cloudflare":
+        return CloudflarePurger(
+            settings.cdn_purge_id, token=token, client=client(), api=settings.cdn_purge_url
+        )
+    if provider == "fastly":
+        return FastlyPurger(
+            settings.cdn_purge_id,
+            token=token,
+            client=client(),
+            api=settings.cdn_purge_url,
+            soft=settings.cdn_soft_purge,
+        )
+    raise SettingsError(
+        f"setting 'cdn_purge_provider' must be generic, cloudflare or fastly, got {provider!r}"
+    )
+
+
 def build_edge(
     settings: Settings,
     services: Services,
@@ -371,13 +414,7 @@ def build_edge(
     """The app's edge layer (caches on the app clock, so tests move time).
 
     Erasure also drops every cached answer and profile tagged with the person's keys."""
-    purger = None
-    if settings.cdn_purge_url:
-        purger = CdnPurger(
-            settings.cdn_purge_url,
-            token=settings.cdn_purge_token,
-            client=httpx.AsyncClient(transport=cdn_transport),
-        )
+    purger = cdn_purger(settings, cdn_transport)
     profiles: ObjectCache[str, Any] = ObjectCache(
         settings.profile_cache_max_bytes, default_ttl=settings.profile_cache_ttl_s, timer=clock
     )
@@ -407,7 +444,10 @@ def build_edge(
 
 
 def security_middleware(
-    settings: Settings, registry: Callable[[], ApiKeyRegistry | None]
+    settings: Settings,
+    registry: Callable[[], ApiKeyRegistry | None],
+    *,
+    keys: JwksKeys | None = None,
 ) -> list[Middleware]:
     """Outermost first: cookie credentials + CSRF (only when ``auth_cookie`` is set), API keys ->
     internal bearer token, request guards (rate limit, concurrency, timeout), and the
@@ -430,6 +470,7 @@ def security_middleware(
         settings.jwt_audience,
         trust_forwarded_for=settings.trust_forwarded_for,
         trusted_proxies=settings.trusted_proxies,
+        keys=keys,
     )
     config = dataclasses.replace(
         guard_config(settings),
@@ -438,10 +479,94 @@ def security_middleware(
         body_read_timeout_s=settings.body_read_timeout_s,
         body_min_bytes_per_s=settings.body_min_bytes_per_s,
     )
-    out.append(Middleware(RequestGuard, config=config, client_key=client_key))
+    out.append(
+        Middleware(
+            RequestGuard,
+            config=config,
+            client_key=client_key,
+            shared_limiter=shared_rate_limiter(settings),
+        )
+    )
     if settings.honor_gpc:
         out.append(Middleware(PrivacySignalMiddleware))
     return out
+
+
+def cors_middleware(settings: Settings) -> list[Middleware]:
+    """The CORS policy (outermost, so every answer — 401, 429, 500 — carries its headers):
+    ``cors_origins``, plus local dev servers outside production; nothing when neither applies."""
+    if settings.cors_max_age < 0:
+        raise SettingsError(f"setting 'cors_max_age' must be >= 0, got {settings.cors_max_age}")
+    try:
+        origins = [check_origin(o) for o in settings.cors_origins]
+    except CorsError as exc:
+        raise SettingsError(f"setting 'cors_origins': {exc}") from None
+    if not origins and settings.production:
+        return []
+    return [
+        Middleware(
+            CorsPolicy,
+            origins=origins,
+            dev_servers=not settings.production,
+            max_age=settings.cors_max_age,
+        )
+    ]
+
+
+def compression_middleware(settings: Settings) -> list[Middleware]:
+    """Response compression above ``compress_min_bytes`` (inside CORS, outside everything else,
+    so error answers are compressed too); nothing when ``compression`` is off."""
+    if settings.compress_min_bytes < 0:
+        raise SettingsError(
+            f"setting 'compress_min_bytes' must be >= 0, got {settings.compress_min_bytes}"
+        )
+    if not settings.compression:
+        return []
+    return [Middleware(Compression, minimum_size=settings.compress_min_bytes)]
+
+
+def jwks_keys(settings: Settings) -> JwksKeys | None:
+    """The identity provider's key set (``jwks_url``; the app holds one, shared by the rate
+    limiter and authentication), or None when only HS256 tokens are accepted."""
+    if not settings.jwks_url:
+        return None
+    if not settings.jwks_url.startswith(("https://", "http://")):
+        raise SettingsError(f"setting 'jwks_url' must be an http(s) URL, got {settings.jwks_url!r}")
+    if settings.jwks_cache_s <= 0 or settings.jwks_refresh_cooldown_s < 0:
+        raise SettingsError(
+            "settings 'jwks_cache_s' must be > 0 and 'jwks_refresh_cooldown_s' >= 0, got "
+            f"{settings.jwks_cache_s} and {settings.jwks_refresh_cooldown_s}"
+        )
+    try:
+        return JwksKeys(
+            settings.jwks_url,
+            algorithms=settings.jwt_algorithms,
+            cache_s=settings.jwks_cache_s,
+            cooldown_s=settings.jwks_refresh_cooldown_s,
+        )
+    except ValueError as exc:
+        raise SettingsError(f"setting 'jwt_algorithms': {exc}") from None
+
+
+def shared_rate_limiter(settings: Settings) -> Callable[[TokenBuckets], RateLimiter] | None:
+    """With ``redis_url``: ``fallback buckets -> limiter`` sharing the per-client limits of every
+    instance in Redis (keys under ``rate_limit_redis_prefix``); None keeps them in-process."""
+    url = settings.redis_url
+    if not url:
+        return None
+    if not url.startswith(("redis://", "rediss://", "unix://", "redis+unix://")):
+        raise SettingsError(f"setting 'redis_url' must be a redis:// or rediss:// URL, got {url!r}")
+
+    def limiter(fallback: TokenBuckets) -> RateLimiter:
+        return RedisRateLimiter(
+            url,
+            rate_per_s=settings.rate_limit_per_s,
+            burst=settings.rate_limit_burst,
+            prefix=settings.rate_limit_redis_prefix,
+            fallback=fallback,
+        )
+
+    return limiter
 
 
 def api_keys(services: Services) -> ApiKeyRegistry:
@@ -449,10 +574,11 @@ def api_keys(services: Services) -> ApiKeyRegistry:
 
 
 def authenticator(
-    settings: Settings, services: Services
+    settings: Settings, services: Services, keys: JwksKeys | None = None
 ) -> Callable[[str | None, str | None], Viewer]:
     """``(authorization, anonymous_id) -> Viewer`` for every route: the JWT settings, the longest
-    token lifetime accepted, and tokens issued before the user's erasure refused."""
+    token lifetime accepted, and tokens issued before the user's erasure refused; ``keys``: the
+    identity provider's key set (:func:`jwks_keys`)."""
     return functools.partial(
         authenticate,
         secret=settings.jwt_secret,
@@ -460,11 +586,17 @@ def authenticator(
         audience=settings.jwt_audience,
         max_ttl_s=settings.max_token_ttl_s,
         erased_at=services.privacy.erased_at,
+        keys=keys,
     )
 
 
 def graphql_endpoint(
-    settings: Settings, services: Services, schema: strawberry.Schema, layer: ResponseLayer
+    settings: Settings,
+    services: Services,
+    schema: strawberry.Schema,
+    layer: ResponseLayer,
+    *,
+    keys: JwksKeys | None = None,
 ) -> GraphQLEndpoint:
     return GraphQLEndpoint(
         schema,
@@ -472,7 +604,7 @@ def graphql_endpoint(
         max_body=settings.max_body_bytes,
         production=settings.production,
         graphiql=settings.graphiql_enabled,
-        authenticate=authenticator(settings, services),
+        authenticate=authenticator(settings, services, keys),
         limits=operation_limits(settings),
         introspection=settings.introspection_enabled,
         batch_max=settings.graphql_batch_max,

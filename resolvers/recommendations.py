@@ -25,7 +25,7 @@ from resolvers.cache_control import add_cache_tags, person_data, profile_state, 
 from resolvers.context import Services, TailorContext
 from resolvers.errors import BadUserInput, ServiceUnavailable
 from resolvers.inputs import ItemFilterInput, RecommendationContext, Strategy
-from resolvers.types import Item, Recommendation
+from resolvers.types import Item, Recommendation, RecommendationSource
 from storage.types import user_id_of
 
 
@@ -57,7 +57,7 @@ async def _materialize(info: Info[TailorContext, Any], recs: list[Rec]) -> list[
             item=Item.from_record(it),
             score=round(float(r.score), 6),
             reason=r.reason,
-            source=r.source,
+            source=RecommendationSource(r.source),
         )
         for r, it in zip(recs, items, strict=True)
         if it is not None

@@ -18,7 +18,7 @@ from resolvers.arguments import clamp_first, id_arg
 from resolvers.cache_control import CacheControl, CacheControlScope
 from resolvers.context import IDENTIFY_EVIDENCE, TailorContext
 from resolvers.errors import BadUserInput, Forbidden, Unauthenticated, from_domain
-from resolvers.types import Item, Recommendation
+from resolvers.types import Channel, EventType, Item, Recommendation, RecommendationSource
 from resolvers.user import User
 from storage.fields import FieldError
 
@@ -33,7 +33,10 @@ async def _trending(
     reason = f"Trending in {category}" if category else "Trending now"
     return [
         Recommendation(
-            item=Item.from_record(it), score=round(float(s), 6), reason=reason, source="trending"
+            item=Item.from_record(it),
+            score=round(float(s), 6),
+            reason=reason,
+            source=RecommendationSource.trending,
         )
         for it, s in zip(items, scores, strict=True)
         if it is not None
@@ -140,12 +143,16 @@ class Query:
 @strawberry.input(description="One behavioural event (see the README for the rules per type).")
 class EventInput:
     message_id: str
-    type: str
+    type: EventType
+    custom_type: str | None = strawberry.field(
+        default=None,
+        description="With `type: custom`: one of the configured `custom_event_types`.",
+    )
     user_id: str | None = None
     anonymous_id: str | None = None
     item_id: str | None = None
     session_id: str | None = None
-    channel: str | None = None
+    channel: Channel | None = None
     timestamp: JSON | None = strawberry.field(
         default=None, description="ISO-8601 with offset, or epoch seconds/milliseconds."
     )
@@ -180,15 +187,26 @@ class IdentifyResult:
     status: str
 
 
+def _event_type(e: EventInput) -> str:
+    """The event's wire type: the enum's value, or ``customType`` for ``type: custom``."""
+    if e.type is EventType.custom:
+        if not e.custom_type:
+            raise BadUserInput("`type: custom` needs `customType` (one of custom_event_types)")
+        return e.custom_type
+    if e.custom_type is not None:
+        raise BadUserInput(f"`customType` goes with `type: custom`, not `type: {e.type.value}`")
+    return str(e.type.value)
+
+
 def _event_dict(e: EventInput) -> dict[str, Any]:
     raw = {
         "messageId": e.message_id,
-        "type": e.type,
+        "type": _event_type(e),
         "userId": e.user_id,
         "anonymousId": e.anonymous_id,
         "itemId": e.item_id,
         "sessionId": e.session_id,
-        "channel": e.channel,
+        "channel": e.channel.value if e.channel is not None else None,
         "timestamp": e.timestamp,
         "properties": e.properties,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import cast
 
 import strawberry
@@ -12,6 +13,45 @@ from profiles.types import ProfileConfig
 from resolvers.cache_control import CacheControl, CacheControlScope
 from storage.timeutil import iso
 from storage.types import ItemRecord
+
+# Closed value sets are GraphQL enums (codegen gets exact types). Their values are written in
+# lower case, as the strings were: variables such as {"type": "view"} keep working unchanged.
+# tests/gateway/test_schema_file.py keeps them equal to the domain's own lists.
+
+
+@strawberry.enum(description="What happened (profiles.types.BUILTIN_EVENT_TYPES).")
+class EventType(Enum):
+    view = "view"
+    click = "click"
+    add_to_cart = "add_to_cart"
+    remove_from_cart = "remove_from_cart"
+    purchase = "purchase"
+    search = "search"
+    rate = "rate"
+    identify = "identify"
+    custom = strawberry.enum_value(
+        "custom", description="A type of `custom_event_types`, named in `customType`."
+    )
+
+
+@strawberry.enum(description="Where an event happened (profiles.types.CHANNELS).")
+class Channel(Enum):
+    web = "web"
+    mobile = "mobile"
+    email = "email"
+    offline = "offline"
+    api = "api"
+
+
+@strawberry.enum(description="The candidate source that contributed most to a recommendation.")
+class RecommendationSource(Enum):
+    cf = strawberry.enum_value("cf", description="Collaborative filtering (co-engagement).")
+    content = strawberry.enum_value("content", description="Similar content to the history.")
+    segment = strawberry.enum_value("segment", description="Popular in the viewer's segment.")
+    trending = strawberry.enum_value("trending", description="Trending now.")
+    context = strawberry.enum_value("context", description="Similar to the item being viewed.")
+    catalog = strawberry.enum_value("catalog", description="Newest items: the never-empty fill.")
+    search = strawberry.enum_value("search", description="A semantic search hit.")
 
 
 @strawberry.type(
@@ -65,8 +105,8 @@ class Recommendation:
     reason: str = strawberry.field(
         description='Human-readable explanation, e.g. "Trending in Shoes".'
     )
-    source: str = strawberry.field(
-        description="The candidate source: trending, cf, content, segment, context."
+    source: RecommendationSource = strawberry.field(
+        description="The candidate source that contributed most (its reason says why)."
     )
 
 
@@ -155,8 +195,8 @@ class Profile:
         return self._features["add_to_cart_rate"]
 
     @strawberry.field
-    def last_channel(self) -> str | None:
-        return self._state.last_channel[1] if self._state.last_channel else None
+    def last_channel(self) -> Channel | None:
+        return Channel(self._state.last_channel[1]) if self._state.last_channel else None
 
     @strawberry.field(description="Categories by time-decayed affinity, strongest first.")
     def top_categories(self, first: int = 5) -> list[CategoryAffinity]:

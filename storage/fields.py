@@ -14,9 +14,10 @@ import orjson
 
 MAX_ID_LENGTH = 128
 MAX_JSON_DEPTH = 32  # nesting levels of a free-form JSON field (properties, traits)
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@\-]*\Z")
+# ``|``: identity providers' subjects (Auth0 ``auth0|5f…``, ``google-oauth2|10…``) are user ids.
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@|\-]*\Z")
 # The common case in one C call: a well-formed id of legal length.
-_VALID_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@\-]{{0,{MAX_ID_LENGTH - 1}}}").fullmatch
+_VALID_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@|\-]{{0,{MAX_ID_LENGTH - 1}}}").fullmatch
 
 
 class FieldError(ValueError):
@@ -45,7 +46,7 @@ def ident(row: dict[str, Any], field: str, *, required: bool = True) -> str | No
     if not _ID_RE.match(value):
         raise FieldError(
             field,
-            "may contain only letters, digits and . _ : @ - (and must start with a letter or digit)",
+            "may contain only letters, digits and . _ : @ | - (and must start with a letter or digit)",
         )
     return value
 

@@ -525,3 +525,14 @@ class SQLiteStore:
 
     def count_persisted_queries(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM persisted_queries").fetchone()[0])
+
+    def list_persisted_queries(self) -> list[tuple[str, str, str | None]]:
+        """Every registered ``(sha256 hex, query, operation name)``, in registration order."""
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT sha256, query, name FROM persisted_queries ORDER BY registered_at, sha256"
+            )
+            .fetchall()
+        )
+        return [(str(h), str(q), None if n is None else str(n)) for h, q, n in rows]

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from gateway.cli import clients
 from gateway.cli.common import Common, console, dumps, open_services, settings_from
 
 
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     r.add_argument("file")
     common(r)
     r.set_defaults(func=cmd_persisted_queries)
+    clients.register_persisted(qsub, common)
 
     p = sub.add_parser("apikey", help="create, revoke or list API keys (server-to-server callers)")
     ksub = p.add_subparsers(dest="action", metavar="ACTION", required=True)

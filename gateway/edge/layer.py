@@ -397,7 +397,7 @@ class EdgeLayer:
             self.profiles.clear()
         else:
             purged = self.invalidate_tags(tags) + self.responses.purge_keys(keys)
-        cdn = await self.purger.purge(tags, keys) if self.purger is not None else None
+        cdn = await self.purger.purge(tags, keys, everything) if self.purger is not None else None
         return {"purged": purged, "tags": tags, "keys": keys, "all": everything, "cdn": cdn}
 
 

@@ -1,8 +1,12 @@
-"""Bearer-token authentication: HS256 JWTs with the algorithm pinned.
+"""Bearer-token authentication: HS256 JWTs (the gateway's secret) and, with a JWKS URL, the
+RS256/ES256 tokens of an identity provider.
 
 A token must carry ``sub`` (the user id) and ``exp``; ``iss``/``aud`` are checked when configured.
 ``scope`` may be a space-separated string or a list of strings (``"admin"``, ``"service"``). The
-algorithm is pinned to HS256, so ``alg: none`` and algorithm-confusion tokens are refused.
+key follows from the token's ``alg``: HS256 is verified with the secret only; an algorithm of the
+JWKS allow-list (``jwt_algorithms``) with the provider's key named by ``kid`` only (see
+``gateway/security/jwks.py``); anything else — ``none``, HS384, an algorithm not listed — is
+refused before any key is looked at, so algorithm-confusion tokens cannot verify.
 Requests without ``Authorization`` are anonymous, optionally identified by ``X-Anonymous-Id``.
 
 Claims are validated, never trusted for their shape: ``sub`` must be a valid id
@@ -23,6 +27,7 @@ from typing import Any
 
 import jwt
 
+from gateway.security.jwks import JwksKeys, KeySetError, KeySetUnavailable
 from resolvers.context import Viewer
 from storage.fields import FieldError, ident
 from storage.types import ANONYMOUS_PREFIX
@@ -36,6 +41,11 @@ ErasedAt = Callable[[str], float | None]
 
 class AuthError(Exception):
     """The request carried credentials that are not valid (answered 401)."""
+
+
+class AuthUnavailable(AuthError):
+    """The credentials cannot be checked now: the identity provider's keys are unreachable
+    (answered 503, not 401: the token may be valid)."""
 
 
 def issue_token(
@@ -90,7 +100,7 @@ def token_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
 
 
 def token_subject(claims: Mapping[str, Any]) -> str:
-    """``sub``: a valid user id (letters, digits, ``. _ : @ -``), not an anonymous profile key."""
+    """``sub``: a valid user id (letters, digits, ``. _ : @ | -``), not an anonymous profile key."""
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise AuthError("invalid token: sub must be a non-empty string")
@@ -125,16 +135,19 @@ def read_token(
     audience: str | None = None,
     max_ttl_s: float | None = DEFAULT_MAX_TOKEN_TTL_S,
     now: float | None = None,
+    keys: JwksKeys | None = None,
 ) -> TokenClaims:
     """Verify ``token`` (signature, expiry, issuer, audience) and validate its claims.
 
-    ``max_ttl_s``: the longest lifetime accepted (None or 0: no limit). Raises :class:`AuthError`.
+    ``max_ttl_s``: the longest lifetime accepted (None or 0: no limit). ``keys``: the identity
+    provider's key set, for its algorithms. Raises :class:`AuthError`.
     """
+    key, algorithm = _verification_key(token, secret, keys)
     try:
         claims = jwt.decode(
             token,
-            secret,
-            algorithms=[ALGORITHM],
+            key,
+            algorithms=[algorithm],
             issuer=issuer,
             audience=audience,
             options={"require": ["exp", "sub"], "verify_aud": audience is not None},
@@ -144,6 +157,10 @@ def read_token(
         raise AuthError("token has expired") from None
     except jwt.InvalidSignatureError:
         raise AuthError("token signature is invalid") from None
+    except jwt.InvalidAudienceError:
+        raise AuthError(f"invalid token: its audience (aud) is not {audience!r}") from None
+    except jwt.InvalidIssuerError:
+        raise AuthError(f"invalid token: its issuer (iss) is not {issuer!r}") from None
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from None
     except (TypeError, ValueError, OverflowError) as exc:  # claims PyJWT does not type-check
@@ -168,6 +185,30 @@ def read_token(
     return TokenClaims(sub, scopes, expires_at, issued_at)
 
 
+def _verification_key(token: str, secret: str, keys: JwksKeys | None) -> tuple[Any, str]:
+    """``(key, algorithm)`` for ``token`` by its header's ``alg``: the secret for HS256, the
+    provider's ``kid`` key for an allowed JWKS algorithm; any other ``alg`` is refused here."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token: {exc}") from None
+    alg = header.get("alg")
+    if alg == ALGORITHM:
+        return secret, ALGORITHM
+    if keys is not None and alg in keys.algorithms:
+        try:
+            return keys.key_for(header.get("kid")), alg
+        except KeySetUnavailable as exc:
+            raise AuthUnavailable(str(exc)) from None
+        except KeySetError as exc:
+            raise AuthError(str(exc)) from None
+    accepted = [ALGORITHM, *sorted(keys.algorithms if keys is not None else ())]
+    hint = "" if keys is not None else " (RS256/ES256 tokens need TAILOR_JWKS_URL)"
+    raise AuthError(
+        f"invalid token: algorithm {alg!r} is not accepted; accepted: {', '.join(accepted)}{hint}"
+    )
+
+
 def viewer_from_headers(
     authorization: str | None,
     anonymous_id: str | None,
@@ -177,8 +218,10 @@ def viewer_from_headers(
     audience: str | None = None,
     max_ttl_s: float | None = DEFAULT_MAX_TOKEN_TTL_S,
     erased_at: ErasedAt | None = None,
+    keys: JwksKeys | None = None,
 ) -> Viewer:
-    """The caller; ``erased_at(user_id)`` is the time of the user's latest erasure (or None)."""
+    """The caller; ``erased_at(user_id)`` is the time of the user's latest erasure (or None);
+    ``keys``: the identity provider's key set (``jwks_url``)."""
     anon = None
     if anonymous_id:
         try:
@@ -191,7 +234,12 @@ def viewer_from_headers(
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("Authorization must be 'Bearer <token>'")
     claims = read_token(
-        token.strip(), secret=secret, issuer=issuer, audience=audience, max_ttl_s=max_ttl_s
+        token.strip(),
+        secret=secret,
+        issuer=issuer,
+        audience=audience,
+        max_ttl_s=max_ttl_s,
+        keys=keys,
     )
     if erased_at is not None:
         erased = erased_at(claims.subject)

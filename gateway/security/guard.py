@@ -34,6 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.http import ResponseStarted
 from gateway.security.auth import AuthError, read_token
+from gateway.security.jwks import JwksKeys
+from gateway.security.ratelimit import RateLimiter
 from resolvers.context import ADMIN_SCOPES as PRIVILEGED
 
 log = logging.getLogger("tailor.ratelimit")
@@ -104,8 +106,10 @@ class ClientKey:
         *,
         trust_forwarded_for: bool = False,
         trusted_proxies: Sequence[str] = ("127.0.0.1", "::1"),
+        keys: JwksKeys | None = None,
     ) -> None:
         self.secret, self.issuer, self.audience = secret, issuer, audience
+        self.keys = keys
         self.trust_forwarded_for = trust_forwarded_for
         self.trusted_proxies = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
         # token -> (subject, exp): verifying a signature per request is the costly part.
@@ -169,6 +173,7 @@ class ClientKey:
                 issuer=self.issuer,
                 audience=self.audience,
                 max_ttl_s=None,  # the route enforces the lifetime; a bucket only needs the key
+                keys=self.keys,
             )
         except AuthError:
             return None
@@ -228,6 +233,7 @@ class RequestGuard:
         config: GuardConfig,
         client_key: Callable[[Scope], str | None],
         clock: Callable[[], float] = time.monotonic,
+        shared_limiter: Callable[[TokenBuckets], RateLimiter] | None = None,
     ) -> None:
         self.app = app
         self.config = config
@@ -235,6 +241,12 @@ class RequestGuard:
         self.buckets = (
             TokenBuckets(config.rate_per_s, config.burst, clock=clock)
             if config.rate_per_s > 0
+            else None
+        )
+        # Limits shared by every instance (Redis), falling back to this process's buckets.
+        self.limiter = (
+            shared_limiter(self.buckets)
+            if shared_limiter is not None and self.buckets is not None
             else None
         )
         self.in_flight = 0
@@ -247,7 +259,9 @@ class RequestGuard:
             return
         key = self.client_key(scope) if self.buckets is not None else None
         if key is not None and self.buckets is not None:
-            wait = self.buckets.take(key)
+            wait = (
+                await self.limiter.take(key) if self.limiter is not None else self.buckets.take(key)
+            )
             if wait > 0:
                 await send_problem(
                     send,

@@ -117,9 +117,7 @@ async def test_private_answers_are_cached_per_user_and_dropped_by_their_events(
 ) -> None:
     seed_items(edge)
     q = "{ me { id profile { events } } }"
-    track = (
-        'mutation { track(events: [{messageId: "%s", type: "view", itemId: "i1"}]) { accepted } }'
-    )
+    track = 'mutation { track(events: [{messageId: "%s", type: view, itemId: "i1"}]) { accepted } }'
     u1, u2 = bearer(edge, "u1"), bearer(edge, "u2")
     assert (await get(edge, q, u1)).json()["data"]["me"] == {"id": "u1", "profile": None}
     # A new operation is first keyed as PUBLIC; its PRIVATE answer is not stored under that

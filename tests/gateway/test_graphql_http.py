@@ -140,7 +140,7 @@ async def test_get_with_bad_variables_is_400(gateway: Gateway) -> None:
 
 
 async def test_mutation_over_get_is_405_with_allow_post(gateway: Gateway) -> None:
-    q = 'mutation { track(events: [{messageId: "m1", type: "view", itemId: "i1"}]) { accepted } }'
+    q = 'mutation { track(events: [{messageId: "m1", type: view, itemId: "i1"}]) { accepted } }'
     r = await gateway.client.get("/graphql", params={"query": q}, headers={"x-anonymous-id": "a1"})
     assert r.status_code == 405
     assert r.headers["allow"] == "POST"

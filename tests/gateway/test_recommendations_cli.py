@@ -90,7 +90,7 @@ async def test_train_conversion_prints_holdout_metrics_and_is_served(
 
 async def test_conversion_score_is_null_without_a_model(gateway: Gateway) -> None:
     r = await gateway.gql(
-        """mutation { track(events: [{messageId: "m1", type: "search", properties: {query: "x"}}]) { accepted } }""",
+        """mutation { track(events: [{messageId: "m1", type: search, properties: {query: "x"}}]) { accepted } }""",
         user="u1",
     )
     assert r.json()["data"]["track"]["accepted"] == 1

@@ -370,7 +370,7 @@ README_OPERATIONS = [
     " sessions views7d conversionRate lastChannel topCategories { category score }"
     " features { name value } } } }",
     '{ user(id: "u00007") { id traits profile { frequency monetary } } }',
-    'mutation { track(events: [{ messageId: "m-1", type: "view", itemId: "i00042", sessionId: "s-1" }]) {'
+    'mutation { track(events: [{ messageId: "m-1", type: view, itemId: "i00042", sessionId: "s-1" }]) {'
     " accepted duplicates conflicts rejected results { index status field reason } } }",
     'mutation { identify(anonymousId: "a-123", traits: { newsletter: true }) { status } }',
     "{ me { recommendations(first: 10, diversity: 0.3, maxPerCategory: 3,"

@@ -129,7 +129,7 @@ async def test_without_tracking_consent_events_are_dropped(gw: Gateway) -> None:
     assert gw.services.store.count_events() == n
     # and via GraphQL track
     g = await gw.gql(
-        'mutation { track(events: [{messageId: "b-x", type: "view", itemId: "i1"}]) '
+        'mutation { track(events: [{messageId: "b-x", type: view, itemId: "i1"}]) '
         "{ accepted results { status reason } } }",
         user="bob",
     )
