@@ -49,8 +49,7 @@ from profiles.types import (
     ProfileConfig,
 )
 from storage.fields import FieldError
-from storage.sqlite import SQLiteStore
-from storage.types import JSON, EventRecord, anonymous_key
+from storage.types import JSON, EventRecord, Store, anonymous_key
 
 T = TypeVar("T")
 
@@ -79,7 +78,7 @@ class IngestionService:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         *,
         config: IngestConfig | None = None,
         profile_config: ProfileConfig | None = None,
