@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.sqlite import SQLiteStore
-from storage.types import Store
+from storage.types import StorageError, Store
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -24,10 +24,10 @@ def is_database_url(target: str | Path) -> bool:
 
 def describe(target: str | Path) -> str:
     """``target`` fit for messages: a URL with its password redacted, or the file path."""
-    if is_database_url(target):
+    if isinstance(target, str) and "://" in target:
         from storage.postgres import redact
 
-        return redact(str(target))
+        return redact(target)
     return str(target)
 
 
@@ -55,6 +55,10 @@ def open_store(
             min_size=pool_min,
             max_size=pool_max,
             connect_timeout_s=connect_timeout_s,
+        )
+    if isinstance(target, str) and "://" in target:
+        raise StorageError(
+            f"unsupported database URL {describe(target)!r}: use postgresql://… or a file path"
         )
     return SQLiteStore(target, traits_filter=traits_filter)
 

@@ -29,6 +29,7 @@ from storage.types import (
     EventRecord,
     ItemRecord,
     SchemaError,
+    StorageError,
     Store,
     StoreUnavailable,
     UserRecord,
@@ -375,3 +376,9 @@ def test_a_missing_database_is_a_clear_error_without_the_password(pg_url: str) -
     with pytest.raises(StoreUnavailable, match="no_such_db_x") as info:
         open_store(url)
     assert "hunter2" not in str(info.value) and "***" in str(info.value)
+
+
+def test_an_unsupported_url_is_refused_not_taken_for_a_file(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"unsupported database URL 'mysql://u:\*\*\*@h/db'"):
+        open_store("mysql://u:pw@h/db")
+    assert not Path("mysql:").exists()
