@@ -1,7 +1,7 @@
 """The one ingestion service behind every entry point (REST, GraphQL, CLI imports).
 
 Flow for a batch: validate every event (rejects are answered, never stored) -> hand the valid
-ones to the writer -> the writer groups whatever batches are waiting into ONE SQLite transaction
+ones to the writer -> the writer groups whatever batches are waiting into ONE store transaction
 (group commit: a single fsync for many requests) that inserts the events (dedup on messageId,
 conflict on a different payload), links identities and updates the affected profiles -> only
 after COMMIT are the waiting callers answered. A crash before COMMIT loses only unacknowledged

@@ -397,11 +397,23 @@ class PostgresStore:
                 else:
                     outcomes.append("duplicate" if stored_hash == ev.payload_hash else "conflict")
             accepted = self._insert_new(conn, accepted, outcomes, position)
-            for ev in accepted:
-                if ev.type == "identify" and ev.anonymous_id and ev.user_id:
-                    self._link(conn, ev.anonymous_id, ev.user_id)
-            if accepted and profile_update is not None:
-                self._write_states(conn, profile_update(accepted))
+            joined = [
+                (ev.anonymous_id, ev.user_id)
+                for ev in accepted
+                if ev.type == "identify" and ev.anonymous_id and ev.user_id
+            ]
+            for anonymous_id, user_id in joined:
+                self._link(conn, anonymous_id, user_id)
+            # The update reads the profiles as they were before this group (as on SQLite,
+            # whose update reads the last committed state), so the joined anonymous profiles
+            # are dropped only after it ran; then the new states are written.
+            states = profile_update(accepted) if accepted and profile_update is not None else {}
+            if joined:
+                conn.execute(
+                    "DELETE FROM profiles WHERE profile_key = ANY(%s)",
+                    ([anonymous_key(a) for a, _u in joined],),
+                )
+            self._write_states(conn, states)
             return outcomes
 
         return self._transaction(write)
@@ -528,6 +540,8 @@ class PostgresStore:
 
     @staticmethod
     def _link(conn: psycopg.Connection[Any], anonymous_id: str, user_id: str) -> None:
+        """Link the id and re-key its events (``insert_events`` drops its profile after the
+        group's profile update ran)."""
         conn.execute(
             "INSERT INTO identities(anonymous_id,user_id,linked_at) VALUES (%s,%s,%s) "
             "ON CONFLICT(anonymous_id) DO NOTHING",
@@ -535,7 +549,6 @@ class PostgresStore:
         )
         anon_key = anonymous_key(anonymous_id)
         conn.execute("UPDATE events SET profile_key=%s WHERE profile_key=%s", (user_id, anon_key))
-        conn.execute("DELETE FROM profiles WHERE profile_key=%s", (anon_key,))
 
     def linked_anonymous_ids(self, user_id: str) -> list[str]:
         """The anonymous ids linked to ``user_id``."""

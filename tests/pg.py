@@ -5,6 +5,9 @@
 once and drops it at the end of the session. ``pg_empty`` truncates every table first, so each
 test starts from an empty store without paying for a database per test.
 
+``store_target`` is parametrized over both backends (a fresh SQLite file, or the emptied session
+database) and ``any_store`` opens it: a test that takes either runs on SQLite and PostgreSQL.
+
 Import the fixtures into a conftest or test module: ``from tests.pg import pg_empty, pg_url``.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -20,6 +24,7 @@ from psycopg import sql
 
 from storage import open_store
 from storage.postgres import TABLES
+from storage.types import Store
 
 ADMIN_URL = os.environ.get("TAILOR_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -71,3 +76,20 @@ def pg_empty(pg_url: str) -> str:
     """``pg_url`` with every table emptied for this test."""
     truncate(pg_url)
     return pg_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where an empty store lives: a fresh SQLite file, or the emptied session database."""
+    if request.param == "sqlite":
+        return tmp_path / "t.db"
+    return str(request.getfixturevalue("pg_empty"))
+
+
+@pytest.fixture
+def any_store(store_target: str | Path) -> Iterator[Store]:
+    store = open_store(store_target)
+    try:
+        yield store
+    finally:
+        store.close()
