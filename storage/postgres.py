@@ -452,7 +452,7 @@ class PostgresStore:
                 strict=True,
             )
         )
-        arrays = ",".join(f"%s::{t}" for t in self._EVENT_TYPES)
+        arrays = ",".join(f"%b::{t}" for t in self._EVENT_TYPES)  # binary: no text escaping
         inserted = {
             row[0]
             for row in conn.execute(
@@ -578,7 +578,7 @@ class PostgresStore:
         version = max(self.last_profile_version + 1.0, float(time.time_ns() // 1000), stored + 1.0)
         conn.execute(
             "INSERT INTO profiles(profile_key,state,updated_at) "
-            "SELECT k, s, %s FROM unnest(%s::text[], %s::text[]) AS t(k, s) "
+            "SELECT k, s, %s FROM unnest(%b::text[], %b::text[]) AS t(k, s) "
             "ON CONFLICT(profile_key) DO UPDATE SET state=excluded.state,"
             "updated_at=excluded.updated_at",
             (version, keys, [_dumps(states[k]) for k in keys]),
