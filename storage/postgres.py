@@ -186,8 +186,10 @@ class PostgresStore:
         self._pool.close()
 
     def ping(self) -> bool:
+        """True when the server answers within the connect timeout (``/readyz``)."""
         try:
-            return self._one("SELECT 1") is not None
+            with self._pool.connection(timeout=self._connect_timeout_s) as conn:
+                return conn.execute("SELECT 1").fetchone() is not None
         except (psycopg.Error, PoolTimeout):
             return False
 

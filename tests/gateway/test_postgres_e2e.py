@@ -20,7 +20,7 @@ from catalog.importer import validate_item
 from gateway.app import create_app
 from storage.types import StoreUnavailable
 from tests.conftest import NOW, SECRET, FakeClock, Gateway, item_rows
-from tests.pg import pg_empty, pg_url
+from tests.pg import create_database, database_url, drop_database, pg_empty, pg_url
 
 __all__ = ["pg_empty", "pg_url"]
 
@@ -116,3 +116,15 @@ async def test_an_unreachable_database_fails_start_up_clearly(tmp_path: Path) ->
     message = str(info.value)
     assert "cannot connect to PostgreSQL" in message and "TAILOR_DATABASE_URL" in message
     assert "pw@" not in message
+
+
+async def test_readyz_reports_a_lost_database(tmp_path: Path) -> None:
+    name = create_database("tailor_test_lost_")
+    try:
+        async with gateway_on(database_url(name), tmp_path / "var", FakeClock()) as gw:
+            assert (await gw.client.get("/readyz")).json()["checks"]["store"] is True
+            drop_database(name)  # terminates the pool's connections too
+            ready = await gw.client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["checks"]["store"] is False
+    finally:
+        drop_database(name)
