@@ -92,8 +92,6 @@ def _last_per_key(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 class PostgresStore:
     """All stores of :class:`storage.types.Store` in one PostgreSQL database."""
 
-    dialect = "postgresql"
-
     def __init__(
         self,
         url: str,
@@ -438,8 +436,8 @@ class PostgresStore:
                         ev.message_id,
                         ev.type,
                         ev.profile_key,
-                        ev.ts,
-                        ev.received_at,
+                        float(ev.ts),  # binary arrays hold one type: no int among floats
+                        float(ev.received_at),
                         ev.payload_hash,
                         ev.user_id,
                         ev.anonymous_id,
@@ -447,7 +445,7 @@ class PostgresStore:
                         ev.session_id,
                         ev.channel,
                         _dumps(dict(ev.properties)),
-                        ev.flags,
+                        int(ev.flags),
                     )
                     for ev in accepted
                 ),

@@ -382,3 +382,9 @@ def test_an_unsupported_url_is_refused_not_taken_for_a_file(tmp_path: Path) -> N
     with pytest.raises(StorageError, match=r"unsupported database URL 'mysql://u:\*\*\*@h/db'"):
         open_store("mysql://u:pw@h/db")
     assert not Path("mysql:").exists()
+
+
+def test_integer_timestamps_are_stored_as_given(any_store: Store) -> None:
+    mixed = [ev("a", ts=1.5), EventRecord("b", "view", "u1", 2, 2, "h", user_id="u1")]  # type: ignore[arg-type]
+    assert any_store.insert_events(mixed) == ["accepted", "accepted"]
+    assert [e.ts for e in any_store.iter_events()] == [1.5, 2.0]
