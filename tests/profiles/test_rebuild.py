@@ -12,7 +12,6 @@ from profiles.ingest import IngestionService
 from profiles.state import ProfileState
 from profiles.types import ProfileConfig
 from storage import open_store
-from tests.pg import pg_empty, pg_url, store_target
 from tests.conftest import NOW
 
 CATS = {f"i{k}": (["Shoes", "Bags", "Dresses"][k % 3],) for k in range(20)}
