@@ -172,13 +172,25 @@ class PostgresStore:
             finally:
                 self._local.tx = None
 
-    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    def _read(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run a read. Outside a transaction, when the server dropped a connection (a restart,
+        a failover), the pool's idle connections are checked (broken ones replaced) and the read
+        is retried once."""
+        try:
+            with self._conn() as conn:
+                return fn(conn)
+        except psycopg.OperationalError:
+            if getattr(self._local, "tx", None) is not None:
+                raise
+            self._pool.check()
         with self._conn() as conn:
-            return conn.execute(sql, params).fetchone()
+            return fn(conn)
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        return self._read(lambda conn: conn.execute(sql, params).fetchone())
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._conn() as conn:
-            return conn.execute(sql, params).fetchall()
+        return self._read(lambda conn: conn.execute(sql, params).fetchall())
 
     def close(self) -> None:
         self._pool.close()

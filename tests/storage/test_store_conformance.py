@@ -388,3 +388,19 @@ def test_integer_timestamps_are_stored_as_given(any_store: Store) -> None:
     mixed = [ev("a", ts=1.5), EventRecord("b", "view", "u1", 2, 2, "h", user_id="u1")]  # type: ignore[arg-type]
     assert any_store.insert_events(mixed) == ["accepted", "accepted"]
     assert [e.ts for e in any_store.iter_events()] == [1.5, 2.0]
+
+
+def test_reads_survive_the_server_dropping_pooled_connections(pg_empty: str) -> None:
+    store = open_store(pg_empty, pool_min=2, pool_max=2)
+    try:
+        store.upsert_items([ItemRecord("a", "A")])
+        with psycopg.connect(pg_empty, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        assert store.count_items() == 1  # a dropped connection is replaced, the read retried
+        assert store.get_items(["a"])["a"].title == "A"
+        assert store.ping()
+    finally:
+        store.close()
