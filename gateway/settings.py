@@ -233,6 +233,7 @@ class Settings:
     access_log: bool = True  # one `tailor.access` line per request
     progress_interval_s: float = 10.0  # progress lines of long commands when not on a terminal
     shutdown_grace_s: float = 30.0  # seconds in-flight requests get to finish on SIGTERM
+
     # --- clients: browsers, edge workers, mobile (issue 17; docs/clients.md) ---
     # Browser origins allowed to call (scheme://host[:port], or * for any origin without
     # credentials). Listed origins alone get credentials. Outside production, local dev servers
@@ -262,6 +263,14 @@ class Settings:
     redis_url: str | None = None
     rate_limit_redis_prefix: str = "tailor:ratelimit"  # key prefix of the shared limits in Redis
 
+    # --- the PostgreSQL system of record (docs/POSTGRES.md). Unset: the embedded SQLite file
+    # data_dir/tailor.db. Set: postgresql://user:password@host:5432/dbname (migrated at start;
+    # `tailor migrate` does it ahead and copies an existing SQLite store in). ---
+    database_url: str | None = None
+    database_pool_min: int = 1  # connections kept open per process
+    database_pool_max: int = 10  # per process; size the server's max_connections for the fleet
+    database_connect_timeout_s: float = 5.0  # start-up fails with a clear error after this
+
     @property
     def introspection_enabled(self) -> bool:
         return self.introspection and not self.production
@@ -269,6 +278,11 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "tailor.db"
+
+    @property
+    def database(self) -> str | Path:
+        """Where the store lives: ``database_url`` when set, else the SQLite file ``db_path``."""
+        return self.database_url or self.db_path
 
     @property
     def graphiql_enabled(self) -> bool:
@@ -445,6 +459,28 @@ def _validate(s: Settings) -> None:
         )
     if s.erasure_poll_s <= 0:
         raise SettingsError(f"setting 'erasure_poll_s' must be positive, got {s.erasure_poll_s}")
+    _validate_database(s)
+
+
+def _validate_database(s: Settings) -> None:
+    if s.database_url is not None and not s.database_url.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        raise SettingsError(
+            "setting 'database_url' must be a postgresql:// URL "
+            "(e.g. postgresql://tailor@127.0.0.1:5432/tailor); unset it to use SQLite under "
+            "data_dir"
+        )
+    if s.database_pool_min < 1 or s.database_pool_max < s.database_pool_min:
+        raise SettingsError(
+            "settings 'database_pool_min' must be >= 1 and 'database_pool_max' >= it; got "
+            f"{s.database_pool_min}, {s.database_pool_max}"
+        )
+    if s.database_connect_timeout_s <= 0:
+        raise SettingsError(
+            "setting 'database_connect_timeout_s' must be positive, got "
+            f"{s.database_connect_timeout_s}"
+        )
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

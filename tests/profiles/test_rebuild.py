@@ -81,8 +81,8 @@ def snapshot(service: IngestionService, keys: list[str]) -> dict[str, dict]:  # 
     return out
 
 
-def test_incremental_equals_rebuild(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "t.db")
+def test_incremental_equals_rebuild(store_target: str | Path) -> None:
+    store = open_store(store_target)
     service = IngestionService(
         store,
         categories=lambda i: CATS.get(i, ()),
@@ -103,6 +103,7 @@ def test_incremental_equals_rebuild(tmp_path: Path) -> None:
     assert store.get_profile_state("anon:anon-x") is None
     assert service.rebuild_profiles() == 3
     assert snapshot(service, keys) == live
+    store.close()
 
 
 def test_merge_is_commutative() -> None:
