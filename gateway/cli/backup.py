@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.cli.common import Common, console, progress_bar, settings_from
+from gateway.settings import Settings
 from storage.backup import BackupError, backup, restore
 
 
@@ -32,8 +33,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     p.set_defaults(func=cmd_restore)
 
 
+def _embedded_only(settings: Settings, verb: str) -> int | None:
+    """`tailor backup`/`restore` copy the embedded SQLite store; PostgreSQL has its own tools."""
+    if settings.database_url is None:
+        return None
+    console.print(
+        f"[red]{verb} refused:[/red] the store is PostgreSQL (TAILOR_DATABASE_URL); back it up "
+        "with pg_dump / pg_restore (docs/POSTGRES.md). `tailor backup` covers the embedded "
+        "SQLite store and the model artifacts."
+    )
+    return 2
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    if (refused := _embedded_only(settings, "backup")) is not None:
+        return refused
     try:
         with progress_bar("back up store (pages)") as advance:
             manifest = backup(settings.data_dir, args.dest, progress=_pages(advance))
@@ -46,6 +61,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    if (refused := _embedded_only(settings, "restore")) is not None:
+        return refused
     try:
         manifest = restore(args.src, settings.data_dir, force=args.force)
     except BackupError as exc:

@@ -104,3 +104,15 @@ def test_a_corrupted_backup_is_refused(tmp_path: Path) -> None:
         restore(tmp_path, tmp_path / "new")
     with pytest.raises(BackupError, match="no store"):
         backup(tmp_path / "nothing", tmp_path / "c")
+
+
+def test_backup_and_restore_refuse_a_postgresql_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tailor backup` copies the embedded SQLite file; on PostgreSQL it says to use pg_dump."""
+    monkeypatch.setenv("TAILOR_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/none")
+    assert main(["backup", str(tmp_path / "b"), "--data-dir", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "pg_dump" in captured.out + captured.err
+    assert main(["restore", str(tmp_path / "b"), "--data-dir", str(tmp_path)]) == 2
+    assert not (tmp_path / "b").exists()
