@@ -137,7 +137,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.engine == "spark":
         from gateway.cli.lake import cmd_train_spark
 
-        return cmd_train_spark(args)
+        code = cmd_train_spark(args)
+        if code == 0:
+            from gateway.wiring import announce_models
+
+            announce_models(settings_from(args), {})  # the fleet loads it now, not at a poll
+        return code
     settings = settings_from(args)
     with open_services(settings) as services:
         started = time.perf_counter()
