@@ -239,8 +239,9 @@ class ResponseCache:
         task.add_done_callback(self._shared_purges.discard)
 
     async def flush_shared(self) -> None:
-        """Wait until every purge sent to the shared level has reached it (and the fleet)."""
-        while self._shared_purges:
+        """Wait until the purges sent to the shared level so far have reached it (and the
+        fleet); later ones are not waited for, so steady purging cannot starve a reader."""
+        if self._shared_purges:
             await asyncio.gather(*list(self._shared_purges), return_exceptions=True)
 
     @property

@@ -13,9 +13,16 @@ import redis.asyncio as aioredis
 
 from cache import CachedResponse, CachePolicy, CacheScope, ResponseCache
 from cache.redis_tier import RedisConfig, RedisTier, decode_entry, encode_entry
-from tests.redis_support import REDIS_URL, free_port, redis_prefix, shared_redis
+from tests.redis_support import (
+    REDIS_URL,
+    PrivateRedis,
+    free_port,
+    private_redis,
+    redis_prefix,
+    shared_redis,
+)
 
-__all__ = ["redis_prefix"]
+__all__ = ["private_redis", "redis_prefix"]
 
 PUBLIC = CachePolicy(max_age=60, stale_while_revalidate=30)
 
@@ -172,4 +179,36 @@ async def test_nothing_listening_means_misses_and_one_log_line(
     assert tier.snapshot()["error"]
     assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
     assert len(caplog.records) == 1
+    await tier.aclose()
+
+
+async def test_purges_missed_while_down_are_replayed_when_redis_returns(
+    private_redis: PrivateRedis,
+) -> None:
+    private_redis.start()
+    client = aioredis.Redis.from_url(
+        private_redis.url, socket_timeout=0.2, socket_connect_timeout=0.2
+    )
+    tier = RedisTier(client, RedisConfig(prefix="tailor:", retry_s=0.05))
+    reconnects: list[bool] = []
+    await tier.start(lambda _m: None, lambda: reconnects.append(True))
+    assert tier.available
+    private_redis.kill()
+    await tier.purge("tags", ["item:i1"])  # fails: remembered
+    await tier.purge("tags", ["item:i2"])  # down: remembered without trying
+    assert not tier.available
+    private_redis.start()
+    watcher = aioredis.Redis.from_url(private_redis.url).pubsub()
+    await watcher.subscribe("tailor:events")
+    await watcher.get_message(timeout=1.0)
+    replayed = None
+    for _ in range(100):
+        replayed = await watcher.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if replayed is not None:
+            break
+    assert replayed is not None, "the missed purges were not replayed"
+    message = json.loads(replayed["data"])
+    assert message["op"] == "tags" and message["names"] == ["item:i1", "item:i2"]
+    assert tier.available and reconnects == [True]
+    await watcher.aclose()
     await tier.aclose()
