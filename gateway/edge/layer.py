@@ -214,6 +214,7 @@ class EdgeLayer:
             entry = await compute()
             if op_type is OperationType.MUTATION and entry.status < 400:
                 self.invalidate_tags(who.private_tags)  # read-your-writes of what it changed
+                await self.responses.flush_shared()  # ... on every instance of a fleet too
             return self._answer(request, entry, _BYPASS, who, media)
         memo = (op_id, params.operation_name or "")
         guess = self._scopes.get(memo, CacheScope.PUBLIC)
