@@ -257,7 +257,7 @@ class RedisTier:
         self._missed_tags: set[str] = set()
         self._missed_all = False
         self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self._started = asyncio.Event()  # the listener's first attempt is over
 
     # -- health ----------------------------------------------------------------------------
 
@@ -484,11 +484,11 @@ class RedisTier:
     ) -> None:
         """Start the listener (a task): ``on_message`` gets every other instance's messages,
         ``on_reconnect`` runs when Redis returns after an outage. Waits (up to 2 s) for the
-        first subscription so that messages sent after ``start`` returns are not missed."""
+        first subscription so that messages sent after ``start`` returns are not missed; when
+        Redis is down it returns at the first failure (the listener keeps retrying)."""
         self._listener = asyncio.create_task(self._listen(on_message, on_reconnect))
-        # Redis is down when this times out: the listener keeps retrying, the tier reports it.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), 2.0)
+            await asyncio.wait_for(self._started.wait(), 2.0)
 
     async def _listen(
         self, on_message: Callable[[Message], Any], on_reconnect: Callable[[], Any]
@@ -503,7 +503,7 @@ class RedisTier:
                     self.available = True
                     log.warning("redis is back: the shared tier is on again")
                     on_reconnect()
-                self._subscribed.set()
+                self._started.set()
                 # A failed call elsewhere marks the tier down: re-check from the top then.
                 while self.available:
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
@@ -511,6 +511,7 @@ class RedisTier:
                         self._dispatch(msg["data"], on_message)
             except _FAILURES as exc:
                 self._failed(exc)
+                self._started.set()
             finally:
                 with contextlib.suppress(*_FAILURES):
                     await pubsub.aclose()

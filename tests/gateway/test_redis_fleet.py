@@ -208,6 +208,7 @@ async def test_a_users_event_on_one_instance_drops_their_answers_on_the_other(
     assert (await get(b, ME, u1)).json()["data"]["me"] == {"id": "u1", "profile": {"events": 1}}
 
 
+@pytest.mark.slow  # a `tailor train index` process
 async def test_a_trained_version_is_served_by_every_instance(
     tmp_path: Path, clock: FakeClock, redis_prefix: str
 ) -> None:
