@@ -29,8 +29,10 @@ what only one user may see. Their invalidations still cross the fleet as message
 Failure: every call catches Redis and socket errors, marks the tier unavailable (logged once)
 and answers "nothing" (a miss, no lease, nothing stored); while unavailable no call reaches
 Redis, so requests never wait on timeouts. The listener task retries every ``retry_s``; when
-Redis answers again the tier is available, purges that could not be sent are replayed, and
-``on_reconnect`` runs (the owner drops its in-process entries: it may have missed messages).
+Redis answers again the tier is available and purges that could not be sent are replayed. When
+the subscription itself broke, ``on_reconnect`` runs too (the owner drops its in-process
+entries: it may have missed messages); a failed command while the subscription stayed up (a
+slow moment) only turns the tier off until Redis answers a ping again.
 """
 
 from __future__ import annotations
@@ -395,29 +397,45 @@ class RedisTier:
     async def _listen(
         self, on_message: Callable[[Message], Any], on_reconnect: Callable[[], Any]
     ) -> None:
+        lost = False  # the subscription broke: messages may have been missed meanwhile
         while True:
             pubsub = self.client.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
-                await self.client.ping()
-                if not self.available:
-                    await self._replay_missed()
-                    self.available = True
-                    log.warning("redis is back: the shared tier is on again")
-                    on_reconnect()
+                await self._recover(on_reconnect, lost)
+                lost = False
                 self._started.set()
-                # A failed call elsewhere marks the tier down: re-check from the top then.
-                while self.available:
+                while True:
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                     if msg is not None and msg.get("type") == "message":
                         self._dispatch(msg["data"], on_message)
+                    if not self.available:
+                        # A command failed elsewhere while the subscription stayed up: nothing
+                        # was missed here, so back on as soon as Redis answers a ping (a ping
+                        # that fails too is no news; a broken subscription raises above).
+                        with contextlib.suppress(*_FAILURES):
+                            await self._recover(on_reconnect, False)
             except _FAILURES as exc:
                 self._failed(exc)
                 self._started.set()
+                lost = True
             finally:
                 with contextlib.suppress(*_FAILURES):
                     await pubsub.aclose()
             await asyncio.sleep(self.config.retry_s)
+
+    async def _recover(self, on_reconnect: Callable[[], Any], lost: bool) -> None:
+        """Redis answers again (raises if not): replay what this instance could not send,
+        and when the subscription was lost let the owner drop what it may hold stale."""
+        await self.client.ping()
+        if self.available and not lost:
+            return
+        await self._replay_missed()
+        if not self.available:
+            log.warning("redis is back: the shared tier is on again")
+        self.available = True
+        if lost:
+            on_reconnect()
 
     def _dispatch(self, data: Any, on_message: Callable[[Message], Any]) -> None:
         try:

@@ -225,7 +225,7 @@ class Settings:
     redis_prefix: str = "tailor:"  # every key and the channel start with it
     redis_max_bytes: int = 256 * 1024 * 1024  # this prefix's entries together (Tailor evicts)
     redis_max_entry_bytes: int = 1024 * 1024  # a larger answer stays in-process only
-    redis_timeout_s: float = 0.25  # connect and per-command timeout
+    redis_timeout_s: float = 0.5  # connect and per-command timeout
     redis_lock_s: float = 5.0  # a single-flight lease's lifetime
     redis_lock_wait_s: float = 1.0  # how long an instance waits for another's identical miss
     redis_apq_ttl_s: int = 7 * 86_400  # persisted queries registered through APQ

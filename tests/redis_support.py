@@ -80,6 +80,8 @@ class PrivateRedis:
                 "",
                 "--appendonly",
                 "no",
+                "--enable-debug-command",  # DEBUG SLEEP: a slow moment on demand
+                "yes",
                 "--dir",
                 str(self.workdir),
             ],

@@ -4,11 +4,13 @@ happens when nothing listens on the port."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from cache import CachedResponse, CachePolicy, CacheScope, ResponseCache
@@ -211,4 +213,32 @@ async def test_purges_missed_while_down_are_replayed_when_redis_returns(
     assert message["op"] == "tags" and message["names"] == ["item:i1", "item:i2"]
     assert tier.available and reconnects == [True]
     await watcher.aclose()
+    await tier.aclose()
+
+
+async def test_a_slow_moment_turns_the_tier_off_briefly_and_drops_nothing(
+    private_redis: PrivateRedis,
+) -> None:
+    private_redis.start()
+    client = aioredis.Redis.from_url(
+        private_redis.url, socket_timeout=0.2, socket_connect_timeout=0.2
+    )
+    tier = RedisTier(client, RedisConfig(prefix="tailor:", retry_s=0.05))
+    reconnects: list[bool] = []
+    await tier.start(lambda _m: None, lambda: reconnects.append(True))
+    other = redis.Redis(port=private_redis.port)
+    sleeping = asyncio.ensure_future(
+        asyncio.to_thread(other.execute_command, "DEBUG", "SLEEP", "1")
+    )
+    await asyncio.sleep(0.1)
+    assert await tier.lookup("k") == (None, 0)  # timed out: a miss, not an error
+    assert not tier.available
+    await sleeping
+    for _ in range(100):
+        if tier.available:
+            break
+        await asyncio.sleep(0.05)
+    assert tier.available
+    assert reconnects == []  # the subscription never broke: nothing to drop
+    other.close()
     await tier.aclose()
