@@ -23,9 +23,9 @@ from gateway.security.auth import (
     ErasedAt,
     viewer_from_headers,
 )
+from gateway.security.jwks import JwksKeys
 from observability.logs import request_id as request_id_var
 from observability.metrics import GRAPHQL_ERRORS, child
-from gateway.security.jwks import JwksKeys
 from resolvers.context import Viewer
 from resolvers.errors import ERROR_CODES, domain_code
 

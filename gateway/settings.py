@@ -259,8 +259,7 @@ class Settings:
     cdn_purge_id: str | None = None
     cdn_soft_purge: bool = False  # fastly: mark stale instead of evicting (Fastly-Soft-Purge)
 
-    # --- fleet: shared rate limits (issue 14; gateway/security/ratelimit.py) ---
-    redis_url: str | None = None
+    # --- fleet: shared rate limits (issue 14; gateway/security/ratelimit.py; redis_url below) ---
     rate_limit_redis_prefix: str = "tailor:ratelimit"  # key prefix of the shared limits in Redis
 
     # --- the PostgreSQL system of record (docs/POSTGRES.md). Unset: the embedded SQLite file
@@ -270,6 +269,21 @@ class Settings:
     database_pool_min: int = 1  # connections kept open per process
     database_pool_max: int = 10  # per process; size the server's max_connections for the fleet
     database_connect_timeout_s: float = 5.0  # start-up fails with a clear error after this
+
+    # --- Redis shared tier (cache/redis_tier.py, docs/REDIS.md). Unset: everything stays
+    # in-process, as embedded. Set: a response-cache level and APQ registry shared by every
+    # instance, single-flight across them, purges and model announcements fanned out. ---
+    redis_url: str | None = None  # redis://host:6379/0 (rediss:// for TLS, unix:// a socket)
+    redis_prefix: str = "tailor:"  # every key and the channel start with it
+    redis_max_bytes: int = 256 * 1024 * 1024  # this prefix's entries together (Tailor evicts)
+    redis_max_entry_bytes: int = 1024 * 1024  # a larger answer stays in-process only
+    redis_timeout_s: float = 0.5  # connect and per-command timeout
+    redis_lock_s: float = 5.0  # a single-flight lease's lifetime
+    redis_lock_wait_s: float = 1.0  # how long an instance waits for another's identical miss
+    redis_apq_ttl_s: int = 7 * 86_400  # persisted queries registered through APQ
+    redis_retry_s: float = 1.0  # reconnect interval while Redis is unavailable
+    # models/ and index/ live here (default: data_dir); a path every instance of a fleet shares.
+    artifacts_dir: Path | None = None
 
     @property
     def introspection_enabled(self) -> bool:
@@ -283,6 +297,11 @@ class Settings:
     def database(self) -> str | Path:
         """Where the store lives: ``database_url`` when set, else the SQLite file ``db_path``."""
         return self.database_url or self.db_path
+
+    @property
+    def artifacts_root(self) -> Path:
+        """Where ``models/`` and ``index/`` live: ``artifacts_dir``, by default ``data_dir``."""
+        return self.artifacts_dir or self.data_dir
 
     @property
     def graphiql_enabled(self) -> bool:
@@ -460,6 +479,7 @@ def _validate(s: Settings) -> None:
     if s.erasure_poll_s <= 0:
         raise SettingsError(f"setting 'erasure_poll_s' must be positive, got {s.erasure_poll_s}")
     _validate_database(s)
+    _validate_redis(s)
 
 
 def _validate_database(s: Settings) -> None:
@@ -480,6 +500,35 @@ def _validate_database(s: Settings) -> None:
         raise SettingsError(
             "setting 'database_connect_timeout_s' must be positive, got "
             f"{s.database_connect_timeout_s}"
+        )
+
+
+def _validate_redis(s: Settings) -> None:
+    if s.redis_url is not None and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(
+            f"setting 'redis_url' must start with redis://, rediss:// or unix://, "
+            f"got {s.redis_url!r}"
+        )
+    if not s.redis_prefix or any(c.isspace() for c in s.redis_prefix):
+        raise SettingsError(
+            f"setting 'redis_prefix' must be non-empty without spaces, got {s.redis_prefix!r}"
+        )
+    for name in (
+        "redis_max_bytes",
+        "redis_max_entry_bytes",
+        "redis_timeout_s",
+        "redis_lock_s",
+        "redis_apq_ttl_s",
+        "redis_retry_s",
+    ):
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"setting {name!r} must be positive, got {getattr(s, name)}")
+    if s.redis_lock_wait_s < 0:
+        raise SettingsError(f"setting 'redis_lock_wait_s' must be >= 0, got {s.redis_lock_wait_s}")
+    if s.redis_max_entry_bytes > s.redis_max_bytes:
+        raise SettingsError(
+            f"setting 'redis_max_entry_bytes' ({s.redis_max_entry_bytes}) must not exceed "
+            f"'redis_max_bytes' ({s.redis_max_bytes})"
         )
 
 

@@ -668,6 +668,12 @@ class PostgresStore:
     def count_persisted_queries(self) -> int:
         return self._count("persisted_queries")
 
+    def list_persisted_queries(self) -> list[tuple[str, str, str | None]]:
+        rows = self._all(
+            "SELECT sha256, query, name FROM persisted_queries ORDER BY registered_at, sha256"
+        )
+        return [(str(h), str(q), None if n is None else str(n)) for h, q, n in rows]
+
     # ------------------------------------------------------------------ privacy (storage.privacy)
     def erase_subject(
         self, user_id: str, *, record: ErasureRow | None, log_kept_since: float | None

@@ -255,3 +255,6 @@ class Store(CatalogStore, UserStore, EventStore, ProfileStore, Protocol):
     def get_persisted_query(self, sha256: str) -> str | None: ...
 
     def count_persisted_queries(self) -> int: ...
+
+    def list_persisted_queries(self) -> list[tuple[str, str, str | None]]:
+        """Every registered ``(sha256 hex, query, operation name)``, in registration order."""

@@ -315,6 +315,8 @@ def test_meta_and_persisted_queries(any_store: Store) -> None:
     assert any_store.get_persisted_query("h2") == "{b}"
     assert any_store.get_persisted_query("nope") is None
     assert any_store.count_persisted_queries() == 3
+    assert [h for h, _q, _n in any_store.list_persisted_queries()] == ["h1", "h2", "h3"]
+    assert ("h1", "{a}", "A") in any_store.list_persisted_queries()
     assert any_store.put_persisted_queries([]) == 0
 
 
