@@ -218,6 +218,14 @@ class Settings:
     spark_als_max_iter: int = 10
     spark_als_blocks: int = 0  # user/item blocks; 0 = the session's parallelism (its cores)
 
+    # --- experiments and flags (docs/EXPERIMENTS.md) ---
+    experiments_file: Path | None = (
+        None  # GrowthBook definitions (JSON); default data_dir/experiments.json
+    )
+    experiments_poll_s: float = (
+        2.0  # a running gateway re-reads the file this often when it changed
+    )
+
     @property
     def introspection_enabled(self) -> bool:
         return self.introspection and not self.production
@@ -225,6 +233,10 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "tailor.db"
+
+    @property
+    def experiments_path(self) -> Path:
+        return self.experiments_file or self.data_dir / "experiments.json"
 
     @property
     def graphiql_enabled(self) -> bool:

@@ -68,6 +68,17 @@ class Recommendation:
     source: str = strawberry.field(
         description="The candidate source: trending, cf, content, segment, context."
     )
+    recommendation_id: str | None = strawberry.field(
+        default=None,
+        description="Identifies the result list this item was served in (its strategy, variants "
+        "and sources): send it as `properties.recommendationId` with click/add_to_cart/purchase "
+        "events to attribute them. Null when experiments are not configured.",
+    )
+    variant: str | None = strawberry.field(
+        default=None,
+        description="The experiment variants that shaped this result (`experiment=variant;…`); "
+        "null when none did.",
+    )
 
 
 @strawberry.type(

@@ -1,0 +1,172 @@
+"""Experiment rows of the SQLite store (migration 5): exposures and attributions.
+
+A mixin of :class:`storage.sqlite.SQLiteStore` kept in its own module: plain SQL over the
+connection helpers of the store (``_transaction`` for writes, ``_reader`` for reads).
+
+* ``experiment_exposures``: the first time a subject (a profile key) was served a variant of an
+  experiment. The row is also the subject's sticky assignment: later evaluations keep it.
+* ``experiment_attributions``: a click/add_to_cart/purchase that cited a served
+  recommendation's id, with the strategy, source and variant that recommendation had.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+
+class Attribution(NamedTuple):
+    """One event attributed to one experiment's variant (experiment '' when none ran)."""
+
+    message_id: str
+    experiment: str
+    variant: str
+    subject: str
+    type: str
+    item_id: str | None
+    strategy: str
+    source: str
+    revenue: float
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class VariantCounts:
+    """What one variant of an experiment collected. ``exposed``: subjects exposed;
+    ``clickers``/``carters``/``purchasers``: exposed subjects with at least one attributed
+    click / add_to_cart / purchase; ``clicks``: attributed click events; ``revenue``: every
+    purchase (price x quantity) of exposed subjects from their first exposure on."""
+
+    exposed: int = 0
+    clickers: int = 0
+    clicks: int = 0
+    carters: int = 0
+    purchasers: int = 0
+    revenue: float = 0.0
+
+
+_ATTRIBUTED = """
+SELECT x.variant, a.type, COUNT(DISTINCT a.subject), COUNT(*)
+FROM experiment_attributions a
+JOIN experiment_exposures x
+  ON x.experiment = a.experiment AND x.subject = a.subject AND x.variant = a.variant
+WHERE a.experiment = ? AND a.ts >= x.first_at
+GROUP BY x.variant, a.type
+"""
+
+_REVENUE = """
+SELECT x.variant,
+       SUM(COALESCE(json_extract(e.properties, '$.price'), 0)
+           * COALESCE(json_extract(e.properties, '$.quantity'), 1))
+FROM experiment_exposures x
+JOIN events e ON e.profile_key = x.subject AND e.type = 'purchase' AND e.ts >= x.first_at
+WHERE x.experiment = ?
+GROUP BY x.variant
+"""
+
+
+class ExperimentRows:
+    """Exposure and attribution methods; mixed into the SQLite store."""
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        raise NotImplementedError  # the store's
+
+    def _reader(self) -> sqlite3.Connection:
+        raise NotImplementedError  # the store's
+
+    def exposures_of(self, subject: str) -> dict[str, str]:
+        """experiment -> variant the subject was first served (its sticky assignments)."""
+        rows = self._reader().execute(
+            "SELECT experiment, variant FROM experiment_exposures WHERE subject = ?", (subject,)
+        )
+        return {str(e): str(v) for e, v in rows}
+
+    def record_exposures(self, rows: Sequence[tuple[str, str, str, float]]) -> int:
+        """Insert (experiment, subject, variant, ts) rows; an existing (experiment, subject)
+        keeps its first row. Returns how many were new."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO experiment_exposures (experiment, subject, variant, "
+                "first_at) VALUES (?, ?, ?, ?)",
+                rows,
+            )
+            return conn.total_changes - before
+
+        return int(self._transaction(write)) if rows else 0
+
+    def merge_exposures(self, source: str, target: str) -> int:
+        """Move ``source``'s exposures to ``target`` (an identify: anonymous -> user). Where the
+        target already has one for an experiment, the target's stays and the source's goes.
+        Returns how many moved."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.execute(
+                "UPDATE OR IGNORE experiment_exposures SET subject = ? WHERE subject = ?",
+                (target, source),
+            )
+            moved = conn.total_changes - before
+            conn.execute("DELETE FROM experiment_exposures WHERE subject = ?", (source,))
+            return moved
+
+        return int(self._transaction(write)) if source != target else 0
+
+    def forget_experiment_subjects(self, subjects: Iterable[str]) -> None:
+        """Erasure: drop every exposure and attribution row of these subjects."""
+        keys = [(s,) for s in subjects]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM experiment_exposures WHERE subject = ?", keys)
+            conn.executemany("DELETE FROM experiment_attributions WHERE subject = ?", keys)
+
+        if keys:
+            self._transaction(write)
+
+    def record_attributions(self, rows: Sequence[Attribution]) -> int:
+        """Insert attribution rows (a replayed event is ignored). Returns how many were new."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO experiment_attributions (message_id, experiment, variant, "
+                "subject, type, item_id, strategy, source, revenue, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return conn.total_changes - before
+
+        return int(self._transaction(write)) if rows else 0
+
+    def attributions_by(self, experiment: str) -> list[tuple[str, str, str, str, int]]:
+        """(variant, type, strategy, source, events) of one experiment's attributed events."""
+        rows = self._reader().execute(
+            "SELECT variant, type, strategy, source, COUNT(*) FROM experiment_attributions "
+            "WHERE experiment = ? GROUP BY variant, type, strategy, source ORDER BY 1, 2, 3, 4",
+            (experiment,),
+        )
+        return [(str(v), str(t), str(st), str(so), int(n)) for v, t, st, so, n in rows]
+
+    def experiment_counts(self, experiment: str) -> dict[str, VariantCounts]:
+        """variant -> what it collected (see :class:`VariantCounts`)."""
+        conn = self._reader()
+        fields: dict[str, dict[str, Any]] = {}
+        for variant, n in conn.execute(
+            "SELECT variant, COUNT(*) FROM experiment_exposures WHERE experiment = ? "
+            "GROUP BY variant",
+            (experiment,),
+        ):
+            fields.setdefault(str(variant), {})["exposed"] = int(n)
+        names = {"click": "clickers", "add_to_cart": "carters", "purchase": "purchasers"}
+        for variant, kind, users, events in conn.execute(_ATTRIBUTED, (experiment,)):
+            slot = fields.setdefault(str(variant), {})
+            if kind in names:
+                slot[names[kind]] = int(users)
+            if kind == "click":
+                slot["clicks"] = int(events)
+        for variant, revenue in conn.execute(_REVENUE, (experiment,)):
+            fields.setdefault(str(variant), {})["revenue"] = float(revenue or 0.0)
+        return {v: VariantCounts(**f) for v, f in sorted(fields.items())}
