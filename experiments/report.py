@@ -161,7 +161,9 @@ def _figure(report: Mapping[str, Any]) -> str:
     axes[1].bar(names, ctr, yerr=err, capsize=6, color="#55A868")
     axes[1].set_title(f"Click-through ({report['confidence_level']:.0%} CI)")
     axes[1].yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    axes[2].bar(names, [r["revenue_per_user"] or 0.0 for r in rows], color="#C44E52")
+    revenue = [r["revenue_per_user"] or 0.0 for r in rows]
+    axes[2].bar(names, revenue, color="#C44E52")
+    axes[2].set_ylim(0, max(max(revenue) * 1.15, 1.0))
     axes[2].set_title("Revenue per user (guardrail)")
     fig.tight_layout()
     buf = io.BytesIO()
