@@ -185,3 +185,22 @@ async def test_definitions_reload_while_serving_and_unknown_experiment(gw: Gatew
     flags = {f["key"]: f["value"] for f in (await me(gw, bearer(gw, "u1")))["flags"]}
     assert flags["banner"] == {"text": "summer"}
     assert json.loads(path.read_text())["stopped"]["reco-ab"]["feature"] == "recommendations"
+
+
+async def test_erasure_removes_exposures_and_attributions(gw: Gateway) -> None:
+    found = await me(gw, bearer(gw, "leaver"))
+    rec = found["recommendations"][0]
+    click = {
+        "messageId": "leave-1",
+        "type": "click",
+        "itemId": rec["item"]["id"],
+        "properties": {"recommendationId": rec["recommendationId"]},
+    }
+    r = await gw.client.post("/v1/events", json=[click], headers=bearer(gw, "leaver"))
+    assert r.status_code == 200, r.text
+    store = gw.services.store
+    assert store.exposures_of("leaver") and store.attributions_by("reco-ab")
+    r = await gw.gql("mutation { forgetMe { total } }", user="leaver")
+    assert "errors" not in r.json(), r.json()
+    assert store.exposures_of("leaver") == {}
+    assert store.attributions_by("reco-ab") == []
