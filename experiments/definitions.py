@@ -288,7 +288,9 @@ def load(path: Path) -> Definitions:
         else:
             data = json.loads(raw) if raw.strip() else {}
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DefinitionError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+        raise DefinitionError(
+            f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}"
+        ) from None
     return parse(data, source=str(path))
 
 
