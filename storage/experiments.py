@@ -115,16 +115,18 @@ class ExperimentRows:
 
         return int(self._transaction(write)) if source != target else 0
 
-    def forget_experiment_subjects(self, subjects: Iterable[str]) -> None:
-        """Erasure: drop every exposure and attribution row of these subjects."""
+    def forget_experiment_subjects(self, subjects: Iterable[str]) -> int:
+        """Erasure: drop every exposure and attribution row of these subjects; returns how many
+        rows went."""
         keys = [(s,) for s in subjects]
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
             conn.executemany("DELETE FROM experiment_exposures WHERE subject = ?", keys)
             conn.executemany("DELETE FROM experiment_attributions WHERE subject = ?", keys)
+            return conn.total_changes - before
 
-        if keys:
-            self._transaction(write)
+        return int(self._transaction(write)) if keys else 0
 
     def record_attributions(self, rows: Sequence[Attribution]) -> int:
         """Insert attribution rows (a replayed event is ignored). Returns how many were new."""

@@ -200,7 +200,9 @@ async def test_erasure_removes_exposures_and_attributions(gw: Gateway) -> None:
     assert r.status_code == 200, r.text
     store = gw.services.store
     assert store.exposures_of("leaver") and store.attributions_by("reco-ab")
-    r = await gw.gql("mutation { forgetMe { total } }", user="leaver")
+    r = await gw.gql("mutation { forgetMe { counts { store count } } }", user="leaver")
     assert "errors" not in r.json(), r.json()
+    counts = {c["store"]: c["count"] for c in r.json()["data"]["forgetMe"]["counts"]}
+    assert counts["experiments"] == 3  # two exposures (reco-ab, hero-test), one attribution
     assert store.exposures_of("leaver") == {}
     assert store.attributions_by("reco-ab") == []
