@@ -96,7 +96,10 @@ class ExperimentService:
         self.clock = clock
         self._key = hmac.new(secret.encode("utf-8"), _LABEL, hashlib.sha256).digest()
         self._lock = threading.Lock()
+        # Read and written from the event loop (assign/expose) and the ingestion writer thread
+        # (identify merges): every access holds ``_sticky_lock`` (cachetools is not thread-safe).
         self._sticky: LRUCache[str, dict[str, str]] = LRUCache(sticky_cache)
+        self._sticky_lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._checked = float("-inf")
         self._evaluator = Evaluator(Definitions())
@@ -145,10 +148,12 @@ class ExperimentService:
 
     def sticky_of(self, subject: str) -> dict[str, str]:
         """experiment -> variant already served to ``subject`` (cached; the store's rows)."""
-        found = self._sticky.get(subject)
+        with self._sticky_lock:
+            found = self._sticky.get(subject)
         if found is None:
             found = self.store.exposures_of(subject)
-            self._sticky[subject] = found
+            with self._sticky_lock:
+                self._sticky[subject] = found
         return found
 
     def assign(self, subject: Subject) -> Assignment:
@@ -228,8 +233,9 @@ class ExperimentService:
             if ev.type == "identify" and ev.user_id and ev.anonymous_id:
                 source = anonymous_key(ev.anonymous_id)
                 self.store.merge_exposures(source, ev.user_id)
-                self._sticky.pop(source, None)
-                self._sticky.pop(ev.user_id, None)
+                with self._sticky_lock:
+                    self._sticky.pop(source, None)
+                    self._sticky.pop(ev.user_id, None)
             elif ev.type in ATTRIBUTED_TYPES:
                 rows.extend(self._attribute(ev))
         if rows:
