@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachetools import LRUCache
 from growthbook.common_types import (
     EvaluationContext,
     Feature,
@@ -153,14 +155,43 @@ class Evaluator:
             for r in v.get("rules") or ()
             if r.get("variations")
         }
+        conditions = json.dumps(
+            [r.get("condition") for f in defs.features.values() for r in f.get("rules") or ()],
+            default=str,
+        )
+        # Whether any targeting reads the traits (the caller then loads them; else it may not).
+        self.needs_traits = '"traits' in conditions
+        self._memo: LRUCache[tuple[Any, ...], Assignment] = LRUCache(8192)
+        self._memo_lock = threading.Lock()
         self._experiment_of = {
             (info.feature, info.key): info for info in defs.experiments.values() if info.running
         }
 
     def evaluate(self, subject: Subject, sticky: Mapping[str, str]) -> Assignment:
-        """Every feature for ``subject``; ``sticky``: experiment -> variant already served."""
+        """Every feature for ``subject``; ``sticky``: experiment -> variant already served.
+
+        Memoized (bounded LRU) by everything the evaluation reads: the subject's attributes and
+        its sticky assignments -- the definitions are fixed for one evaluator."""
         if not self.defs.features:
             return NOBODY
+        key = (
+            subject.key,
+            subject.user_id,
+            subject.segment,
+            subject.segments,
+            subject.channel,
+            json.dumps(subject.traits, sort_keys=True, default=str) if subject.traits else "",
+            tuple(sorted(sticky.items())),
+        )
+        with self._memo_lock:
+            found = self._memo.get(key)
+        if found is None:
+            found = self._evaluate(subject, sticky)
+            with self._memo_lock:
+                self._memo[key] = found
+        return found
+
+    def _evaluate(self, subject: Subject, sticky: Mapping[str, str]) -> Assignment:
         docs: dict[str, Any] = {}
         if subject.key:
             docs[f"id||{subject.key}"] = {

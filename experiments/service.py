@@ -140,6 +140,11 @@ class ExperimentService:
         return self._evaluator
 
     @property
+    def needs_traits(self) -> bool:
+        """Whether any targeting condition reads ``traits`` (else callers need not load them)."""
+        return self._current().needs_traits
+
+    @property
     def active(self) -> bool:
         """Whether any feature is defined (without, every assignment is empty)."""
         return bool(self._current().defs.features)

@@ -48,7 +48,8 @@ def subject_for(services: Services, profile_key: str | None, request: Any = None
     segment = services.segment_of(profile_key)
     rules = services.segments.rules_of(profile_key)
     traits: dict[str, Any] = {}
-    if user_id is not None:
+    experiments = services.experiments
+    if user_id is not None and experiments is not None and experiments.needs_traits:
         record = services.store.get_user(user_id)
         traits = dict(record.traits) if record is not None else {}
     return Subject(

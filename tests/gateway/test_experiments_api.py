@@ -206,3 +206,25 @@ async def test_erasure_removes_exposures_and_attributions(gw: Gateway) -> None:
     assert counts["experiments"] == 3  # two exposures (reco-ab, hero-test), one attribution
     assert store.exposures_of("leaver") == {}
     assert store.attributions_by("reco-ab") == []
+
+
+async def test_flags_target_traits_and_channel(gw: Gateway) -> None:
+    path = gw.data_dir / "experiments.json"
+    defs = set_flag(defs_file.load(path), "offer", "none")
+    defs = set_flag(defs, "offer", "gold-perk", condition={"traits.plan": "gold"})
+    defs = set_flag(defs, "layout", "desktop")
+    defs = set_flag(defs, "layout", "compact", condition={"channel": "mobile"})
+    write(path, defs)
+    gw.services.merge_traits("vip", {"plan": "gold"})
+    query = "{ me { flags { key value } } }"
+
+    async def flags(user: str, **headers: str) -> dict[str, Any]:
+        r = await gw.client.post(
+            "/graphql", json={"query": query}, headers={**bearer(gw, user), **headers}
+        )
+        return {f["key"]: f["value"] for f in r.json()["data"]["me"]["flags"]}
+
+    assert (await flags("vip"))["offer"] == "gold-perk"
+    assert (await flags("someone"))["offer"] == "none"
+    assert (await flags("vip"))["layout"] == "desktop"
+    assert (await flags("vip", **{"x-tailor-channel": "Mobile"}))["layout"] == "compact"
