@@ -72,7 +72,7 @@ class Recommendation:
         default=None,
         description="Identifies the result list this item was served in (its strategy, variants "
         "and sources): send it as `properties.recommendationId` with click/add_to_cart/purchase "
-        "events to attribute them. Null when experiments are not configured.",
+        "events to attribute them. Null on `trending`.",
     )
     variant: str | None = strawberry.field(
         default=None,
