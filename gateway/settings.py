@@ -285,6 +285,14 @@ class Settings:
     # models/ and index/ live here (default: data_dir); a path every instance of a fleet shares.
     artifacts_dir: Path | None = None
 
+    # --- experiments and flags (docs/EXPERIMENTS.md) ---
+    experiments_file: Path | None = (
+        None  # GrowthBook definitions (JSON); default data_dir/experiments.json
+    )
+    experiments_poll_s: float = (
+        2.0  # a running gateway re-reads the file this often when it changed
+    )
+
     @property
     def introspection_enabled(self) -> bool:
         return self.introspection and not self.production
@@ -302,6 +310,10 @@ class Settings:
     def artifacts_root(self) -> Path:
         """Where ``models/`` and ``index/`` live: ``artifacts_dir``, by default ``data_dir``."""
         return self.artifacts_dir or self.data_dir
+
+    @property
+    def experiments_path(self) -> Path:
+        return self.experiments_file or self.data_dir / "experiments.json"
 
     @property
     def graphiql_enabled(self) -> bool:

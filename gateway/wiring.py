@@ -34,6 +34,7 @@ from embeddings import (
     OnnxInt8Encoder,
     SentenceTransformerEncoder,
 )
+from experiments import ExperimentService
 from gateway.edge.apq import PersistedQueries
 from gateway.edge.compression import Compression
 from gateway.edge.layer import CdnPurger, EdgeConfig, EdgeLayer
@@ -372,7 +373,31 @@ def build_services(
         clock=clock,
         item_source=upstream.catalog if upstream is not None else None,
         traits_source=traits_source,
+        experiments=build_experiments(settings, store, ingest, privacy, clock),
     )
+
+
+def build_experiments(
+    settings: Settings,
+    store: Any,
+    ingest: IngestionService,
+    privacy: PrivacyService,
+    clock: Callable[[], float],
+) -> ExperimentService:
+    """Flags and experiments over the store: definitions from ``experiments_path``, exposures
+    moved on identify and events attributed (an ingestion listener), erased with the person."""
+    service = ExperimentService(
+        store,
+        settings.experiments_path,
+        secret=settings.jwt_secret,
+        poll_s=settings.experiments_poll_s,
+        clock=clock,
+    )
+    ingest.subscribe(service.on_events)
+    privacy.add_eraser(
+        FunctionEraser("experiments", lambda _u, keys: store.forget_experiment_subjects(keys))
+    )
+    return service
 
 
 def bootstrap_trending(services: Services, settings: Settings) -> None:

@@ -81,6 +81,9 @@ class RecommendRequest:
     context_item: str | None = None
     segment_id: str | None = None
     segment_name: str | None = None
+    # Blend weights for this request (an experiment's variant); None: the serving ones. With
+    # weights set the blend orders the candidates (the learned ranker is not used).
+    weights: Mapping[str, float] | None = None
 
 
 class Recommender:
@@ -225,7 +228,11 @@ class Recommender:
 
     def _recommend(self, req: RecommendRequest) -> list[Recommendation]:
         pool = max(req.k * 3, 30) if (req.diversity > 0 or req.max_per_category) else req.k
-        ranker = self.ranker.model if req.strategy == "hybrid" and req.history else None
+        ranker = (
+            self.ranker.model
+            if req.strategy == "hybrid" and req.history and req.weights is None
+            else None
+        )
         lists, filt = self.candidate_lists(req, max(pool, ranker.candidates) if ranker else pool)
         recs: list[Recommendation]
         if not lists:
@@ -239,7 +246,7 @@ class Recommender:
                 for i, s in zip(ids[:pool], scores, strict=False)
             ]
         else:
-            configured = self.blend_weights()
+            configured = req.weights if req.weights is not None else self.blend_weights()
             weights = {name: configured.get(name, 0.0) for name in lists}
             recs = blend(lists, weights, k=pool)
         recs += self._backfill(pool - len(recs), filt, {r.item_id for r in recs})

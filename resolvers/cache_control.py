@@ -144,7 +144,8 @@ class CacheControlRecorder:
     """Per-request collector of field facts and entity tags; a graphql-core middleware.
 
     ``segment``: the segment id the gateway resolved for this request (``None``: no segment,
-    the generic answer). ``default_max_age``: for root and object fields without a hint.
+    the generic answer); ``variants``: the recommendation variants a SEGMENT answer is computed
+    for (``exp=variant;…``, '' for none; ``resolvers.experiments.viewer_variants``). ``default_max_age``: for root and object fields without a hint.
     Not shared between requests; the static hint table is (``statics``).
     """
 
@@ -154,8 +155,10 @@ class CacheControlRecorder:
         segment: str | None = None,
         default_max_age: int = 0,
         statics: dict[tuple[str, str], _Static] | None = None,
+        variants: str = "",
     ) -> None:
         self.segment = segment
+        self.variants = variants
         self.default_max_age = default_max_age
         self.tags: set[str] = set()
         self.segment_read = False

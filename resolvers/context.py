@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 
 from cache import ObjectCache
 from catalog.lookup import CatalogLookup
+from experiments import ExperimentService
 from profiles.ingest import IngestionService
 from profiles.privacy import PrivacyService
 from profiles.state import ProfileState
@@ -148,6 +149,8 @@ class Services:
     profile_cache: ObjectCache[str, ProfileState] | None = None
     # The serving conversion-propensity model (None until one is trained); swapped by assignment.
     conversion: ConversionModel | None = None
+    # Flags and experiments (None: none configured; a script building Services by hand).
+    experiments: ExperimentService | None = None
 
     def segment_and_name(self, profile_key: str) -> tuple[str | None, str | None]:
         """(segment id, segment name) of a profile, or (None, None) when no segment applies."""
@@ -231,6 +234,8 @@ class TailorContext:
         self._viewer = viewer
         self.request = request
         self.cache_control = None
+        # profile key -> its experiments.Assignment for this request (resolvers/experiments.py)
+        self.assignments: dict[str, Any] = {}
         self._make_loaders()
 
     @property

@@ -10,12 +10,16 @@ serving segment model. Without a segment model, segment answers are empty.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import strawberry
 from strawberry.types import Info
 
 from embeddings import EmbeddingError
+from experiments import RecoParams
+from experiments.assign import variants_label
 from observability.tracing import traced
 from recommend.engine import RecommendRequest
 from recommend.filters import ItemFilter
@@ -24,6 +28,7 @@ from resolvers.arguments import clamp_first, id_arg
 from resolvers.cache_control import add_cache_tags, person_data, profile_state, viewer_segment
 from resolvers.context import Services, TailorContext
 from resolvers.errors import BadUserInput, ServiceUnavailable
+from resolvers.experiments import person_assignment, viewer_variants
 from resolvers.inputs import ItemFilterInput, RecommendationContext, Strategy
 from resolvers.types import Item, Recommendation, RecommendationSource
 from storage.types import user_id_of
@@ -50,18 +55,51 @@ def to_filter(f: ItemFilterInput | None, max_ids: int = 1000) -> ItemFilter:
 
 
 @traced("resolve.items")
-async def _materialize(info: Info[TailorContext, Any], recs: list[Rec]) -> list[Recommendation]:
+async def _materialize(
+    info: Info[TailorContext, Any],
+    recs: list[Rec],
+    strategy: str,
+    variants: Mapping[str, str] | None = None,
+) -> list[Recommendation]:
+    """GraphQL recommendations with the list's ``recommendationId`` (naming ``strategy``, the
+    ``variants`` that shaped it and each item's source) and the variants' label."""
     items = await info.context.items.load_many([r.item_id for r in recs])
+    served = [(r, it) for r, it in zip(recs, items, strict=True) if it is not None]
+    experiments = info.context.services.experiments
+    rid = None
+    if experiments is not None:
+        rid = experiments.recommendation_id(
+            strategy, variants or {}, {r.item_id: r.source for r, _ in served}
+        )
+    label = variants_label(variants) if variants else None
     return [
         Recommendation(
             item=Item.from_record(it),
             score=round(float(r.score), 6),
             reason=r.reason,
             source=RecommendationSource(r.source),
+            recommendation_id=rid,
+            variant=label,
         )
-        for r, it in zip(recs, items, strict=True)
-        if it is not None
+        for r, it in served
     ]
+
+
+def with_variant(f: ItemFilter, params: RecoParams) -> ItemFilter:
+    """The request's filter with a variant's filter fields over it."""
+    v = params.filter
+    if not v:
+        return f
+    return dataclasses.replace(
+        f,
+        categories=frozenset(v["categories"]) if "categories" in v else f.categories,
+        exclude_categories=frozenset(v["excludeCategories"])
+        if "excludeCategories" in v
+        else f.exclude_categories,
+        price_min=v.get("priceMin", f.price_min),
+        price_max=v.get("priceMax", f.price_max),
+        available_only=v.get("availableOnly", f.available_only),
+    )
 
 
 @traced("resolve.similar_items")
@@ -84,7 +122,9 @@ async def similar_items(
     ids, scores = await asyncio.to_thread(content.similar, iid, n, sf)
     reason = f"Similar to {source.title}"
     return await _materialize(
-        info, [Rec(i, float(s), "content", reason) for i, s in zip(ids, scores, strict=True)]
+        info,
+        [Rec(i, float(s), "content", reason) for i, s in zip(ids, scores, strict=True)],
+        "similar",
     )
 
 
@@ -129,7 +169,9 @@ async def search(
         ", tuned to your taste" if user_vec is not None else ""
     )
     return await _materialize(
-        info, [Rec(i, float(s), "search", reason) for i, s in zip(ids, scores, strict=True)]
+        info,
+        [Rec(i, float(s), "search", reason) for i, s in zip(ids, scores, strict=True)],
+        "search",
     )
 
 
@@ -138,23 +180,27 @@ async def user_recommendations(
     info: Info[TailorContext, Any],
     profile_key: str,
     first: int = 10,
-    strategy: Strategy = Strategy.HYBRID,
+    strategy: Strategy | None = None,
     filter: ItemFilterInput | None = None,
     diversity: float = 0.0,
     max_per_category: int | None = None,
     context: RecommendationContext | None = None,
 ) -> list[Recommendation]:
+    """One person's recommendations. The person's recommendation variants (experiments on the
+    ``recommendations`` features) set the parameters they name -- strategy, blend weights,
+    diversity, maxPerCategory, the number of items, filter fields -- over the arguments; the
+    variants are recorded as exposures when served."""
     services = info.context.services
     person_data(info)  # one person's recommendations (or their consent's refusal): PRIVATE
-    n = clamp_first(info, first)
     if not 0.0 <= diversity <= 1.0:
         raise BadUserInput("`diversity` must be between 0 and 1")
     if max_per_category is not None and max_per_category < 1:
         raise BadUserInput("`maxPerCategory` must be >= 1")
     if not personalization_allowed(services, profile_key):
         # No consent (or a Sec-GPC/DNT opt-out): the non-personalized path, and the answer says so.
+        # No experiment either: the variants are personalization.
         req = RecommendRequest(
-            k=n,
+            k=clamp_first(info, first),
             strategy="trending",
             filter=to_filter(filter),
             diversity=diversity,
@@ -164,23 +210,30 @@ async def user_recommendations(
         recs = [
             Rec(r.item_id, r.score, r.source, f"{r.reason} (personalization off)") for r in recs
         ]
-        return await _materialize(info, recs)
+        return await _materialize(info, recs, "trending")
+    assignment = person_assignment(info, profile_key)
+    params = assignment.reco
+    n = clamp_first(info, params.first or first)
+    chosen = params.strategy or (strategy or Strategy.HYBRID).value
     state = await profile_state(info, profile_key)
     history = state.recent_history(200) if state is not None else []
     segment_id, segment_name = services.segment_and_name(profile_key)
     req = RecommendRequest(
         history=history,
         k=n,
-        strategy=strategy.value,
-        filter=to_filter(filter),
-        diversity=diversity,
-        max_per_category=max_per_category,
+        strategy=chosen,
+        filter=with_variant(to_filter(filter), params),
+        diversity=params.diversity if params.diversity is not None else diversity,
+        max_per_category=params.max_per_category or max_per_category,
         context_item=id_arg(str(context.item_id), "context.itemId") if context else None,
         segment_id=segment_id,
         segment_name=segment_name,
+        weights=params.weights,
     )
     recs = await asyncio.to_thread(services.recommender.recommend, req)
-    return await _materialize(info, recs)
+    if services.experiments is not None:
+        services.experiments.expose(profile_key, assignment.reco_variants)
+    return await _materialize(info, recs, chosen, assignment.reco_variants)
 
 
 def personalization_allowed(services: Services, profile_key: str) -> bool:
@@ -197,11 +250,15 @@ async def segment_recommendations(
 ) -> list[Recommendation]:
     """What is popular now in a segment: one answer for everyone in it (cacheable per segment).
 
-    Without ``segmentId`` the caller's own segment is used (empty when none applies).
+    Without ``segmentId`` the caller's own segment is used (empty when none applies). The
+    caller's recommendation variants (from the gateway: credentials or the signed segment
+    token, so the answer is keyed by segment and variant) set ``first`` and filter fields.
     """
     services = info.context.services
-    n = clamp_first(info, first)
-    filt = to_filter(filter)
+    variants = viewer_variants(info) if services.experiments is not None else {}
+    params = services.experiments.reco_for(variants) if services.experiments else RecoParams()
+    n = clamp_first(info, params.first or first)
+    filt = with_variant(to_filter(filter), params)
     if segment_id is None:
         found = viewer_segment(info)
         sid = found[0] if isinstance(found, tuple) else found
@@ -212,4 +269,4 @@ async def segment_recommendations(
     add_cache_tags(info, f"segment:{sid}")
     name = services.segments.name_of(sid)
     recs = await asyncio.to_thread(services.recommender.for_segment, sid, n, filt, name)
-    return await _materialize(info, recs)
+    return await _materialize(info, recs, "segment", variants)

@@ -108,6 +108,17 @@ class Recommendation:
     source: RecommendationSource = strawberry.field(
         description="The candidate source that contributed most (its reason says why)."
     )
+    recommendation_id: str | None = strawberry.field(
+        default=None,
+        description="Identifies the result list this item was served in (its strategy, variants "
+        "and sources): send it as `properties.recommendationId` with click/add_to_cart/purchase "
+        "events to attribute them. Null on `trending`.",
+    )
+    variant: str | None = strawberry.field(
+        default=None,
+        description="The experiment variants that shaped this result (`experiment=variant;…`); "
+        "null when none did.",
+    )
 
 
 @strawberry.type(

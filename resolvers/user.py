@@ -10,6 +10,9 @@ from strawberry.types import Info
 
 from resolvers.cache_control import CacheControl, CacheControlScope, person_data, profile_state
 from resolvers.context import TailorContext
+from resolvers.experiments import ExperimentVariant, Flag
+from resolvers.experiments import experiment as experiment_variant
+from resolvers.experiments import flags as experiment_flags
 from resolvers.inputs import ItemFilterInput, RecommendationContext, Strategy
 from resolvers.recommendations import user_recommendations
 from resolvers.segments import Segment, user_segment, user_segments
@@ -64,12 +67,23 @@ class User:
             info,
             self._profile_key,
             first,
-            strategy or Strategy.HYBRID,
+            strategy,
             filter,
             diversity,
             max_per_category,
             context,
         )
+
+    @strawberry.field(
+        description="The feature flags the front-end reads, with this person's values "
+        "(targeting, rollouts and experiments applied)."
+    )
+    def flags(self, info: Info[TailorContext, Any]) -> list[Flag]:
+        return experiment_flags(info, self._profile_key)
+
+    @strawberry.field(description="This person's variant of an experiment (null: not in it).")
+    def experiment(self, info: Info[TailorContext, Any], key: str) -> ExperimentVariant:
+        return experiment_variant(info, self._profile_key, key)
 
     @strawberry.field(
         description="Probability (0-1) that this user purchases within the conversion horizon "

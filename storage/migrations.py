@@ -131,4 +131,31 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX erasures_at ON erasures(erased_at)
     """,
+    # 5: experiments (storage/experiments.py): the first exposure of a subject (profile key) to
+    # an experiment's variant (also its sticky assignment), and events attributed through a
+    # served recommendation's id (one row per event and experiment; '' when none ran).
+    """
+    CREATE TABLE experiment_exposures (
+        experiment TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        first_at REAL NOT NULL,
+        PRIMARY KEY (experiment, subject)
+    );
+    CREATE INDEX experiment_exposures_subject ON experiment_exposures(subject);
+    CREATE TABLE experiment_attributions (
+        message_id TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        type TEXT NOT NULL,
+        item_id TEXT,
+        strategy TEXT NOT NULL,
+        source TEXT NOT NULL,
+        revenue REAL NOT NULL DEFAULT 0,
+        ts REAL NOT NULL,
+        PRIMARY KEY (message_id, experiment)
+    );
+    CREATE INDEX experiment_attributions_exp ON experiment_attributions(experiment, variant)
+    """,
 ]

@@ -36,6 +36,7 @@ import orjson
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from storage.experiments import PostgresExperimentRows
 from storage.migrations import MIGRATIONS, statements
 from storage.sqlite import SQLiteStore, _dumps
 from storage.types import (
@@ -89,7 +90,7 @@ def _last_per_key(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return list({row[0]: row for row in rows}.values())
 
 
-class PostgresStore:
+class PostgresStore(PostgresExperimentRows):
     """All stores of :class:`storage.types.Store` in one PostgreSQL database."""
 
     def __init__(

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from storage.experiments import ExperimentRows
 from storage.migrations import MIGRATIONS
 from storage.types import (
     JSON,
@@ -38,7 +39,7 @@ def _dumps(value: Any) -> str:
     ).decode()
 
 
-class SQLiteStore:
+class SQLiteStore(ExperimentRows):
     """All stores of :class:`storage.types.Store` in one SQLite database file."""
 
     def __init__(

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from storage.experiments import Attribution, VariantCounts
 
 JSON = dict[str, Any]
 
@@ -209,7 +212,34 @@ class ErasureRow:
     erased_at: float
 
 
-class Store(CatalogStore, UserStore, EventStore, ProfileStore, Protocol):
+class ExperimentStore(Protocol):
+    """Experiment exposures (a subject's sticky variant) and attributed events
+    (``storage/experiments.py``; the same methods on both backends)."""
+
+    def exposures_of(self, subject: str) -> dict[str, str]:
+        """experiment -> variant the subject was first served."""
+
+    def record_exposures(self, rows: Sequence[tuple[str, str, str, float]]) -> int:
+        """Insert (experiment, subject, variant, ts); an existing (experiment, subject) keeps
+        its first row. Returns how many were new."""
+
+    def merge_exposures(self, source: str, target: str) -> int:
+        """Move ``source``'s exposures to ``target`` (identify); the target's own win."""
+
+    def forget_experiment_subjects(self, subjects: Iterable[str]) -> int:
+        """Erasure: drop these subjects' exposure and attribution rows; returns how many."""
+
+    def record_attributions(self, rows: Sequence[Attribution]) -> int:
+        """Insert attribution rows (a replayed event is ignored); returns how many were new."""
+
+    def attributions_by(self, experiment: str) -> list[tuple[str, str, str, str, int]]:
+        """(variant, type, strategy, source, events) of one experiment's attributed events."""
+
+    def experiment_counts(self, experiment: str) -> dict[str, VariantCounts]:
+        """variant -> what it collected."""
+
+
+class Store(CatalogStore, UserStore, EventStore, ProfileStore, ExperimentStore, Protocol):
     """Everything the gateway needs from persistence; each backend implements all of it.
 
     Backends: ``storage.sqlite.SQLiteStore`` (embedded, the default) and

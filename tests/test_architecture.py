@@ -18,6 +18,7 @@ PACKAGES = [
     "upstream",
     "recommend",
     "segments",
+    "experiments",
     "profiles",
     "catalog",
     "demo",
@@ -31,10 +32,20 @@ LOW = {"cache", "storage", "observability"}
 # package -> the Tailor packages it may import (the table in docs/ARCHITECTURE.md)
 ALLOWED: dict[str, set[str]] = {
     "gateway": set(PACKAGES),
-    "resolvers": {"upstream", "recommend", "segments", "profiles", "catalog", "embeddings"} | LOW,
+    "resolvers": {
+        "upstream",
+        "recommend",
+        "segments",
+        "experiments",
+        "profiles",
+        "catalog",
+        "embeddings",
+    }
+    | LOW,
     "upstream": {"catalog", "profiles"} | LOW,
     "recommend": {"profiles", "catalog", "embeddings"} | LOW,
     "segments": {"profiles", "catalog", "embeddings"} | LOW,
+    "experiments": {"profiles", "catalog", "embeddings"} | LOW,
     "profiles": set(LOW),
     "catalog": set(LOW),
     "embeddings": {"storage", "observability"},
@@ -77,6 +88,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     },
     "profiles": {"numpy", "orjson", "cachetools", "cryptography"},
     "catalog": {"orjson"},
+    "experiments": {"growthbook", "scipy", "matplotlib", "cachetools"},
     "upstream": {"httpx", "cachetools", "orjson"},
     "observability": {"prometheus_client", "opentelemetry", "orjson"},
 }

@@ -9,7 +9,8 @@ SEGMENT, keyed    same as PUBLIC                                                
 by the request's
 segment token
 SEGMENT from      ``private, max-age=B[, ...]`` (+ a fresh ``X-Tailor-Segment``)    ``Accept, Authorization, Cookie, DNT,
-credentials                                                                        Sec-GPC, X-Anonymous-Id, X-Tailor-Segment``
+credentials                                                                        Sec-GPC, X-Anonymous-Id, X-Tailor-Channel,
+                                                                                   X-Tailor-Segment``
 PRIVATE           ``private, max-age=B[, ...]`` -- never ``public``/``s-maxage``     as above
 not cacheable     ``no-store`` (mutations, errors, APQ misses, 4xx/5xx)            --
 ================  ===============================================================  ==========================================
@@ -37,7 +38,11 @@ from cache import CachedResponse, CachePolicy, CacheScope
 K = TypeVar("K")
 V = TypeVar("V")
 
-_PRIVATE_VARY = "Accept, Authorization, Cookie, DNT, Sec-GPC, X-Anonymous-Id, X-Tailor-Segment"
+# X-Tailor-Channel: flags and experiments may target the channel (docs/EXPERIMENTS.md).
+_PRIVATE_VARY = (
+    "Accept, Authorization, Cookie, DNT, Sec-GPC, X-Anonymous-Id, X-Tailor-Channel, "
+    "X-Tailor-Segment"
+)
 # Header size budget for Surrogate-Key / Cache-Tag (CDNs cap these around 16 KiB).
 _MAX_TAG_CHARS = 8000
 
@@ -101,11 +106,17 @@ class Audience:
     ``profile_key``: the viewer's profile key (user id or ``anon:<id>``), ``None`` without
     credentials. ``segment``: the segment the answer is computed for (``None``: generic).
     ``token_segment``: the segment of the request's valid ``X-Tailor-Segment`` token, if any.
+    ``variants``: the recommendation variants the SEGMENT answer is computed for (``exp=v;…``,
+    '' for none); ``token_variants``: those the token names. ``personal``: a digest of every
+    flag and variant of the viewer (PRIVATE answers are keyed by it; '' without experiments).
     """
 
     profile_key: str | None = None
     segment: str | None = None
     token_segment: str | None = None
+    variants: str = ""
+    token_variants: str = ""
+    personal: str = ""
 
     @property
     def private_tags(self) -> tuple[str, ...]:
@@ -116,7 +127,11 @@ def shared_cacheable(policy: CachePolicy, who: Audience) -> bool:
     """Whether a shared cache may store this answer (given it is cacheable at all)."""
     if policy.scope is CacheScope.PUBLIC:
         return True
-    return policy.scope is CacheScope.SEGMENT and who.token_segment == who.segment
+    return (
+        policy.scope is CacheScope.SEGMENT
+        and who.token_segment == who.segment
+        and who.token_variants == who.variants
+    )
 
 
 def tag_header_values(tags: frozenset[str]) -> tuple[str, str]:

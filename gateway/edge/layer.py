@@ -46,6 +46,7 @@ from cache import (
     segment_scope,
     user_scope,
 )
+from experiments.assign import parse_label
 from gateway.edge.apq import PersistedQueries, has_persisted_query
 from gateway.edge.headers import Audience, EdgeHeaders, Memo, not_modified
 from gateway.edge.purge import CdnPurger
@@ -57,6 +58,7 @@ from observability.metrics import EDGE_CACHE, child, operation_label
 from observability.tracing import span
 from resolvers.cache_control import CacheControlRecorder, install
 from resolvers.context import Services, TailorContext, Viewer
+from resolvers.experiments import subject_for
 from storage.types import EventRecord, anonymous_key
 
 log = logging.getLogger("tailor.edge")
@@ -156,11 +158,21 @@ class EdgeLayer:
     # -- who is asking ---------------------------------------------------------------------
 
     def audience(self, request: Request, viewer: Viewer) -> Audience:
-        token_segment = self.tokens.verify(request.headers.get("x-tailor-segment"))
+        cohort = self.tokens.verify_cohort(request.headers.get("x-tailor-segment"))
+        token_segment, token_variants = cohort if cohort is not None else (None, "")
         key = viewer.profile_key
+        if key is None:
+            return Audience(None, token_segment, token_segment, token_variants, token_variants)
         # Credentials win over a token: the token may be stale, the profile is not.
-        segment = token_segment if key is None else self.services.segment_of(key)
-        return Audience(profile_key=key, segment=segment, token_segment=token_segment)
+        segment = self.services.segment_of(key)
+        variants = personal = ""
+        experiments = self.services.experiments
+        if experiments is not None and experiments.active:
+            # The caller's flags and variants key the answers they may change (assigning
+            # writes nothing; resolvers record what they serve).
+            found = experiments.assign(subject_for(self.services, key, request))
+            variants, personal = found.reco_label, found.private_key
+        return Audience(key, segment, token_segment, variants, token_variants, personal)
 
     # -- /graphql --------------------------------------------------------------------------
 
@@ -239,6 +251,8 @@ class EdgeLayer:
             if cache_span is not None:
                 cache_span.set_attribute("tailor.cache", state.value)
         assert found is not None  # compute never answers None
+        if who.variants and who.profile_key:
+            self._expose(who, found)
         if found.policy.is_cacheable and found.policy.scope is not guess:
             self._scopes[memo] = found.policy.scope
         _count_cache(info, found.policy.scope.name.lower(), state.value)
@@ -267,12 +281,28 @@ class EdgeLayer:
                 self._keys[memo_key] = found
         return found
 
+    def _expose(self, who: Audience, entry: CachedResponse) -> None:
+        """A credentialed caller served a SEGMENT answer shaped by its variants (the answer is
+        tagged ``experiment:<key>``, computed now or earlier for another caller) is exposed."""
+        experiments = self.services.experiments
+        if experiments is None or entry.policy.scope is not CacheScope.SEGMENT:
+            return
+        shown = {
+            k: v for k, v in parse_label(who.variants).items() if f"experiment:{k}" in entry.tags
+        }
+        experiments.expose(who.profile_key, shown)
+
     @staticmethod
     def _scope_key(scope: CacheScope, who: Audience) -> str:
+        # The variants are part of every key they may change: PRIVATE answers by the digest of
+        # the viewer's flags and variants, SEGMENT answers by the recommendation variants
+        # (which the signed segment token carries to a CDN). PUBLIC answers never read them.
         if scope is CacheScope.PRIVATE:
-            return user_scope(who.profile_key or "~anonymous")
+            base = user_scope(who.profile_key or "~anonymous")
+            return f"{base}|{who.personal}" if who.personal else base
         if scope is CacheScope.SEGMENT:
-            return segment_scope(who.segment or "~none")
+            base = segment_scope(who.segment or "~none")
+            return f"{base}|{who.variants}" if who.variants else base
         return ""
 
     async def _execute(
@@ -289,6 +319,7 @@ class EdgeLayer:
             segment=who.segment,
             default_max_age=self.config.default_max_age,
             statics=self._statics,
+            variants=who.variants,
         )
         context = TailorContext(self.services, viewer, request)
         install(context, recorder)
@@ -330,7 +361,7 @@ class EdgeLayer:
         token = None
         if who.segment is not None and not self.headers.shared(entry.policy, who, cacheable):
             # Only on answers no shared cache keeps: a token is this caller's alone.
-            token = self.tokens.issue(who.segment)
+            token = self.tokens.issue(who.segment, who.variants)
         if not cacheable:
             headers = self.headers.build(entry, who, cacheable=False, x_cache=x_cache)
             if token is not None:

@@ -49,6 +49,8 @@ async def test_forget_me_leaves_nothing_findable(gw: Gateway) -> None:
     assert counts.pop("edge.cache") >= 1
     # segment membership (issue 21 item 6): a tier of its own; no model is trained here
     assert counts.pop("segments") == 0
+    # experiment exposures and attributions (docs/EXPERIMENTS.md): none defined here
+    assert counts.pop("experiments") == 0
     assert counts == {
         "store.events": 5,
         "store.profiles": 1,

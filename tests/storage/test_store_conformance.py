@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from storage import open_store
+from storage.experiments import Attribution, VariantCounts
 from storage.migrations import MIGRATIONS, statements
 from storage.privacy import (
     ApiKeyRow,
@@ -406,3 +408,43 @@ def test_reads_survive_the_server_dropping_pooled_connections(pg_empty: str) -> 
         assert store.ping()
     finally:
         store.close()
+
+
+def test_experiment_exposures_attributions_and_counts(any_store: Store) -> None:
+    """Exposures are sticky (the first row wins), move on identify, count per variant with the
+    attributed events and the revenue of purchases after exposure, and go on erasure."""
+    s = any_store
+    assert s.record_exposures([("exp", "anon:v", "b", 10.0), ("exp", "u2", "a", 10.0)]) == 2
+    assert s.record_exposures([("exp", "anon:v", "a", 11.0)]) == 0  # sticky: first row wins
+    assert s.exposures_of("anon:v") == {"exp": "b"}
+    assert s.record_exposures([("other", "u1", "x", 9.0), ("exp", "u1", "a", 9.0)]) == 2
+    # identify anon:v -> u1: u1 keeps its own "exp" row; "other" stays with u1 too
+    assert s.merge_exposures("anon:v", "u1") == 0
+    assert s.exposures_of("anon:v") == {}
+    assert s.exposures_of("u1") == {"exp": "a", "other": "x"}
+    assert s.record_exposures([("exp", "anon:w", "b", 12.0)]) == 1
+    assert s.merge_exposures("anon:w", "u3") == 1
+    assert s.exposures_of("u3") == {"exp": "b"}
+
+    def attr(mid: str, subject: str, variant: str, type: str, ts: float) -> Attribution:
+        return Attribution(mid, "exp", variant, subject, type, "i1", "hybrid", "cf", 0.0, ts)
+
+    rows = [
+        attr("m1", "u1", "a", "click", 20.0),
+        attr("m2", "u1", "a", "click", 21.0),
+        attr("m3", "u3", "b", "purchase", 22.0),
+        attr("m4", "u2", "a", "click", 1.0),  # before u2's exposure: not counted
+    ]
+    assert s.record_attributions(rows) == 4
+    assert s.record_attributions(rows[:1]) == 0  # a replayed event is ignored
+    purchase = replace(
+        ev("p1", "u3", ts=23.0, type="purchase"), properties={"price": 10.0, "quantity": 2}
+    )
+    s.insert_events([purchase])
+    counts = s.experiment_counts("exp")
+    assert counts["a"] == VariantCounts(exposed=2, clickers=1, clicks=2)
+    assert counts["b"] == VariantCounts(exposed=1, purchasers=1, revenue=20.0)
+    assert ("a", "click", "hybrid", "cf", 3) in s.attributions_by("exp")
+    assert s.forget_experiment_subjects(["u1", "u2"]) == 6  # 3 exposures + 3 attributions
+    assert s.exposures_of("u1") == {}
+    assert set(s.experiment_counts("exp")) == {"b"}
