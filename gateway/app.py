@@ -95,10 +95,13 @@ def create_app(
         poller = asyncio.create_task(poll_models(services, stores, refreshed))
         erasures = asyncio.create_task(poll_erasures(services, config.erasure_poll_s))
         services.ingest.start()
+        fleet = wiring.stream_runtime(config, services)
+        if fleet is not None:
+            await fleet.start()
         if upstreams is not None:
             wiring.start_sync(config, upstreams, services, on_written=synced)
         app.state.runtime = Runtime(
-            config, services, endpoint, edge, wiring.api_keys(services), upstreams
+            config, services, endpoint, edge, wiring.api_keys(services), upstreams, stream=fleet
         )
         app.state.services, app.state.edge, app.state.upstreams = services, edge, upstreams
         log.info(
@@ -111,6 +114,8 @@ def create_app(
         finally:
             poller.cancel()
             erasures.cancel()
+            if fleet is not None:
+                await fleet.aclose()
             services.ingest.stop()
             await edge.aclose()
             if upstreams is not None:

@@ -218,6 +218,18 @@ class Settings:
     spark_als_max_iter: int = 10
     spark_als_blocks: int = 0  # user/item blocks; 0 = the session's parallelism (its cores)
 
+    # --- event stream and fleet processes (issue 14; docs/FLEET.md) ---
+    # Unset: events are group-committed to the store by the gateway that accepts them (embedded).
+    event_stream_url: str | None = None  # nats://127.0.0.1:4222 (NATS JetStream)
+    event_stream_name: str = "TAILOR_EVENTS"  # the JetStream stream (file storage)
+    event_stream_subject: str = "tailor.events"  # events on <subject>.in, notes on .applied
+    event_stream_consumer: str = "tailor-workers"  # the durable consumer every consumer shares
+    event_stream_ack_wait_s: float = 30.0  # an unacknowledged delivery is redelivered after this
+    event_stream_max_age_h: float = 168.0  # how long the stream keeps messages
+    event_stream_batch: int = 64  # stream messages per fetch (each holds up to 256 KB of events)
+    # The gateway applies events itself; false when only `tailor worker` processes do.
+    event_stream_inline_consumer: bool = True
+
     @property
     def introspection_enabled(self) -> bool:
         return self.introspection and not self.production
@@ -393,6 +405,30 @@ def _validate(s: Settings) -> None:
         )
     if s.erasure_poll_s <= 0:
         raise SettingsError(f"setting 'erasure_poll_s' must be positive, got {s.erasure_poll_s}")
+    _validate_stream(s)
+
+
+def _validate_stream(s: Settings) -> None:
+    if s.event_stream_url is not None and not s.event_stream_url.startswith(
+        ("nats://", "tls://")
+    ):
+        raise SettingsError(
+            f"setting 'event_stream_url' must be a nats:// (or tls://) URL, got {s.event_stream_url!r}"
+        )
+    for name in ("event_stream_ack_wait_s", "event_stream_max_age_h", "event_stream_batch"):
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"setting {name!r} must be positive, got {getattr(s, name)}")
+    for name in ("event_stream_name", "event_stream_consumer"):
+        value = getattr(s, name)
+        if not value or any(c in value for c in " .*>\t"):
+            raise SettingsError(
+                f"setting {name!r} must be a name without spaces, dots, '*' or '>', got {value!r}"
+            )
+    subject = s.event_stream_subject
+    if not subject or any(c in subject for c in " *>") or subject.strip(".") != subject:
+        raise SettingsError(
+            f"setting 'event_stream_subject' must be a NATS subject like 'tailor.events', got {subject!r}"
+        )
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:
