@@ -58,7 +58,9 @@ class StreamRuntime:
             await self.feed.start()
         except StreamUnavailable as exc:
             log.warning("event stream unreachable at start-up (retrying): %s", exc)
-        self._tasks.append(asyncio.create_task(self.feed.run(), name="tailor-applied-feed"))
+        self._tasks.append(
+            asyncio.create_task(self.feed.run(self._stop), name="tailor-applied-feed")
+        )
         if self.consumer is not None:
             self._tasks.append(
                 asyncio.create_task(self.consumer.run(self._stop), name="tailor-stream-consumer")
@@ -81,7 +83,7 @@ class StreamRuntime:
                 await asyncio.wait_for(asyncio.shield(consumer_task), 30)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Bounded: a task stuck in a (re)connect must not hold the shutdown.
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
         await self.stream.close()

@@ -140,8 +140,9 @@ class AppliedFeed:
     def _states(self, keys: list[str]) -> dict[str, ProfileState | None]:
         return {key: self.ingest.profile(key) for key in keys}
 
-    async def run(self) -> None:
-        while True:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Replay notes until ``stop`` is set (resubscribing, from then on, after a failure)."""
+        while not stop.is_set():
             try:
                 notes = self._notes or await self.stream.tail()
                 self._notes = None
@@ -151,7 +152,8 @@ class AppliedFeed:
                     await asyncio.to_thread(self._replay, applied)
             except (StreamUnavailable, StorageError, OSError) as exc:
                 log.warning("applied-note feed interrupted, resubscribing: %s", exc)
-                await asyncio.sleep(self.retry_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.retry_s)
 
     def _replay(self, applied: Applied) -> None:
         self.ingest.replay(applied.events, self._states(applied.profile_keys))

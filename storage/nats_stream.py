@@ -83,9 +83,13 @@ class NatsEventStream:
                     self._nc = await nats.connect(
                         self.url,
                         connect_timeout=2,
-                        max_reconnect_attempts=-1,
+                        # Bounded: a closed connection is reopened by the next call here.
+                        max_reconnect_attempts=5,
                         reconnect_time_wait=0.5,
                         name=f"tailor:{self.stream}",
+                        error_cb=self._on_error,
+                        disconnected_cb=self._on_disconnect,
+                        reconnected_cb=self._on_reconnect,
                     )
                     js = self._nc.jetstream(timeout=self.publish_timeout_s)
                     await self._ensure_stream(js)
@@ -109,6 +113,16 @@ class NatsEventStream:
             await js.stream_info(self.stream)
         except NotFoundError:
             await js.add_stream(config)
+
+    async def _on_error(self, exc: Exception) -> None:
+        # The callers see failures as StreamUnavailable; the client's own errors are detail.
+        log.debug("NATS client error: %r", exc)
+
+    async def _on_disconnect(self) -> None:
+        log.warning("event stream %s disconnected", self.url)
+
+    async def _on_reconnect(self) -> None:
+        log.info("event stream %s reconnected", self.url)
 
     @property
     def connected(self) -> bool:
@@ -184,8 +198,12 @@ class NatsEventStream:
         return [Delivery(decode_events(m.data), int(m.metadata.num_delivered), m) for m in msgs]
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        for d in deliveries:
-            await d.handle.ack()
+        # Confirmed acks (the server answers each): once this returns the deliveries are done,
+        # and the lag says so. A lost ack only means a redelivery the store dedups.
+        try:
+            await asyncio.gather(*(d.handle.ack_sync(timeout=self.publish_timeout_s) for d in deliveries))
+        except (NatsError, OSError, TimeoutError) as exc:
+            raise StreamUnavailable(f"acknowledging deliveries failed: {exc!r}") from exc
 
     async def lag(self) -> StreamLag:
         js = await self._context()
