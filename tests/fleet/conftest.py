@@ -50,13 +50,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-async def stream_names() -> AsyncIterator[StreamNames]:
+def new_stream_names() -> StreamNames:
     tag = secrets.token_hex(4)
-    names = StreamNames(f"TEST_{tag}", f"test.{tag}", f"workers-{tag}")
-    yield names
+    return StreamNames(f"TEST_{tag}", f"test.{tag}", f"workers-{tag}")
+
+
+async def delete_stream(names: StreamNames) -> None:
     stream = names.open()
     try:
         await stream.delete()
     finally:
         await stream.close()
+
+
+@pytest.fixture
+async def stream_names() -> AsyncIterator[StreamNames]:
+    names = new_stream_names()
+    yield names
+    await delete_stream(names)

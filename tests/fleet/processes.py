@@ -36,11 +36,16 @@ def tailor(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     )
 
 
-def serve(data: Path, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    proc = tailor(
+def launch(data: Path, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `tailor serve` (see :func:`ready`)."""
+    return tailor(
         ["serve"], {"TAILOR_DATA_DIR": str(data), "TAILOR_PORT": str(port), **env}, log
     )
-    deadline = time.monotonic() + 90
+
+
+def ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """Wait until the gateway on ``port`` answers /readyz 200."""
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"gateway exited ({proc.returncode}): {log.read_text()[-2000:]}")
@@ -52,6 +57,10 @@ def serve(data: Path, port: int, env: dict[str, str], log: Path) -> subprocess.P
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"gateway did not become ready: {log.read_text()[-2000:]}")
+
+
+def serve(data: Path, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return ready(launch(data, port, env, log), port, log)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

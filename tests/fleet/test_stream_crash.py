@@ -51,16 +51,16 @@ def _check(db: Path, acked: set[str]) -> None:
 async def _stream_until_killed(
     port: int, victim: subprocess.Popen[bytes], acked: set[str], kill_at: int, stop_at: int
 ) -> None:
+    """Stream events; SIGKILL ``victim`` once ``kill_at`` are acknowledged; stop the client at
+    ``stop_at`` acknowledged events (or when the gateway stops answering)."""
     until = asyncio.Event()
 
     async def killer() -> None:
-        while len(acked) < kill_at:
+        while len(acked) < kill_at and not until.is_set():
             await asyncio.sleep(0.01)
         victim.send_signal(signal.SIGKILL)
-        while len(acked) < stop_at and victim is not None:
+        while len(acked) < stop_at and not until.is_set():
             await asyncio.sleep(0.01)
-            if until.is_set():
-                return
         until.set()
 
     async def client() -> None:
