@@ -409,9 +409,7 @@ def _validate(s: Settings) -> None:
 
 
 def _validate_stream(s: Settings) -> None:
-    if s.event_stream_url is not None and not s.event_stream_url.startswith(
-        ("nats://", "tls://")
-    ):
+    if s.event_stream_url is not None and not s.event_stream_url.startswith(("nats://", "tls://")):
         raise SettingsError(
             f"setting 'event_stream_url' must be a nats:// (or tls://) URL, got {s.event_stream_url!r}"
         )

@@ -14,6 +14,7 @@ message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -142,10 +143,8 @@ class NatsEventStream:
     async def delete(self) -> None:
         """Delete the stream and its consumers (tests, and an operator's reset)."""
         js = await self._context()
-        try:
+        with contextlib.suppress(NotFoundError):
             await js.delete_stream(self.stream)
-        except NotFoundError:
-            pass
 
     # ------------------------------------------------------------------ producing
     async def publish(self, events: Sequence[EventRecord]) -> None:
@@ -201,7 +200,9 @@ class NatsEventStream:
         # Confirmed acks (the server answers each): once this returns the deliveries are done,
         # and the lag says so. A lost ack only means a redelivery the store dedups.
         try:
-            await asyncio.gather(*(d.handle.ack_sync(timeout=self.publish_timeout_s) for d in deliveries))
+            await asyncio.gather(
+                *(d.handle.ack_sync(timeout=self.publish_timeout_s) for d in deliveries)
+            )
         except (NatsError, OSError, TimeoutError) as exc:
             raise StreamUnavailable(f"acknowledging deliveries failed: {exc!r}") from exc
 
@@ -239,9 +240,7 @@ class NatsEventStream:
                         continue
                     yield decode_applied(msg.data)
             finally:
-                try:
+                with contextlib.suppress(NatsError, OSError):
                     await sub.unsubscribe()
-                except (NatsError, OSError):
-                    pass
 
         return notes()

@@ -19,6 +19,7 @@ the same derived state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -204,10 +205,8 @@ class MemoryEventStream:
             if out or now >= deadline:
                 return out
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(deadline - now, 0.05))
-            except TimeoutError:
-                pass
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         for d in deliveries:

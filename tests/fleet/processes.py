@@ -38,9 +38,7 @@ def tailor(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 def launch(data: Path, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start `tailor serve` (see :func:`ready`)."""
-    return tailor(
-        ["serve"], {"TAILOR_DATA_DIR": str(data), "TAILOR_PORT": str(port), **env}, log
-    )
+    return tailor(["serve"], {"TAILOR_DATA_DIR": str(data), "TAILOR_PORT": str(port), **env}, log)
 
 
 def ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> subprocess.Popen[bytes]:

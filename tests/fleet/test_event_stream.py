@@ -197,9 +197,9 @@ async def test_the_stream_answers_like_direct_ingestion_and_applies_once(
         state = store.get_profile_state("u1")
         assert state is not None and state["counts"] == {"view": 1}
         ready = (
-            await httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t").get(
-                "/readyz"
-            )
+            await httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://t"
+            ).get("/readyz")
         ).json()
         assert ready["checks"]["event_stream"] is True
         report = ready["event_stream"]

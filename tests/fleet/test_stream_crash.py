@@ -45,7 +45,9 @@ def _check(db: Path, acked: set[str]) -> None:
     missing = acked - set(stored)
     assert not missing, f"{len(missing)} acknowledged events missing"
     assert set(stored.values()) == {1}, "an event was stored twice"
-    assert profile_counts_match_the_log(db) == {}, "a profile applied an event twice (or missed one)"
+    assert profile_counts_match_the_log(db) == {}, (
+        "a profile applied an event twice (or missed one)"
+    )
 
 
 async def _stream_until_killed(
