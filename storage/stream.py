@@ -147,15 +147,22 @@ def decode_events(data: bytes) -> list[EventRecord]:
     return [EventRecord(**ev) for ev in doc["events"]]
 
 
-def encode_applied(applied: Applied) -> bytes:
-    return orjson.dumps(
-        {
-            "v": FORMAT,
-            "origin": applied.origin,
-            "events": [_record_json(ev) for ev in applied.events],
-            "profiles": applied.profile_keys,
-        }
-    )
+def encode_applied(applied: Applied) -> list[bytes]:
+    """The note as messages of bounded size: the events split like :func:`encode_events`; the
+    first message carries every changed profile key (a reader updates profiles first, then
+    counts the events, as the writer's listeners do)."""
+    parts = [decode_events(m) for m in encode_events(applied.events)] or [[]]
+    return [
+        orjson.dumps(
+            {
+                "v": FORMAT,
+                "origin": applied.origin,
+                "events": [_record_json(ev) for ev in events],
+                "profiles": applied.profile_keys if n == 0 else [],
+            }
+        )
+        for n, events in enumerate(parts)
+    ]
 
 
 def decode_applied(data: bytes) -> Applied:
@@ -219,9 +226,9 @@ class MemoryEventStream:
         )
 
     async def announce(self, applied: Applied) -> None:
-        data = encode_applied(applied)
-        for q in self._tails:
-            q.put_nowait(data)
+        for data in encode_applied(applied):
+            for q in self._tails:
+                q.put_nowait(data)
 
     async def tail(self) -> AsyncIterator[Applied]:
         q: asyncio.Queue[bytes] = asyncio.Queue()
