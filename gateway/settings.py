@@ -218,6 +218,14 @@ class Settings:
     spark_als_max_iter: int = 10
     spark_als_blocks: int = 0  # user/item blocks; 0 = the session's parallelism (its cores)
 
+    # --- the PostgreSQL system of record (docs/POSTGRES.md). Unset: the embedded SQLite file
+    # data_dir/tailor.db. Set: postgresql://user:password@host:5432/dbname (migrated at start;
+    # `tailor migrate` does it ahead and copies an existing SQLite store in). ---
+    database_url: str | None = None
+    database_pool_min: int = 1  # connections kept open per process
+    database_pool_max: int = 10  # per process; size the server's max_connections for the fleet
+    database_connect_timeout_s: float = 5.0  # start-up fails with a clear error after this
+
     # --- event stream and fleet processes (issue 14; docs/FLEET.md) ---
     # Unset: events are group-committed to the store by the gateway that accepts them (embedded).
     event_stream_url: str | None = None  # nats://127.0.0.1:4222 (NATS JetStream)
@@ -237,6 +245,11 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "tailor.db"
+
+    @property
+    def database(self) -> str | Path:
+        """Where the store lives: ``database_url`` when set, else the SQLite file ``db_path``."""
+        return self.database_url or self.db_path
 
     @property
     def graphiql_enabled(self) -> bool:
@@ -405,7 +418,29 @@ def _validate(s: Settings) -> None:
         )
     if s.erasure_poll_s <= 0:
         raise SettingsError(f"setting 'erasure_poll_s' must be positive, got {s.erasure_poll_s}")
+    _validate_database(s)
     _validate_stream(s)
+
+
+def _validate_database(s: Settings) -> None:
+    if s.database_url is not None and not s.database_url.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        raise SettingsError(
+            "setting 'database_url' must be a postgresql:// URL "
+            "(e.g. postgresql://tailor@127.0.0.1:5432/tailor); unset it to use SQLite under "
+            "data_dir"
+        )
+    if s.database_pool_min < 1 or s.database_pool_max < s.database_pool_min:
+        raise SettingsError(
+            "settings 'database_pool_min' must be >= 1 and 'database_pool_max' >= it; got "
+            f"{s.database_pool_min}, {s.database_pool_max}"
+        )
+    if s.database_connect_timeout_s <= 0:
+        raise SettingsError(
+            "setting 'database_connect_timeout_s' must be positive, got "
+            f"{s.database_connect_timeout_s}"
+        )
 
 
 def _validate_stream(s: Settings) -> None:

@@ -13,7 +13,7 @@ import functools
 import hashlib
 import hmac
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,6 +65,7 @@ from segments.types import SegmentError
 from storage import open_store
 from storage.spark import SparkConfig
 from storage.stream import EventStream
+from storage.types import Store
 from upstream.service import TraitsView, Upstreams, build_upstreams
 from upstream.sources import parse_field_map
 from upstream.types import UpstreamConfig
@@ -247,6 +248,23 @@ def upstreams(
     return build_upstreams(upstream_configs(settings), transport=transport, clock=clock)
 
 
+# ---------------------------------------------------------------------- store
+def open_configured_store(
+    settings: Settings,
+    *,
+    traits_filter: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+) -> Store:
+    """The configured store: PostgreSQL at ``database_url`` when set, else SQLite under
+    ``data_dir``; migrated to the current schema."""
+    return open_store(
+        settings.database,
+        traits_filter=traits_filter,
+        pool_min=settings.database_pool_min,
+        pool_max=settings.database_pool_max,
+        connect_timeout_s=settings.database_connect_timeout_s,
+    )
+
+
 # ---------------------------------------------------------------------- services
 def build_services(
     settings: Settings,
@@ -264,7 +282,7 @@ def build_services(
     hasher = PiiHasher(settings.pii_traits, pii_salt(settings))
     # Every writer of user rows (identify traits, CRM imports, sync) goes through the store,
     # so hashing there means no configured PII trait reaches the disk in clear.
-    store = open_store(settings.db_path, traits_filter=hasher.hash_traits)
+    store = open_configured_store(settings, traits_filter=hasher.hash_traits)
     catalog = CatalogLookup(store)
     profile_config = ProfileConfig(weights=dict(settings.event_weights))
     ingest = IngestionService(

@@ -1,7 +1,7 @@
 """The one ingestion service behind every entry point (REST, GraphQL, CLI imports).
 
 Flow for a batch: validate every event (rejects are answered, never stored) -> hand the valid
-ones to the writer -> the writer groups whatever batches are waiting into ONE SQLite transaction
+ones to the writer -> the writer groups whatever batches are waiting into ONE store transaction
 (group commit: a single fsync for many requests) that inserts the events (dedup on messageId,
 conflict on a different payload), links identities and updates the affected profiles -> only
 after COMMIT are the waiting callers answered. A crash before COMMIT loses only unacknowledged
@@ -49,9 +49,8 @@ from profiles.types import (
     ProfileConfig,
 )
 from storage.fields import FieldError
-from storage.sqlite import SQLiteStore
 from storage.stream import EventStream, StreamUnavailable
-from storage.types import JSON, EventRecord, anonymous_key
+from storage.types import JSON, EventRecord, Store, anonymous_key
 
 T = TypeVar("T")
 
@@ -80,7 +79,7 @@ class IngestionService:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         *,
         config: IngestConfig | None = None,
         profile_config: ProfileConfig | None = None,

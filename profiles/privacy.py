@@ -37,9 +37,14 @@ import orjson
 from cachetools import TTLCache
 from cryptography.fernet import Fernet, InvalidToken
 
-from storage.privacy import ErasureRow, erase_subject, erasures_since, prune_events_before
-from storage.sqlite import SQLiteStore
-from storage.types import EventRecord, UserRecord, anonymous_key
+from storage.privacy import (
+    ErasureRow,
+    erase_subject,
+    erasures_since,
+    linked_anonymous_ids,
+    prune_events_before,
+)
+from storage.types import EventRecord, Store, UserRecord, anonymous_key
 
 log = logging.getLogger("tailor.privacy")
 
@@ -159,7 +164,7 @@ class PrivacyService:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         *,
         hasher: PiiHasher,
         clock: Callable[[], float] = time.time,
@@ -283,7 +288,7 @@ class PrivacyService:
         return counts, keys
 
     def _profile_keys(self, user_id: str) -> list[str]:
-        return [user_id, *(anonymous_key(a) for a, _u in self._identities(user_id))]
+        return [user_id, *(anonymous_key(a) for a in linked_anonymous_ids(self.store, user_id))]
 
     # ------------------------------------------------------------------ the erasure log
     def erased_at(self, user_id: str) -> float | None:
@@ -362,12 +367,6 @@ class PrivacyService:
         receipt = ErasureReceipt(user_id, counts, self.clock())
         log.info("erased a user: %s", dict(counts))
         return receipt
-
-    def _identities(self, user_id: str) -> list[tuple[str, str]]:
-        rows = self.store._reader().execute(
-            "SELECT anonymous_id, user_id FROM identities WHERE user_id=?", (user_id,)
-        )
-        return [(str(a), str(u)) for a, u in rows]
 
     # ------------------------------------------------------------------ retention
     def prune(self, retention_days: float) -> dict[str, int]:

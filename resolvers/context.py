@@ -24,8 +24,7 @@ from resolvers.cache_control import CacheControlRecorder
 from resolvers.errors import UpstreamUnavailable
 from segments.service import SegmentService
 from storage.fields import json_document
-from storage.sqlite import SQLiteStore
-from storage.types import EventRecord, ItemRecord, UserRecord, anonymous_key
+from storage.types import EventRecord, ItemRecord, Store, UserRecord, anonymous_key
 
 ADMIN_SCOPES = frozenset({"admin", "service"})
 IDENTIFY_EVIDENCE = (
@@ -131,7 +130,7 @@ class Services:
     ``profile_cache`` is the edge layer's cache of profile states (None: read the store).
     """
 
-    store: SQLiteStore
+    store: Store
     ingest: IngestionService
     trending: TrendingModel
     profile_config: ProfileConfig

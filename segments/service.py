@@ -28,7 +28,7 @@ from segments import (
     train_segments,
 )
 from segments.types import ModelNotFound, SegmentError
-from storage.sqlite import SQLiteStore
+from storage.types import Store
 
 log = logging.getLogger("tailor.segments")
 
@@ -45,7 +45,7 @@ class SegmentService:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         root: Path,
         *,
         profile_config: ProfileConfig,

@@ -39,9 +39,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from storage.postgres import PostgresStore
 from storage.sqlite import SQLiteStore
 from storage.timeutil import iso
-from storage.types import ANONYMOUS_PREFIX, StorageError
+from storage.types import ANONYMOUS_PREFIX, StorageError, Store
 
 LAKE_FORMAT = 1
 MANIFEST = "_tailor_lake.json"
@@ -223,54 +224,70 @@ def _exclusive(root: Path) -> Iterator[None]:
 class LakeExporter:
     """Exports one store to one lake directory (see the module docstring)."""
 
-    def __init__(self, store: SQLiteStore, root: str | Path) -> None:
+    def __init__(self, store: Store, root: str | Path) -> None:
         self.store = store
         self.root = Path(root)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
+        """Batches of ``sql``'s rows (``?`` placeholders) on a connection of their own."""
+        if isinstance(self.store, PostgresStore):
+            yield from self.store.scan(sql.replace("?", "%s"), params, _BATCH_ROWS)
+            return
+        if not isinstance(self.store, SQLiteStore):
+            raise LakeError(f"unsupported store backend: {type(self.store).__name__}")
+        conn = self.store._connect()
+        try:
+            cur = conn.execute(sql, params)
+            while rows := cur.fetchmany(_BATCH_ROWS):
+                yield rows
+        finally:
+            conn.close()
 
     # ------------------------------------------------------------------ events
     def day_fingerprints(self, first_day: int | None, last_day: int | None) -> dict[int, list[int]]:
         """``{day: [events, sum of seq, anonymous-profile events]}`` for the days with events."""
         lo = -(2**62) if first_day is None else first_day * DAY
         hi = 2**62 if last_day is None else (last_day + 1) * DAY
-        conn = self.store._connect()
-        try:
-            rows = conn.execute(
-                "SELECT CAST(ts / ? AS INTEGER) AS d, count(*), sum(seq), "
-                "sum(substr(profile_key, 1, ?) = ?) FROM events WHERE ts >= ? AND ts < ? "
-                "GROUP BY d ORDER BY d",
+        # The day of a timestamp: SQLite's CAST truncates, PostgreSQL's rounds (so: floor).
+        day = (
+            "CAST(floor(ts / ?) AS BIGINT)"
+            if isinstance(self.store, PostgresStore)
+            else "CAST(ts / ? AS INTEGER)"
+        )
+        rows = [
+            row
+            for batch in self._rows(
+                f"SELECT {day} AS d, count(*), sum(seq), "
+                "sum(CASE WHEN substr(profile_key, 1, ?) = ? THEN 1 ELSE 0 END) FROM events "
+                "WHERE ts >= ? AND ts < ? GROUP BY d ORDER BY d",
                 (DAY, len(ANONYMOUS_PREFIX), ANONYMOUS_PREFIX, lo, hi),
-            ).fetchall()
-        finally:
-            conn.close()
+            )
+            for row in batch
+        ]
         return {int(d): [int(n), int(s), int(a)] for d, n, s, a in rows}
 
     def _event_batches(self, day: int, tally: list[int]) -> Iterator[pa.RecordBatch]:
-        conn = self.store._connect()
-        try:
-            cur = conn.execute(
-                "SELECT seq,message_id,type,profile_key,user_id,anonymous_id,item_id,session_id,"
-                "channel,ts,received_at,properties,flags FROM events WHERE ts >= ? AND ts < ? "
-                "ORDER BY ts, seq",
-                (day * DAY, (day + 1) * DAY),
+        for rows in self._rows(
+            "SELECT seq,message_id,type,profile_key,user_id,anonymous_id,item_id,session_id,"
+            "channel,ts,received_at,properties,flags FROM events WHERE ts >= ? AND ts < ? "
+            "ORDER BY ts, seq",
+            (day * DAY, (day + 1) * DAY),
+        ):
+            cols = list(zip(*rows, strict=True))
+            tally[0] += len(rows)
+            tally[1] += sum(cols[0])
+            tally[2] += sum(1 for key in cols[3] if key.startswith(ANONYMOUS_PREFIX))
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(cols[0], pa.int64()),
+                    *(pa.array(cols[i], pa.string()) for i in range(1, 9)),
+                    _micros(cols[9]),
+                    _micros(cols[10]),
+                    pa.array(cols[11], pa.string()),
+                    pa.array(cols[12], pa.int32()),
+                ],
+                schema=EVENTS_SCHEMA,
             )
-            while rows := cur.fetchmany(_BATCH_ROWS):
-                cols = list(zip(*rows, strict=True))
-                tally[0] += len(rows)
-                tally[1] += sum(cols[0])
-                tally[2] += sum(1 for key in cols[3] if key.startswith(ANONYMOUS_PREFIX))
-                yield pa.RecordBatch.from_arrays(
-                    [
-                        pa.array(cols[0], pa.int64()),
-                        *(pa.array(cols[i], pa.string()) for i in range(1, 9)),
-                        _micros(cols[9]),
-                        _micros(cols[10]),
-                        pa.array(cols[11], pa.string()),
-                        pa.array(cols[12], pa.int32()),
-                    ],
-                    schema=EVENTS_SCHEMA,
-                )
-        finally:
-            conn.close()
 
     def export_events(
         self,
@@ -339,14 +356,6 @@ class LakeExporter:
         return True
 
     # ------------------------------------------------------------------ snapshots
-    def _rows(self, sql: str) -> Iterator[list[tuple[Any, ...]]]:
-        conn = self.store._connect()
-        try:
-            cur = conn.execute(sql)
-            while rows := cur.fetchmany(_BATCH_ROWS):
-                yield rows
-        finally:
-            conn.close()
 
     def _item_batches(self) -> Iterator[pa.RecordBatch]:
         for rows in self._rows(

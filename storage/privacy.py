@@ -1,49 +1,49 @@
-"""Privacy operations on the SQLite store: erasure (and its log), retention, and API-key rows.
+"""Privacy operations on any store: erasure (and its log), retention, and API-key rows.
 
-Kept apart from ``storage/sqlite.py`` (which owns the general read/write paths) because these
-operations share one concern: data must be *gone* afterwards, not merely unreachable. SQLite
-keeps deleted rows in free pages and old page images in the WAL, so erasure turns on
+Kept apart from the backends' general read/write paths because these operations share one
+concern: data must be *gone* afterwards, not merely unreachable. Each function takes a
+:class:`storage.types.Store` and runs the backend's own way of doing it (the SQLite code is
+here; PostgreSQL's lives in ``storage/postgres.py``), so callers never know the backend.
+
+SQLite keeps deleted rows in free pages and old page images in the WAL, so erasure turns on
 ``secure_delete`` (deleted content is overwritten with zeros) and checkpoints the WAL with
-``TRUNCATE`` so no frame holding the old pages survives on disk.
+``TRUNCATE`` so no frame holding the old pages survives on disk. PostgreSQL deletes the rows in
+one transaction; dead tuples leave the table files at the next (auto)vacuum (docs/POSTGRES.md).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from storage.postgres import PostgresStore
 from storage.sqlite import SQLiteStore
-from storage.types import anonymous_key
+from storage.types import ApiKeyRow, ErasureRow, Store, anonymous_key
+
+__all__ = [
+    "ApiKeyRow",
+    "ErasureRow",
+    "checkpoint",
+    "erase_subject",
+    "erasures_since",
+    "get_api_key",
+    "insert_api_key",
+    "linked_anonymous_ids",
+    "list_api_keys",
+    "prune_events_before",
+    "revoke_api_key",
+    "vacuum",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class ApiKeyRow:
-    """An API key as stored: ``secret_hash`` is the SHA-256 hex of the secret part."""
-
-    id: str
-    name: str
-    scopes: tuple[str, ...]
-    secret_hash: str
-    created_at: float
-    revoked_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ErasureRow:
-    """One erasure in the log (``seq`` is 0 before it is written).
-
-    ``subject`` is a keyed digest of the user id and ``sealed`` the encrypted profile keys: the
-    log names nobody in clear (``profiles/privacy.py`` makes and reads both)."""
-
-    seq: int
-    subject: str
-    sealed: str
-    erased_at: float
+def _sqlite(store: Store) -> SQLiteStore:
+    if not isinstance(store, SQLiteStore):
+        raise TypeError(f"unsupported store backend: {type(store).__name__}")
+    return store
 
 
 def erase_subject(
-    store: SQLiteStore,
+    store: Store,
     user_id: str,
     *,
     record: ErasureRow | None = None,
@@ -56,6 +56,9 @@ def erase_subject(
     ``log_kept_since`` are dropped. Returns rows deleted per table (the log is not counted).
     One transaction; then the WAL is checkpointed (truncated).
     """
+    if isinstance(store, PostgresStore):
+        return store.erase_subject(user_id, record=record, log_kept_since=log_kept_since)
+    lite = _sqlite(store)
 
     def write(conn: sqlite3.Connection) -> dict[str, int]:
         if record is not None:
@@ -81,19 +84,21 @@ def erase_subject(
         counts["users"] = _delete_in(conn, "users", [("id", [user_id])])
         return counts
 
-    with store._write_lock:
-        _secure_delete(store)
-        counts: dict[str, int] = store._transaction(write)
-        checkpoint(store)
+    with lite._write_lock:
+        _secure_delete(lite)
+        counts: dict[str, int] = lite._transaction(write)
+        checkpoint(lite)
     return counts
 
 
 def erasures_since(
-    store: SQLiteStore, after_seq: int, *, not_before: float = 0.0
+    store: Store, after_seq: int, *, not_before: float = 0.0
 ) -> tuple[int, list[ErasureRow]]:
     """(the log's newest seq, the rows after ``after_seq`` up to it with ``erased_at >=
     not_before``): the caller's next cursor is the returned seq, so no row is skipped."""
-    conn = store._reader()
+    if isinstance(store, PostgresStore):
+        return store.erasures_since(after_seq, not_before=not_before)
+    conn = _sqlite(store)._reader()
     top = int(conn.execute("SELECT coalesce(max(seq), 0) FROM erasures").fetchone()[0])
     rows = conn.execute(
         "SELECT seq, subject, sealed, erased_at FROM erasures "
@@ -122,25 +127,45 @@ def _secure_delete(store: SQLiteStore) -> None:
     store._writer.execute("PRAGMA secure_delete=ON")
 
 
+def linked_anonymous_ids(store: Store, user_id: str) -> list[str]:
+    """The anonymous ids linked to ``user_id`` (by accepted identify events)."""
+    if isinstance(store, PostgresStore):
+        return store.linked_anonymous_ids(user_id)
+    rows = (
+        _sqlite(store)
+        ._reader()
+        .execute("SELECT anonymous_id FROM identities WHERE user_id=?", (user_id,))
+    )
+    return [str(r[0]) for r in rows]
+
+
 def checkpoint(store: SQLiteStore) -> None:
     """Copy the WAL into the database file and truncate it (old page images leave the disk)."""
     with store._write_lock:
         store._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def vacuum(store: SQLiteStore) -> None:
-    """Rebuild the database file (drops free pages entirely; slow on big files)."""
+def vacuum(store: Store) -> None:
+    """SQLite: rebuild the database file (drops free pages entirely; slow on big files).
+    PostgreSQL: ``VACUUM`` the tables holding personal data."""
+    if isinstance(store, PostgresStore):
+        store.vacuum()
+        return
+    store = _sqlite(store)
     with store._write_lock:
         store._writer.execute("VACUUM")
         store._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def prune_events_before(store: SQLiteStore, before_ts: float) -> dict[str, int]:
+def prune_events_before(store: Store, before_ts: float) -> dict[str, int]:
     """Delete events with ``ts < before_ts`` and the profiles left without any event.
 
     Returns ``{"events": n, "profiles": m}``. Profiles of people who still have events are
     kept (they are rebuilt from the log by ``tailor profiles rebuild`` if exact windows matter).
     """
+    if isinstance(store, PostgresStore):
+        return store.prune_events_before(before_ts)
+    lite = _sqlite(store)
 
     def write(conn: sqlite3.Connection) -> dict[str, int]:
         events = conn.execute("DELETE FROM events WHERE ts < ?", (before_ts,)).rowcount
@@ -149,16 +174,19 @@ def prune_events_before(store: SQLiteStore, before_ts: float) -> dict[str, int]:
         ).rowcount
         return {"events": int(events), "profiles": int(profiles)}
 
-    with store._write_lock:
-        _secure_delete(store)
-        counts: dict[str, int] = store._transaction(write)
-        checkpoint(store)
+    with lite._write_lock:
+        _secure_delete(lite)
+        counts: dict[str, int] = lite._transaction(write)
+        checkpoint(lite)
     return counts
 
 
 # ---------------------------------------------------------------------- API keys
-def insert_api_key(store: SQLiteStore, row: ApiKeyRow) -> None:
-    store._transaction(
+def insert_api_key(store: Store, row: ApiKeyRow) -> None:
+    if isinstance(store, PostgresStore):
+        store.insert_api_key(row)
+        return
+    _sqlite(store)._transaction(
         lambda conn: conn.execute(
             "INSERT INTO api_keys(id,name,scopes,secret_hash,created_at,revoked_at) "
             "VALUES (?,?,?,?,?,?)",
@@ -174,8 +202,10 @@ def insert_api_key(store: SQLiteStore, row: ApiKeyRow) -> None:
     )
 
 
-def revoke_api_key(store: SQLiteStore, key_id: str, now: float) -> bool:
+def revoke_api_key(store: Store, key_id: str, now: float) -> bool:
     """Mark a key revoked; False when no active key has this id."""
+    if isinstance(store, PostgresStore):
+        return store.revoke_api_key(key_id, now)
 
     def write(conn: sqlite3.Connection) -> int:
         return int(
@@ -184,12 +214,16 @@ def revoke_api_key(store: SQLiteStore, key_id: str, now: float) -> bool:
             ).rowcount
         )
 
-    return bool(store._transaction(write))
+    return bool(_sqlite(store)._transaction(write))
 
 
-def get_api_key(store: SQLiteStore, key_id: str) -> ApiKeyRow | None:
+def get_api_key(store: Store, key_id: str) -> ApiKeyRow | None:
+    if isinstance(store, PostgresStore):
+        found = store.api_key_rows(key_id)
+        return _key(found[0]) if found else None
     row = (
-        store._reader()
+        _sqlite(store)
+        ._reader()
         .execute(
             "SELECT id,name,scopes,secret_hash,created_at,revoked_at FROM api_keys WHERE id=?",
             (key_id,),
@@ -199,9 +233,15 @@ def get_api_key(store: SQLiteStore, key_id: str) -> ApiKeyRow | None:
     return None if row is None else _key(row)
 
 
-def list_api_keys(store: SQLiteStore) -> list[ApiKeyRow]:
-    rows = store._reader().execute(
-        "SELECT id,name,scopes,secret_hash,created_at,revoked_at FROM api_keys ORDER BY created_at"
+def list_api_keys(store: Store) -> list[ApiKeyRow]:
+    if isinstance(store, PostgresStore):
+        return [_key(r) for r in store.api_key_rows()]
+    rows = (
+        _sqlite(store)
+        ._reader()
+        .execute(
+            "SELECT id,name,scopes,secret_hash,created_at,revoked_at FROM api_keys ORDER BY created_at"
+        )
     )
     return [_key(r) for r in rows]
 

@@ -9,7 +9,8 @@ Error hierarchy (mapped to HTTP/GraphQL in ``gateway/errors.py``)::
     StorageError
     ├── NotFound
     ├── IntegrityConflict     (same messageId, different payload)
-    └── SchemaError           (database newer than this code, or a failed migration)
+    ├── SchemaError           (database newer than this code, or a failed migration)
+    └── StoreUnavailable      (the database server cannot be reached, or refuses us)
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class IntegrityConflict(StorageError):
 
 class SchemaError(StorageError):
     pass
+
+
+class StoreUnavailable(StorageError):
+    """The configured database cannot be reached or refuses the connection (the message says
+    which, with the URL's password redacted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +184,74 @@ class ProfileStore(Protocol):
     def replace_profile_states(self, states: Mapping[str, JSON]) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ApiKeyRow:
+    """An API key as stored: ``secret_hash`` is the SHA-256 hex of the secret part."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    secret_hash: str
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureRow:
+    """One erasure in the log (``seq`` is 0 before it is written).
+
+    ``subject`` is a keyed digest of the user id and ``sealed`` the encrypted profile keys: the
+    log names nobody in clear (``profiles/privacy.py`` makes and reads both)."""
+
+    seq: int
+    subject: str
+    sealed: str
+    erased_at: float
+
+
 class Store(CatalogStore, UserStore, EventStore, ProfileStore, Protocol):
-    """Everything the gateway needs from persistence; one backend implements all of it."""
+    """Everything the gateway needs from persistence; each backend implements all of it.
+
+    Backends: ``storage.sqlite.SQLiteStore`` (embedded, the default) and
+    ``storage.postgres.PostgresStore``; :func:`storage.open_store` picks one. Privacy operations
+    (erasure, its log, retention, API keys) are functions of ``storage.privacy`` taking a store.
+    Callers outside ``storage/`` know only this protocol.
+    """
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version the database is at (``len(storage.migrations.MIGRATIONS)``)."""
+
+    @property
+    def last_profile_version(self) -> float:
+        """The version this store object gave the profiles of its latest write."""
 
     def close(self) -> None: ...
 
-    def ping(self) -> bool: ...
+    def ping(self) -> bool:
+        """True when the database answers a trivial query (``/readyz``)."""
+
+    def items_updated_since(self, since: float) -> list[ItemRecord]:
+        """Items written after ``since`` (UTC epoch seconds), e.g. by another process."""
+
+    def get_profile_versions(self, keys: Sequence[str]) -> dict[str, float]:
+        """The version of each stored profile among ``keys``: it changes on every write of that
+        profile by any process, so an in-memory copy can be checked against it."""
+
+    def get_profile_states(self, keys: Sequence[str]) -> dict[str, JSON]:
+        """The stored states of the profiles among ``keys`` (missing ones are absent)."""
+
+    def event_profile_keys(self) -> list[str]:
+        """Every profile key that has at least one stored event."""
+
+    def get_meta(self, key: str) -> str | None:
+        """A value of the key/value metadata table (sync cursors, demo parameters)."""
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def put_persisted_queries(self, rows: Sequence[tuple[str, str, str | None]]) -> int:
+        """Register ``(sha256 hex, query, operation name)`` rows; returns how many were new."""
+
+    def get_persisted_query(self, sha256: str) -> str | None: ...
+
+    def count_persisted_queries(self) -> int: ...

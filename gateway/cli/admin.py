@@ -91,7 +91,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_persisted_queries(args: argparse.Namespace) -> int:
     from gateway.edge.apq import parse_manifest
-    from storage import open_store
+    from gateway.wiring import open_configured_store
 
     settings = settings_from(args)
     try:
@@ -100,7 +100,7 @@ def cmd_persisted_queries(args: argparse.Namespace) -> int:
         console.print(f"[red]{args.file}: {exc}[/red]")
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.db_path)
+    store = open_configured_store(settings)
     try:
         added = store.put_persisted_queries(rows)
         console.print(
@@ -114,11 +114,11 @@ def cmd_persisted_queries(args: argparse.Namespace) -> int:
 
 def cmd_apikey(args: argparse.Namespace) -> int:
     from gateway.security.apikeys import ApiKeyError, ApiKeyRegistry
-    from storage import open_store
+    from gateway.wiring import open_configured_store
 
     settings = settings_from(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.db_path)
+    store = open_configured_store(settings)
     try:
         registry = ApiKeyRegistry(store)
         if args.action == "create":

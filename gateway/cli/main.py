@@ -12,12 +12,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import admin, data, lake, serve, train, worker
+from gateway.cli import admin, data, db, lake, serve, train, worker
 from gateway.cli.common import common_options, console
 from gateway.settings import SettingsError
 from storage.types import StorageError
 
-GROUPS = (serve, data, train, lake, admin, worker)
+GROUPS = (serve, data, train, lake, admin, db, worker)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ APQ (``extensions.persistedQuery = {"version": 1, "sha256Hash": "<64 hex>"}``), 
 * hash + query       -> the hash must be the sha256 of the query (else 400), then it registers.
 
 Safelist mode (``persisted_queries_safelist``): only operations registered with
-``tailor persisted-queries register FILE`` (stored in SQLite) run; registering through APQ and
+``tailor persisted-queries register FILE`` (kept in the store) run; registering through APQ and
 free-form queries are refused (400 ``PERSISTED_QUERY_NOT_IN_LIST``).
 """
 

@@ -36,7 +36,7 @@ from storage.privacy import (
     list_api_keys,
     revoke_api_key,
 )
-from storage.sqlite import SQLiteStore
+from storage.types import Store
 
 PREFIX = "tk_"
 SCOPES = ("admin", "service", "read")
@@ -73,9 +73,9 @@ def _public(row: ApiKeyRow) -> ApiKey:
 
 
 class ApiKeyRegistry:
-    """Create, revoke, list and verify API keys stored in the SQLite store."""
+    """Create, revoke, list and verify API keys stored in the store."""
 
-    def __init__(self, store: SQLiteStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
 

@@ -12,6 +12,7 @@ from profiles.ingest import IngestionService
 from profiles.state import ProfileState
 from profiles.types import ProfileConfig
 from storage import open_store
+from tests.pg import pg_empty, pg_url, store_target
 from tests.conftest import NOW
 
 CATS = {f"i{k}": (["Shoes", "Bags", "Dresses"][k % 3],) for k in range(20)}
@@ -81,8 +82,8 @@ def snapshot(service: IngestionService, keys: list[str]) -> dict[str, dict]:  # 
     return out
 
 
-def test_incremental_equals_rebuild(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "t.db")
+def test_incremental_equals_rebuild(store_target: str | Path) -> None:
+    store = open_store(store_target)
     service = IngestionService(
         store,
         categories=lambda i: CATS.get(i, ()),
@@ -103,6 +104,7 @@ def test_incremental_equals_rebuild(tmp_path: Path) -> None:
     assert store.get_profile_state("anon:anon-x") is None
     assert service.rebuild_profiles() == 3
     assert snapshot(service, keys) == live
+    store.close()
 
 
 def test_merge_is_commutative() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,8 +29,7 @@ from storage.lake import (
     read_manifest,
 )
 from storage.privacy import prune_events_before
-from storage.sqlite import SQLiteStore
-from storage.types import EventRecord, ItemRecord, UserRecord, anonymous_key
+from storage.types import EventRecord, ItemRecord, Store, UserRecord, anonymous_key
 
 DAY = 86_400.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -51,8 +51,9 @@ def event(n: int, key: str, etype: str, ts: float, **kw: object) -> EventRecord:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    s = open_store(tmp_path / "tailor.db")
+def store(store_target: str | Path) -> Iterator[Store]:
+    """The same store on SQLite and on PostgreSQL (``store_target`` is parametrized)."""
+    s = open_store(store_target)
     s.upsert_items(
         [
             ItemRecord(
@@ -92,14 +93,14 @@ def store(tmp_path: Path) -> SQLiteStore:
     s.close()
 
 
-def export(store: SQLiteStore, root: Path, **kw: object) -> object:
+def export(store: Store, root: Path, **kw: object) -> object:
     rows = [("u1", {"engagement_score": 3.5, "views_7d": 2.0}), ("anon:a1", {"views_7d": 1.0})]
     return LakeExporter(store, root).export(
         as_of=T0 + 10 * DAY, profile_features=rows, feature_names=FEATURES, **kw
     )
 
 
-def store_events(store: SQLiteStore) -> dict[str, EventRecord]:
+def store_events(store: Store) -> dict[str, EventRecord]:
     return {ev.message_id: ev for ev in store.iter_events()}
 
 
@@ -107,7 +108,7 @@ def lake_events(root: Path) -> pa.Table:
     return ds.dataset(root / "events", format="parquet", partitioning="hive").to_table()
 
 
-def test_export_reads_back_with_pyarrow_like_the_store(store: SQLiteStore, tmp_path: Path) -> None:
+def test_export_reads_back_with_pyarrow_like_the_store(store: Store, tmp_path: Path) -> None:
     root = tmp_path / "lake"
     result = export(store, root)
     stored = store_events(store)
@@ -161,7 +162,7 @@ def test_export_reads_back_with_pyarrow_like_the_store(store: SQLiteStore, tmp_p
     assert [p.name for p in leftovers] == [".lock"]
 
 
-def test_reexport_rewrites_only_changed_days(store: SQLiteStore, tmp_path: Path) -> None:
+def test_reexport_rewrites_only_changed_days(store: Store, tmp_path: Path) -> None:
     root = tmp_path / "lake"
     first = export(store, root)
     assert len(first.partitions_written) == 4  # type: ignore[attr-defined]
@@ -204,7 +205,7 @@ def test_reexport_rewrites_only_changed_days(store: SQLiteStore, tmp_path: Path)
 
 
 def test_interrupted_export_resumes(
-    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "lake"
     import storage.lake as lake
