@@ -2,6 +2,7 @@
 
 Pure machinery (stdlib + cachetools): the gateway's edge-cache middleware uses
 ``ResponseCache``; the profile cache uses ``ObjectCache``; resolvers feed ``compute_policy``.
+``cache.redis_tier`` (redis-py, imported only by the wiring) is the fleet's shared level.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cache.types import (
     FieldFact,
     LookupState,
     ResponseStats,
+    SharedLevel,
     UpstreamError,
     XCacheState,
 )
@@ -42,6 +44,7 @@ __all__ = [
     "PurgeFence",
     "ResponseCache",
     "ResponseStats",
+    "SharedLevel",
     "SingleFlight",
     "TagIndex",
     "UpstreamError",

@@ -29,6 +29,14 @@ What ``compute`` must return (the contract the edge middleware implements):
 
 ``compute`` may run in a background task after the request that supplied it has finished
 (revalidation), so it must not use request-scoped resources such as an ASGI ``receive``.
+
+A ``shared`` level (``cache.types.SharedLevel``, e.g. Redis) sits under this one: a local miss
+of a key that is not PRIVATE reads it before computing (a servable entry is adopted with its
+original ``stored_at``, so ages and SWR windows stay those of the first store); a miss there
+takes a lease so that one instance of the fleet computes while the others wait (bounded) for
+its answer; storable answers are written to both levels, PRIVATE ones only here. Purges drop
+the shared level's entries and are announced to every instance (``fleet=False`` applies one
+received from another instance locally only). A revalidation only adopts a FRESH shared copy.
 """
 
 from __future__ import annotations
@@ -39,9 +47,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cache.singleflight import SingleFlight
-from cache.tags import PurgeFence, TagIndex
+from cache.tags import Fill, PurgeFence, TagIndex
 from cache.ttl import BoundedTTLCache, RemovalCause
 from cache.types import (
     CachedResponse,
@@ -50,6 +59,7 @@ from cache.types import (
     CacheStats,
     LookupState,
     ResponseStats,
+    SharedLevel,
     UpstreamError,
     XCacheState,
 )
@@ -78,13 +88,16 @@ class _Outcome:
     entry: CachedResponse | None
     state: XCacheState
     shareable: bool  # may be handed to callers that joined the flight
+    revalidate: bool = False  # a STALE copy adopted from the shared level: refresh it
 
 
 class ResponseCache:
     """Byte-bounded, tag-purgeable store of ``CachedResponse`` with SWR and stale-if-error.
 
     ``timer``: seconds, default ``time.monotonic`` (entries' ``stored_at`` use it too).
-    One instance per event loop; not thread-safe.
+    One instance per event loop; not thread-safe. ``shared``: the fleet's level under this one
+    (see the module docstring); its entries carry the producer's ``stored_at``, so the timer
+    must then be the wall clock of every instance (the app's clock).
     """
 
     def __init__(
@@ -92,8 +105,11 @@ class ResponseCache:
         max_bytes: int = DEFAULT_MAX_BYTES,
         *,
         timer: Callable[[], float] = time.monotonic,
+        shared: SharedLevel | None = None,
     ) -> None:
         self._timer = timer
+        self._shared = shared
+        self._shared_purges: set[asyncio.Task[int]] = set()
         self._tags: TagIndex[str] = TagIndex()
         self._store: BoundedTTLCache[str, CachedResponse] = BoundedTTLCache(
             max_bytes, sizeof=lambda e: e.nbytes, timer=timer, on_remove=self._removed
@@ -184,27 +200,49 @@ class ResponseCache:
         self._tags.add(key, entry.tags)
         return True
 
-    def purge_tags(self, tags: Iterable[str]) -> int:
-        """Drop every entry carrying one of ``tags``; returns how many were dropped.
+    def purge_tags(
+        self, tags: Iterable[str], *, fleet: bool = True, note: Mapping[str, Any] | None = None
+    ) -> int:
+        """Drop every entry carrying one of ``tags``; returns how many were dropped here.
 
-        Loads in flight whose answers carry a purged tag will not store them.
+        Loads in flight whose answers carry a purged tag will not store them. With a shared
+        level and ``fleet``, its entries go too and every instance is told (with ``note``).
         """
         tag_list = list(tags)
         self._fence.purged_tags(tag_list)
+        if fleet:
+            self._purge_shared("tags", tag_list, note)
         return sum(self._store.delete(key) for key in self._tags.invalidate(tag_list))
 
-    def purge_keys(self, keys: Iterable[str]) -> int:
+    def purge_keys(self, keys: Iterable[str], *, fleet: bool = True) -> int:
         """Drop these keys (and fence their loads in flight); returns how many were dropped."""
         key_list = list(keys)
         self._fence.purged_keys(key_list)
+        if fleet:
+            self._purge_shared("keys", key_list, None)
         return sum(self._store.delete(key) for key in key_list)
 
-    def purge_all(self) -> int:
+    def purge_all(self, *, fleet: bool = True, note: Mapping[str, Any] | None = None) -> int:
         """Drop everything (and fence every load in flight); returns how many were dropped."""
         self._fence.purged_all()
+        if fleet:
+            self._purge_shared("all", [], note)
         count = len(self._store)
         self._store.clear()
         return count
+
+    def _purge_shared(self, mode: str, names: list[str], note: Mapping[str, Any] | None) -> None:
+        if self._shared is None or (mode != "all" and not names):
+            return
+        task = asyncio.ensure_future(self._shared.purge(mode, names, note))
+        self._shared_purges.add(task)
+        task.add_done_callback(self._shared_purges.discard)
+
+    async def flush_shared(self) -> None:
+        """Wait until the purges sent to the shared level so far have reached it (and the
+        fleet); later ones are not waited for, so steady purging cannot starve a reader."""
+        if self._shared_purges:
+            await asyncio.gather(*list(self._shared_purges), return_exceptions=True)
 
     @property
     def store_stats(self) -> CacheStats:
@@ -256,13 +294,30 @@ class ResponseCache:
                 return outcome.entry, outcome.state
             # The leader's answer was for its caller only: compute our own, unshared.
             outcome = await self._fill(key, compute, scope, on_error)
+        if outcome.revalidate:
+            self._start_revalidation(key, compute, scope, on_error)
         return outcome.entry, outcome.state
 
     async def _fill(
-        self, key: str, compute: Compute, scope: CacheScope, on_error: ErrorHook | None
+        self,
+        key: str,
+        compute: Compute,
+        scope: CacheScope,
+        on_error: ErrorHook | None,
+        *,
+        revalidating: bool = False,
     ) -> _Outcome:
         fill = self._fence.begin(key)
+        shared = self._shared if scope is not CacheScope.PRIVATE else None
+        lease: Any = None
+        since_ms = 0
         try:
+            if shared is not None:
+                found, since_ms, lease = await self._from_shared(
+                    shared, key, scope, fill, accept_stale=not revalidating
+                )
+                if found is not None:
+                    return found
             try:
                 entry = await compute()
             except Exception as exc:
@@ -276,6 +331,9 @@ class ResponseCache:
             if entry is not None and self.is_storable(entry, scope):
                 if fill.may_store(entry.tags):
                     self.store(key, entry)
+                    if shared is not None:
+                        ttl = entry.policy.retention - (self._timer() - entry.stored_at)
+                        await shared.put(key, entry, scope, ttl, since_ms)
                 else:
                     self.stats.not_stored += 1  # purged while computing: serve, don't keep
                 return _Outcome(entry, XCacheState.MISS, shareable=True)
@@ -284,7 +342,59 @@ class ResponseCache:
             self.stats.not_stored += 1
             return _Outcome(entry, XCacheState.MISS, shareable=False)
         finally:
+            if lease is not None and shared is not None:
+                await shared.release(lease)
             self._fence.end(fill)
+
+    async def _from_shared(
+        self,
+        shared: SharedLevel,
+        key: str,
+        scope: CacheScope,
+        fill: Fill[str],
+        *,
+        accept_stale: bool,
+    ) -> tuple[_Outcome | None, int, Any]:
+        """(an answer adopted from the shared level, its clock, a lease held on a miss)."""
+        if self._shared_purges:  # our own purges reach the shared level before we read it
+            await self.flush_shared()
+        entry, since_ms = await shared.lookup(key)
+        found = self._adopt(key, entry, scope, fill, accept_stale)
+        if found is not None:
+            return found, since_ms, None
+        lease = await shared.acquire(key)
+        if lease is None:  # another instance computes it: take its answer, or compute
+            found = self._adopt(key, await shared.wait_for(key), scope, fill, accept_stale)
+        return found, since_ms, lease
+
+    def _adopt(
+        self,
+        key: str,
+        entry: CachedResponse | None,
+        scope: CacheScope,
+        fill: Fill[str],
+        accept_stale: bool,
+    ) -> _Outcome | None:
+        """Keep a shared entry here (any servable state: a stale-if-error copy helps a
+        failing compute too); the outcome when it answers this miss."""
+        if (
+            entry is None
+            or not self.is_storable(entry, scope)
+            or entry.policy.scope is CacheScope.PRIVATE
+            or not fill.may_store(entry.tags)  # purged while it was read
+        ):
+            return None
+        state = self.state_of(entry)
+        if state is LookupState.MISS:
+            return None
+        self.store(key, entry)
+        if state is LookupState.FRESH:
+            self.stats.shared_hits += 1
+            return _Outcome(entry, XCacheState.HIT, shareable=True)
+        if state is LookupState.STALE and accept_stale:
+            self.stats.shared_hits += 1
+            return _Outcome(entry, XCacheState.STALE, shareable=True, revalidate=True)
+        return None
 
     def _serve_stale(
         self, key: str, failure: BaseException, on_error: ErrorHook | None
@@ -313,7 +423,9 @@ class ResponseCache:
         self, key: str, compute: Compute, scope: CacheScope, on_error: ErrorHook | None
     ) -> None:
         try:
-            await self._flights.do(key, lambda: self._fill(key, compute, scope, on_error))
+            await self._flights.do(
+                key, lambda: self._fill(key, compute, scope, on_error, revalidating=True)
+            )
         except Exception as exc:
             # Nothing left to serve in its place (the stale copy expired or was purged).
             _report(on_error, key, exc)
@@ -329,6 +441,7 @@ class ResponseCache:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._flights.aclose()
+        await self.flush_shared()
 
 
 def _report(on_error: ErrorHook | None, key: str, failure: BaseException) -> None:

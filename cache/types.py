@@ -13,8 +13,9 @@ default, so it is only comparable within one process; never put it on the wire a
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 class CacheError(Exception):
@@ -207,3 +208,41 @@ class ResponseStats:
     coalesced: int = 0  # joined another request's in-flight compute
     revalidations: int = 0  # background refreshes started
     not_stored: int = 0  # compute answers passed through without storing
+    shared_hits: int = 0  # local misses answered from the shared level (Redis)
+
+
+class SharedLevel(Protocol):
+    """A cache level shared by every instance of a fleet, under each in-process
+    ``ResponseCache`` (``cache.redis_tier.RedisTier``). Every method answers "nothing" (a miss,
+    no lease, ``False``, ``0``) rather than raising when the level is unavailable, so the
+    in-process tier keeps serving. Times: ``ttl_s`` seconds; ``since_ms`` the level's own clock
+    in milliseconds as ``lookup`` returned it (0: unknown)."""
+
+    async def lookup(self, key: str) -> tuple[CachedResponse | None, int]:
+        """The stored answer for ``key`` (or None) and the level's clock (ms)."""
+        ...
+
+    async def put(
+        self, key: str, entry: CachedResponse, scope: CacheScope, ttl_s: float, since_ms: int
+    ) -> bool:
+        """Store ``entry`` for ``ttl_s`` unless it is PRIVATE or wider than ``scope``, or a
+        purge reached the level after ``since_ms``; whether it was stored."""
+        ...
+
+    async def acquire(self, key: str) -> Any:
+        """A single-flight lease on ``key`` across instances; None if someone holds it."""
+        ...
+
+    async def release(self, lease: Any) -> None:
+        """Give back a lease ``acquire`` returned."""
+        ...
+
+    async def wait_for(self, key: str) -> CachedResponse | None:
+        """The lease holder's answer for ``key`` once stored (bounded wait); None otherwise."""
+        ...
+
+    async def purge(
+        self, mode: str, names: Iterable[str] = (), note: Mapping[str, Any] | None = None
+    ) -> int:
+        """Drop entries (``mode`` ``tags``, ``keys`` or ``all``) and tell every instance."""
+        ...

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from gateway import routes, wiring
 from gateway.http import ErrorMiddleware
-from gateway.models import Refresh, poll_erasures, poll_models, refresh_models
+from gateway.models import Refresh, poll_erasures, poll_models, refresh_models, serving_versions
 from gateway.routes import Runtime
 from gateway.security.apikeys import ApiKeyRegistry
 from gateway.settings import Settings, load_settings, replace
@@ -70,14 +70,18 @@ def create_app(
         # from a store already clean of the erasures up to it.
         await asyncio.to_thread(services.privacy.sync_erasures)
         await asyncio.to_thread(refresh_models, services, stores)
+        shared = wiring.redis_tier(config)
         edge = wiring.build_edge(
             config,
             services,
             clock=clock,
             cdn_transport=cdn_transport,
             purge_listeners=[upstreams.invalidate] if upstreams is not None else [],
+            shared=shared,
         )
         edge.attach()
+        wake = asyncio.Event()  # a fleet's model announcement: refresh now
+        background: set[asyncio.Task[Any]] = set()
         endpoint = wiring.graphql_endpoint(config, services, schema or build_schema(), edge)
 
         def refreshed(refresh: Refresh) -> None:
@@ -86,13 +90,24 @@ def create_app(
                 edge.items_changed(sorted(refresh.changed_items))
             if refresh.swapped:
                 edge.models_swapped()
+                if shared is not None:
+                    announce = {"op": "models", "versions": serving_versions(services)}
+                    task = asyncio.ensure_future(shared.publish(announce))
+                    background.add(task)
+                    task.add_done_callback(background.discard)
+
+        def announced(message: dict[str, Any]) -> None:
+            log.info("model versions announced: %s", message.get("versions"))
+            wake.set()
 
         def synced(kind: str, records: Any) -> None:
             if kind == "items":
                 services.catalog.update(records)
                 edge.items_changed([r.id for r in records])
 
-        poller = asyncio.create_task(poll_models(services, stores, refreshed))
+        poller = asyncio.create_task(poll_models(services, stores, refreshed, wake))
+        if shared is not None:
+            await wiring.start_fleet(shared, edge, announced)
         erasures = asyncio.create_task(poll_erasures(services, config.erasure_poll_s))
         services.ingest.start()
         fleet = wiring.stream_runtime(config, services)
@@ -101,7 +116,14 @@ def create_app(
         if upstreams is not None:
             wiring.start_sync(config, upstreams, services, on_written=synced)
         app.state.runtime = Runtime(
-            config, services, endpoint, edge, wiring.api_keys(services), upstreams, stream=fleet
+            config,
+            services,
+            endpoint,
+            edge,
+            wiring.api_keys(services),
+            upstreams,
+            redis=shared,
+            stream=fleet,
         )
         app.state.services, app.state.edge, app.state.upstreams = services, edge, upstreams
         log.info(
@@ -118,6 +140,9 @@ def create_app(
                 await fleet.aclose()
             services.ingest.stop()
             await edge.aclose()
+            if shared is not None:
+                await asyncio.gather(*background, return_exceptions=True)
+                await shared.aclose()
             if upstreams is not None:
                 await upstreams.aclose()
             services.store.close()

@@ -10,6 +10,7 @@ domain work is in ``recommend.training``, ``recommend.conversion``, ``recommend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -86,17 +87,40 @@ def refresh_models(services: Services, stores: ModelStores) -> Refresh:
 
 
 async def poll_models(
-    services: Services, stores: ModelStores, on_refresh: Callable[[Refresh], Any]
+    services: Services,
+    stores: ModelStores,
+    on_refresh: Callable[[Refresh], Any],
+    wake: asyncio.Event | None = None,
 ) -> None:
-    """Background task: refresh every ``poll_s``; ``on_refresh`` runs on the loop after each."""
+    """Background task: refresh every ``poll_s``; ``on_refresh`` runs on the loop after each.
+
+    ``wake``: set it to refresh now (a fleet's version announcement) instead of at the next poll.
+    """
     while True:
-        await asyncio.sleep(stores.poll_s)
+        if wake is None:
+            await asyncio.sleep(stores.poll_s)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), stores.poll_s)
+            wake.clear()
         try:
             refresh = await asyncio.to_thread(refresh_models, services, stores)
         except Exception:  # keep polling; the serving model stays as it is
             log.exception("model poll failed")
             continue
         on_refresh(refresh)
+
+
+def serving_versions(services: Services) -> dict[str, str | None]:
+    """The artifact version of each kind of model this process serves (None: none loaded)."""
+    conversion = services.conversion
+    return {
+        "item_index": services.content.version,
+        "cf": services.recommender.cf.version,
+        "ranker": services.recommender.ranker.version,
+        "conversion": conversion.version if conversion is not None else None,
+        "segments": services.segments.version,
+    }
 
 
 async def refresh_erasures(services: Services) -> int:

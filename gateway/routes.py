@@ -7,7 +7,7 @@ Each handler reads the running app's :class:`Runtime` (built by the lifespan) fr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -30,6 +30,9 @@ from profiles.types import BatchTooLarge, IngestUnavailable
 from resolvers.context import Services, Viewer
 from upstream.service import Upstreams
 
+if TYPE_CHECKING:
+    from cache.redis_tier import RedisTier
+
 NO_STORE = {"Cache-Control": "no-store"}
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 
@@ -44,6 +47,7 @@ class Runtime:
     edge: EdgeLayer
     apikeys: ApiKeyRegistry
     upstreams: Upstreams | None = None
+    redis: RedisTier | None = None  # the shared tier (redis_url), None when embedded
     stream: StreamRuntime | None = None  # the event stream's consumer and feed (fleet shape)
 
     def auth(self, authorization: str | None, anonymous_id: str | None) -> Viewer:
@@ -85,6 +89,9 @@ async def events(request: Request) -> Response:
             raise problem_from_domain(exc) from None
         except IngestUnavailable as exc:
             raise problem_from_domain(exc, {"Retry-After": "1"}) from None
+        # With a shared tier: the purge of these users' answers has reached the fleet's
+        # channel before they are answered (no-op without one).
+        await rt.edge.responses.flush_shared()
     except HTTPProblem as p:
         return problem_response(p)
     return _json(result.as_json())
@@ -124,6 +131,13 @@ async def readyz(request: Request) -> Response:
         # Informational: an open circuit degrades fields (stale or UPSTREAM_UNAVAILABLE), it
         # does not make this instance unfit for traffic.
         report["upstreams"] = rt.upstreams.snapshot()
+    if rt.redis is not None:
+        # Degraded, not unready: without Redis this instance answers from its in-process tier
+        # and the store (pulling every instance out of the balancer would be the outage).
+        report["redis"] = rt.redis.snapshot()
+        if ok and not rt.redis.available:
+            report["status"] = "degraded"
+            report["degraded"] = ["redis"]
     if stream is not None:
         # Consumer lag: events accepted but not yet applied to profiles.
         report["event_stream"] = stream

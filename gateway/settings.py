@@ -238,6 +238,21 @@ class Settings:
     # The gateway applies events itself; false when only `tailor worker` processes do.
     event_stream_inline_consumer: bool = True
 
+    # --- Redis shared tier (cache/redis_tier.py, docs/REDIS.md). Unset: everything stays
+    # in-process, as embedded. Set: a response-cache level and APQ registry shared by every
+    # instance, single-flight across them, purges and model announcements fanned out. ---
+    redis_url: str | None = None  # redis://host:6379/0 (rediss:// for TLS, unix:// a socket)
+    redis_prefix: str = "tailor:"  # every key and the channel start with it
+    redis_max_bytes: int = 256 * 1024 * 1024  # this prefix's entries together (Tailor evicts)
+    redis_max_entry_bytes: int = 1024 * 1024  # a larger answer stays in-process only
+    redis_timeout_s: float = 0.5  # connect and per-command timeout
+    redis_lock_s: float = 5.0  # a single-flight lease's lifetime
+    redis_lock_wait_s: float = 1.0  # how long an instance waits for another's identical miss
+    redis_apq_ttl_s: int = 7 * 86_400  # persisted queries registered through APQ
+    redis_retry_s: float = 1.0  # reconnect interval while Redis is unavailable
+    # models/ and index/ live here (default: data_dir); a path every instance of a fleet shares.
+    artifacts_dir: Path | None = None
+
     @property
     def introspection_enabled(self) -> bool:
         return self.introspection and not self.production
@@ -250,6 +265,11 @@ class Settings:
     def database(self) -> str | Path:
         """Where the store lives: ``database_url`` when set, else the SQLite file ``db_path``."""
         return self.database_url or self.db_path
+
+    @property
+    def artifacts_root(self) -> Path:
+        """Where ``models/`` and ``index/`` live: ``artifacts_dir``, by default ``data_dir``."""
+        return self.artifacts_dir or self.data_dir
 
     @property
     def graphiql_enabled(self) -> bool:
@@ -420,6 +440,7 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"setting 'erasure_poll_s' must be positive, got {s.erasure_poll_s}")
     _validate_database(s)
     _validate_stream(s)
+    _validate_redis(s)
 
 
 def _validate_database(s: Settings) -> None:
@@ -461,6 +482,35 @@ def _validate_stream(s: Settings) -> None:
     if not subject or any(c in subject for c in " *>") or subject.strip(".") != subject:
         raise SettingsError(
             f"setting 'event_stream_subject' must be a NATS subject like 'tailor.events', got {subject!r}"
+        )
+
+
+def _validate_redis(s: Settings) -> None:
+    if s.redis_url is not None and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(
+            f"setting 'redis_url' must start with redis://, rediss:// or unix://, "
+            f"got {s.redis_url!r}"
+        )
+    if not s.redis_prefix or any(c.isspace() for c in s.redis_prefix):
+        raise SettingsError(
+            f"setting 'redis_prefix' must be non-empty without spaces, got {s.redis_prefix!r}"
+        )
+    for name in (
+        "redis_max_bytes",
+        "redis_max_entry_bytes",
+        "redis_timeout_s",
+        "redis_lock_s",
+        "redis_apq_ttl_s",
+        "redis_retry_s",
+    ):
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"setting {name!r} must be positive, got {getattr(s, name)}")
+    if s.redis_lock_wait_s < 0:
+        raise SettingsError(f"setting 'redis_lock_wait_s' must be >= 0, got {s.redis_lock_wait_s}")
+    if s.redis_max_entry_bytes > s.redis_max_bytes:
+        raise SettingsError(
+            f"setting 'redis_max_entry_bytes' ({s.redis_max_entry_bytes}) must not exceed "
+            f"'redis_max_bytes' ({s.redis_max_bytes})"
         )
 
 

@@ -23,6 +23,7 @@ import strawberry
 from starlette.middleware import Middleware
 
 from cache import ObjectCache, ResponseCache
+from cache.redis_tier import Message, RedisConfig, RedisTier
 from catalog.lookup import CatalogLookup
 from embeddings import (
     CachedEncoder,
@@ -115,7 +116,7 @@ def encoder_factory(settings: Settings) -> Callable[[], Encoder]:
 def build_content(settings: Settings) -> ContentService:
     return ContentService(
         encoder_factory(settings),
-        IndexStore(settings.data_dir / "index"),
+        IndexStore(settings.artifacts_root / "index"),
         template=settings.item_text_template,
         hnsw_threshold=settings.hnsw_threshold,
         hnsw_m=settings.hnsw_m,
@@ -145,7 +146,7 @@ def blend_weights(settings: Settings) -> dict[str, float]:
 
 
 def model_stores(settings: Settings) -> ModelStores:
-    root = settings.data_dir / "models"
+    root = settings.artifacts_root / "models"
     return ModelStores(
         cf=CFStore(root / "cf"),
         conversion=ConversionModelStore(root / "conversion"),
@@ -316,7 +317,7 @@ def build_services(
     )
     segments = SegmentService(
         store,
-        settings.data_dir / "models" / "segments",
+        settings.artifacts_root / "models" / "segments",
         profile_config=profile_config,
         clock=clock,
         segments_file=settings.segments_file,
@@ -388,10 +389,12 @@ def build_edge(
     clock: Callable[[], float],
     cdn_transport: httpx.AsyncBaseTransport | None = None,
     purge_listeners: Sequence[Callable[[list[str] | None], Any]] = (),
+    shared: RedisTier | None = None,
 ) -> EdgeLayer:
     """The app's edge layer (caches on the app clock, so tests move time).
 
-    Erasure also drops every cached answer and profile tagged with the person's keys."""
+    Erasure also drops every cached answer and profile tagged with the person's keys.
+    ``shared``: the Redis tier (:func:`redis_tier`) under the response cache and APQ."""
     purger = None
     if settings.cdn_purge_url:
         purger = CdnPurger(
@@ -404,12 +407,13 @@ def build_edge(
     )
     edge = EdgeLayer(
         services,
-        responses=ResponseCache(settings.edge_cache_max_bytes, timer=clock),
+        responses=ResponseCache(settings.edge_cache_max_bytes, timer=clock, shared=shared),
         profiles=profiles,
         persisted=PersistedQueries(
             services.store,
             safelist=settings.persisted_queries_safelist,
             max_bytes=settings.apq_max_bytes,
+            shared=shared,
         ),
         tokens=SegmentTokens(settings.jwt_secret, ttl_s=settings.segment_token_ttl_s, clock=clock),
         config=configured(EdgeConfig, settings, "edge_", cache_enabled=settings.edge_cache),
@@ -522,6 +526,73 @@ def start_sync(
     )
 
 
+# ---------------------------------------------------------------------- Redis shared tier
+def redis_config(settings: Settings) -> RedisConfig:
+    return configured(RedisConfig, settings, "redis_")
+
+
+def redis_tier(settings: Settings) -> RedisTier | None:
+    """The shared tier over ``redis_url`` (None when unset: the embedded in-process tier).
+
+    Nothing connects here: the first command or :func:`start_fleet` does, and an unreachable
+    Redis only degrades the instance (``/readyz``), it does not stop it."""
+    if not settings.redis_url:
+        return None
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    client = aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        # One immediate retry: a pooled connection left over from before a Redis restart.
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError],
+    )
+    return RedisTier(client, redis_config(settings))
+
+
+async def start_fleet(
+    tier: RedisTier, edge: EdgeLayer, on_models: Callable[[Message], Any]
+) -> None:
+    """Listen to the fleet: purges by other instances reach ``edge``; model version
+    announcements go to ``on_models``; after an outage the in-process caches are dropped."""
+
+    def on_message(message: Message) -> None:
+        if message.get("op") == "models":
+            on_models(message)
+        else:
+            edge.apply_fleet(message)
+
+    await tier.start(on_message, edge.drop_local)
+
+
+def announce_models(settings: Settings, versions: dict[str, str | None]) -> bool:
+    """Tell a fleet's gateways (from the CLI, after training) to load the new versions now
+    rather than at their next poll; False without ``redis_url`` or when Redis is unreachable."""
+    if not settings.redis_url:
+        return False
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+    )
+    message = {"op": "models", "from": "cli", "versions": versions}
+    try:
+        client.publish(settings.redis_prefix + "events", json.dumps(message))
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+    return True
+
+
 # ---------------------------------------------------------------------- event stream and fleet
 def event_stream(settings: Settings) -> EventStream | None:
     """The configured event stream (NATS JetStream), or None: direct group commit (embedded)."""
@@ -557,7 +628,7 @@ def shared_tier_missing(settings: Settings) -> list[str]:
             "TAILOR_EVENT_STREAM_URL (e.g. nats://127.0.0.1:4222): events and what they change "
             "(trending, segment counters and sizes, profile caches) reach every process"
         )
-    if not getattr(settings, "redis_url", None):
+    if not settings.redis_url:
         missing.append(
             "TAILOR_REDIS_URL (e.g. redis://127.0.0.1:6379/0): one response cache, persisted-query "
             "store, purge fan-out and rate limit for all processes"

@@ -137,7 +137,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.engine == "spark":
         from gateway.cli.lake import cmd_train_spark
 
-        return cmd_train_spark(args)
+        code = cmd_train_spark(args)
+        if code == 0:
+            from gateway.wiring import announce_models
+
+            announce_models(settings_from(args), {})  # the fleet loads it now, not at a poll
+        return code
     settings = settings_from(args)
     with open_services(settings) as services:
         started = time.perf_counter()
@@ -173,7 +178,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
             print("\n".join(cf_summary(info)), flush=True)
         elif args.what == "ranker":
-            return train_ranker_command(services, settings, args)
+            code = train_ranker_command(services, settings, args)
+            if code == 0:
+                announce(settings, services)
+            return code
         elif args.what == "conversion":
             from profiles.types import InsufficientTrainingData
             from recommend.types import TreeExportError
@@ -200,7 +208,22 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"(base-rate Brier {m['brier_base_rate']:.4f})",
                 flush=True,
             )
+        announce(settings, services)
         return 0
+
+
+def announce(settings: Settings, services: Services) -> None:
+    """With a shared tier (``redis_url``), tell the fleet's gateways to load what was just
+    written now rather than at their next poll."""
+    from gateway.models import serving_versions
+    from gateway.wiring import announce_models
+
+    if not settings.redis_url:
+        return
+    if announce_models(settings, serving_versions(services)):
+        console.print("announced the new version to the fleet (redis)")
+    else:
+        console.print("[yellow]redis unreachable: gateways load it at their next poll[/yellow]")
 
 
 def cmd_segments_report(args: argparse.Namespace) -> int:

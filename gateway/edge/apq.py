@@ -37,6 +37,15 @@ class PersistedQueryStore(Protocol):
     def put_persisted_queries(self, rows: Sequence[tuple[str, str, str | None]]) -> int: ...
 
 
+class SharedQueries(Protocol):
+    """APQ registrations shared by a fleet (``cache.redis_tier.RedisTier``): a hash registered
+    on one instance is known on all. Both answer None/False when the level is unavailable."""
+
+    async def get_query(self, digest: str) -> str | None: ...
+
+    async def put_query(self, digest: str, query: str) -> bool: ...
+
+
 class ManifestError(ValueError):
     """A persisted-query manifest is malformed or an id is not the sha256 of its body."""
 
@@ -71,10 +80,18 @@ class PersistedQueries:
     """
 
     def __init__(
-        self, store: PersistedQueryStore, *, safelist: bool = False, max_bytes: int = 8 << 20
+        self,
+        store: PersistedQueryStore,
+        *,
+        safelist: bool = False,
+        max_bytes: int = 8 << 20,
+        shared: SharedQueries | None = None,
     ) -> None:
+        """``shared``: the fleet's APQ registry, read on a local miss and written on every new
+        registration (not used in safelist mode: the store is already shared)."""
         self.store = store
         self.safelist = safelist
+        self.shared = None if safelist else shared
         self._registered: LRUCache[str, str] = LRUCache(max_bytes, getsizeof=_entry_bytes)
         # Text -> hash memo, so free-form queries are not rehashed on every request; bounded in
         # bytes: its keys are client-written texts.
@@ -134,6 +151,36 @@ class PersistedQueries:
             # Apollo clients look for this exact message/code and retry with the full query.
             raise HTTPProblem(200, "PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
         return dataclasses.replace(params, query=query), digest
+
+    async def aresolve(self, params: GraphQLParams) -> tuple[GraphQLParams, str]:
+        """``resolve`` with the fleet's registry: an unknown hash is looked up there, and a
+        new registration is written there before the request is answered."""
+        shared = self.shared
+        if shared is None:
+            return self.resolve(params)
+        ext = (params.extensions or {}).get("persistedQuery")
+        if ext is None:
+            return self.resolve(params)
+        if params.query:
+            digest = _requested_hash(ext)
+            known = digest in self._registered
+            resolved = self.resolve(params)
+            if not known:
+                await shared.put_query(digest, params.query)
+            return resolved
+        try:
+            return self.resolve(params)
+        except HTTPProblem as problem:
+            if problem.code != "PERSISTED_QUERY_NOT_FOUND":
+                raise
+            digest = _requested_hash(ext)
+            query = await shared.get_query(digest)
+            # A hash names exactly one text: never trust the shared copy without checking.
+            if query is None or sha256_hex(query) != digest:
+                raise
+            if _entry_bytes(query) <= self._registered.maxsize:
+                self._registered[digest] = query
+            return dataclasses.replace(params, query=query), digest
 
 
 def _requested_hash(ext: Any) -> str:

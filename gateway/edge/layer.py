@@ -67,6 +67,8 @@ _MAX_MEMO_URL = 4096  # bytes of query string worth memoizing
 _MAX_MEMO_VARIABLES = 4096  # bytes of variables (sorted JSON) worth memoizing a key for
 # The key component of a request that opted out of personalization (Sec-GPC: 1 / DNT: 1).
 _OPT_OUT = ("x-tailor-personalization", "off")
+# Marks a fleet purge message as an /admin/purge (its receivers run the purge listeners too).
+_ADMIN = {"admin": True}
 # (params as parsed, params with the query text, operation id, operation type)
 _Resolved = tuple[GraphQLParams, GraphQLParams, str, OperationType | None]
 
@@ -193,7 +195,7 @@ class EdgeLayer:
             _raw, params, op_id, op_type = memoized
         else:
             raw_params = params
-            params, op_id = self.persisted.resolve(params)
+            params, op_id = await self.persisted.aresolve(params)
             op_type = executor.operation_type(params)
             # A hash names one text forever, so a resolved GET URL stays resolved. Only the
             # params of a memoized (short) URL: others are not seen again and may be large.
@@ -212,6 +214,7 @@ class EdgeLayer:
             entry = await compute()
             if op_type is OperationType.MUTATION and entry.status < 400:
                 self.invalidate_tags(who.private_tags)  # read-your-writes of what it changed
+                await self.responses.flush_shared()  # ... on every instance of a fleet too
             return self._answer(request, entry, _BYPASS, who, media)
         memo = (op_id, params.operation_name or "")
         guess = self._scopes.get(memo, CacheScope.PUBLIC)
@@ -373,18 +376,48 @@ class EdgeLayer:
         with contextlib.suppress(RuntimeError):  # a closed loop: its caches are gone with it
             loop.call_soon_threadsafe(fn, tags)
 
+    # -- the fleet (a shared tier: cache/redis_tier.py) ------------------------------------
+
+    def apply_fleet(self, message: dict[str, Any]) -> None:
+        """A purge another instance made (event loop): applied here only, not sent on.
+
+        ``op`` ``tags``/``keys``/``all`` with ``names``; ``admin`` marks an ``/admin/purge``,
+        which the purge listeners (upstream answers) follow too."""
+        op = message.get("op")
+        names = [str(n) for n in message.get("names") or ()]
+        if message.get("admin") and op in ("tags", "all"):
+            for listener in self.purge_listeners:
+                listener(None if op == "all" else names)
+        if op == "tags":
+            self.profiles.invalidate_tags(names)
+            self.responses.purge_tags(names, fleet=False)
+        elif op == "keys":
+            self.responses.purge_keys(names, fleet=False)
+        elif op == "all":
+            self.drop_local()
+
+    def drop_local(self) -> None:
+        """Drop this instance's cached answers and profiles (after a shared-tier outage,
+        purges made meanwhile may not have reached it)."""
+        self.responses.purge_all(fleet=False)
+        self.profiles.clear()
+
     # -- /admin/purge ----------------------------------------------------------------------
 
     async def purge(
         self, tags: list[str], keys: list[str], everything: bool = False
     ) -> dict[str, Any]:
-        """Purge locally (tags, keys or everything) and forward to the CDN if configured."""
+        """Purge (tags, keys or everything) here and, with a shared tier, on every instance
+        (answered once the purge reached it), and forward to the CDN if configured."""
         for listener in self.purge_listeners:
             listener(None if everything else tags)
         if everything:
-            purged = self.responses.purge_all()
+            purged = self.responses.purge_all(note=_ADMIN)
             self.profiles.clear()
         else:
-            purged = self.invalidate_tags(tags) + self.responses.purge_keys(keys)
+            self.profiles.invalidate_tags(tags)
+            purged = self.responses.purge_tags(tags, note=_ADMIN)
+            purged += self.responses.purge_keys(keys)
+        await self.responses.flush_shared()
         cdn = await self.purger.purge(tags, keys) if self.purger is not None else None
         return {"purged": purged, "tags": tags, "keys": keys, "all": everything, "cdn": cdn}
