@@ -130,3 +130,25 @@ def profile_counts_match_the_log(db: Path) -> dict[str, Any]:
         return wrong
     finally:
         conn.close()
+
+
+async def gql(client: httpx.AsyncClient, query: str, user: str | None = None) -> Any:
+    headers = {"authorization": f"Bearer {issue_token(SECRET, user)}"} if user else {}
+    r = await client.post("/graphql", json={"query": query}, headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+async def converged(at_least: int, *bases: str) -> None:
+    """Wait until the stream is drained and every instance has seen the same events (at least
+    ``at_least``; both started together), by applying them itself or by replaying another
+    instance's applied notes (its /readyz)."""
+    reports: list[Any] = []
+    async with httpx.AsyncClient() as c:
+        for _ in range(200):
+            reports = [(await c.get(f"{b}/readyz")).json()["event_stream"] for b in bases]
+            seen = [r["applied_here"] + r["replayed_from_others"] for r in reports]
+            if all(r["lag"] == 0 for r in reports) and len(set(seen)) == 1 and seen[0] >= at_least:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"the instances did not converge: {reports}")

@@ -7,17 +7,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from catalog.importer import validate_item
-from gateway.security.auth import issue_token
 from storage import open_store
-from tests.conftest import NOW, SECRET, item_rows
+from tests.conftest import NOW, item_rows
 from tests.fleet.conftest import delete_stream, free_port, new_stream_names
-from tests.fleet.processes import launch, ready, service_headers, stop
+from tests.fleet.processes import converged, gql, launch, ready, service_headers, stop
 
 READ_YOUR_WRITES_BOUND_S = 5.0
 
@@ -47,34 +45,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]
         asyncio.run(delete_stream(stream_names))
 
 
-async def _gql(client: httpx.AsyncClient, query: str, user: str | None = None) -> Any:
-    headers = {"authorization": f"Bearer {issue_token(SECRET, user)}"} if user else {}
-    r = await client.post("/graphql", json={"query": query}, headers=headers)
-    assert r.status_code == 200, r.text
-    return r.json()["data"]
-
-
-async def _converged(at_least: int, *bases: str) -> None:
-    """Wait until the stream is drained and every instance has seen the same events (at least
-    ``at_least``; both started together), by applying them itself or by replaying another
-    instance's applied notes (its /readyz)."""
-    reports: list[Any] = []
-    async with httpx.AsyncClient() as c:
-        for _ in range(200):
-            reports = [(await c.get(f"{b}/readyz")).json()["event_stream"] for b in bases]
-            seen = [r["applied_here"] + r["replayed_from_others"] for r in reports]
-            if all(r["lag"] == 0 for r in reports) and len(set(seen)) == 1 and seen[0] >= at_least:
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"the instances did not converge: {reports}")
-
-
 @pytest.mark.slow
 async def test_an_event_accepted_by_a_changes_what_b_answers(fleet: tuple[str, str]) -> None:
     a_url, b_url = fleet
     me = "{ me { profile { events } recommendations(first: 8) { item { id } } } }"
     async with httpx.AsyncClient(base_url=a_url) as a, httpx.AsyncClient(base_url=b_url) as b:
-        before = await _gql(b, me, user="ryw")  # B answers (and caches) the empty profile
+        before = await gql(b, me, user="ryw")  # B answers (and caches) the empty profile
         assert before["me"]["profile"] is None
         assert "i8" in {r["item"]["id"] for r in before["me"]["recommendations"]}
         events = [
@@ -85,7 +61,7 @@ async def test_an_event_accepted_by_a_changes_what_b_answers(fleet: tuple[str, s
         assert r.json()["accepted"] == 2
         accepted_at = time.monotonic()
         while True:
-            after = await _gql(b, me, user="ryw")
+            after = await gql(b, me, user="ryw")
             if (after["me"]["profile"] or {}).get("events") == 2:
                 break
             assert time.monotonic() - accepted_at < READ_YOUR_WRITES_BOUND_S, after
@@ -108,12 +84,12 @@ async def test_both_instances_answer_the_same_trending_list(fleet: tuple[str, st
         for n, base in enumerate((a_url, b_url)):
             r = await c.post(f"{base}/v1/events", json=events[n::2])
             assert r.json()["accepted"] == len(events[n::2])
-    await _converged(len(events), a_url, b_url)
+    await converged(len(events), a_url, b_url)
     expected = sorted(counts, key=lambda i: -counts[i])
     query = "{ trending(first: 8) { item { id } } }"
     lists = []
     for base in (a_url, b_url):
         async with httpx.AsyncClient(base_url=base) as c:
-            lists.append([t["item"]["id"] for t in (await _gql(c, query))["trending"]])
+            lists.append([t["item"]["id"] for t in (await gql(c, query))["trending"]])
     assert lists[0] == lists[1]
     assert [i for i in lists[0] if i in counts] == expected
