@@ -68,6 +68,7 @@ class StreamRuntime:
 
     async def status(self) -> dict[str, Any]:
         out = await stream_status(self.stream)
+        out["origin"] = self.origin  # this process (host, pid)
         out["inline_consumer"] = self.consumer is not None
         out["replayed_from_others"] = self.feed.replayed
         if self.consumer is not None:

@@ -75,6 +75,7 @@ class NatsEventStream:
         self._js: Any = None
         self._pull: Any = None
         self._lock = asyncio.Lock()
+        self._closing = False  # our own close: its disconnect is no news
 
     # ------------------------------------------------------------------ connection
     async def _context(self) -> Any:
@@ -122,7 +123,8 @@ class NatsEventStream:
         log.debug("NATS client error: %r", exc)
 
     async def _on_disconnect(self) -> None:
-        log.warning("event stream %s disconnected", self.url)
+        if not self._closing:
+            log.warning("event stream %s disconnected", self.url)
 
     async def _on_reconnect(self) -> None:
         log.info("event stream %s reconnected", self.url)
@@ -135,9 +137,12 @@ class NatsEventStream:
         nc, self._nc, self._js, self._pull = self._nc, None, None, None
         if nc is not None:
             try:
+                self._closing = True
                 await nc.close()
             except Exception:  # closing a half-open connection must not mask the real error
                 log.debug("closing the NATS connection failed", exc_info=True)
+            finally:
+                self._closing = False
 
     async def close(self) -> None:
         await self._drop()

@@ -90,6 +90,9 @@ def serve(settings: Settings, workers: int = 1) -> None:
         app,
         factory=workers > 1,
         workers=workers if workers > 1 else None,
+        # A worker builds its whole app (models, indexes) before it answers the supervisor's
+        # health ping; the default 5 s kills it mid start-up on a busy machine.
+        timeout_worker_healthcheck=120,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
