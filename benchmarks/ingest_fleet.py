@@ -124,7 +124,8 @@ def streamed(
             await stream.close()
 
     with (
-        tempfile.TemporaryDirectory() as tmp, gateway_process(Path(tmp), **env) as base,
+        tempfile.TemporaryDirectory() as tmp,
+        gateway_process(Path(tmp), **env) as base,
         workers(n_workers, {**env, "TAILOR_DATA_DIR": tmp}),
     ):
         return asyncio.run(run(base))
