@@ -119,10 +119,20 @@ def create_app(
             await wiring.start_fleet(shared, edge, announced)
         erasures = asyncio.create_task(poll_erasures(services, config.erasure_poll_s))
         services.ingest.start()
+        fleet = wiring.stream_runtime(config, services)
+        if fleet is not None:
+            await fleet.start()
         if upstreams is not None:
             wiring.start_sync(config, upstreams, services, on_written=synced)
         app.state.runtime = Runtime(
-            config, services, endpoint, edge, wiring.api_keys(services), upstreams, redis=shared
+            config,
+            services,
+            endpoint,
+            edge,
+            wiring.api_keys(services),
+            upstreams,
+            redis=shared,
+            stream=fleet,
         )
         app.state.services, app.state.edge, app.state.upstreams = services, edge, upstreams
         log.info(
@@ -143,6 +153,8 @@ def create_app(
             erasures.cancel()
             if jwks is not None:
                 jwks.cancel()
+            if fleet is not None:
+                await fleet.aclose()
             services.ingest.stop()
             await edge.aclose()
             if shared is not None:

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from gateway.edge.layer import EdgeLayer
 from gateway.edge.purge import handle_purge
+from gateway.fleet import StreamRuntime
 from gateway.graphql.endpoint import GraphQLEndpoint
 from gateway.http import (
     HTTPProblem,
@@ -47,6 +48,7 @@ class Runtime:
     apikeys: ApiKeyRegistry
     upstreams: Upstreams | None = None
     redis: RedisTier | None = None  # the shared tier (redis_url), None when embedded
+    stream: StreamRuntime | None = None  # the event stream's consumer and feed (fleet shape)
 
     def auth(self, authorization: str | None, anonymous_id: str | None) -> Viewer:
         return self.graphql.authenticate(authorization, anonymous_id)
@@ -110,6 +112,10 @@ async def readyz(request: Request) -> Response:
         # With items in the catalog, similarity and search need the index loaded.
         "item_index": services.content.ready or len(services.catalog) == 0,
     }
+    stream = await rt.stream.status() if rt.stream is not None else None
+    if stream is not None:
+        # Events are accepted only through the stream: unreachable means unfit for writes.
+        checks["event_stream"] = bool(stream["reachable"])
     ok = all(checks.values())
     report: dict[str, Any] = {
         "status": "ready" if ok else "not ready",
@@ -135,6 +141,9 @@ async def readyz(request: Request) -> Response:
         if ok and not rt.redis.available:
             report["status"] = "degraded"
             report["degraded"] = [*report.get("degraded", []), "redis"]
+    if stream is not None:
+        # Consumer lag: events accepted but not yet applied to profiles.
+        report["event_stream"] = stream
     return _json(report, 200 if ok else 503)
 
 

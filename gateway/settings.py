@@ -270,6 +270,18 @@ class Settings:
     database_pool_max: int = 10  # per process; size the server's max_connections for the fleet
     database_connect_timeout_s: float = 5.0  # start-up fails with a clear error after this
 
+    # --- event stream and fleet processes (issue 14; docs/FLEET.md) ---
+    # Unset: events are group-committed to the store by the gateway that accepts them (embedded).
+    event_stream_url: str | None = None  # nats://127.0.0.1:4222 (NATS JetStream)
+    event_stream_name: str = "TAILOR_EVENTS"  # the JetStream stream (file storage)
+    event_stream_subject: str = "tailor.events"  # events on <subject>.in, notes on .applied
+    event_stream_consumer: str = "tailor-workers"  # the durable consumer every consumer shares
+    event_stream_ack_wait_s: float = 30.0  # an unacknowledged delivery is redelivered after this
+    event_stream_max_age_h: float = 168.0  # how long the stream keeps messages
+    event_stream_batch: int = 64  # stream messages per fetch (each holds up to 256 KB of events)
+    # The gateway applies events itself; false when only `tailor worker` processes do.
+    event_stream_inline_consumer: bool = True
+
     # --- Redis shared tier (cache/redis_tier.py, docs/REDIS.md). Unset: everything stays
     # in-process, as embedded. Set: a response-cache level and APQ registry shared by every
     # instance, single-flight across them, purges and model announcements fanned out. ---
@@ -491,6 +503,7 @@ def _validate(s: Settings) -> None:
     if s.erasure_poll_s <= 0:
         raise SettingsError(f"setting 'erasure_poll_s' must be positive, got {s.erasure_poll_s}")
     _validate_database(s)
+    _validate_stream(s)
     _validate_redis(s)
 
 
@@ -512,6 +525,27 @@ def _validate_database(s: Settings) -> None:
         raise SettingsError(
             "setting 'database_connect_timeout_s' must be positive, got "
             f"{s.database_connect_timeout_s}"
+        )
+
+
+def _validate_stream(s: Settings) -> None:
+    if s.event_stream_url is not None and not s.event_stream_url.startswith(("nats://", "tls://")):
+        raise SettingsError(
+            f"setting 'event_stream_url' must be a nats:// (or tls://) URL, got {s.event_stream_url!r}"
+        )
+    for name in ("event_stream_ack_wait_s", "event_stream_max_age_h", "event_stream_batch"):
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"setting {name!r} must be positive, got {getattr(s, name)}")
+    for name in ("event_stream_name", "event_stream_consumer"):
+        value = getattr(s, name)
+        if not value or any(c in value for c in " .*>\t"):
+            raise SettingsError(
+                f"setting {name!r} must be a name without spaces, dots, '*' or '>', got {value!r}"
+            )
+    subject = s.event_stream_subject
+    if not subject or any(c in subject for c in " *>") or subject.strip(".") != subject:
+        raise SettingsError(
+            f"setting 'event_stream_subject' must be a NATS subject like 'tailor.events', got {subject!r}"
         )
 
 

@@ -40,6 +40,7 @@ from gateway.edge.compression import Compression
 from gateway.edge.layer import CdnPurger, EdgeConfig, EdgeLayer
 from gateway.edge.purge import CloudflarePurger, FastlyPurger
 from gateway.edge.segment_tokens import SegmentTokens
+from gateway.fleet import StreamRuntime
 from gateway.graphql.endpoint import GraphQLEndpoint
 from gateway.graphql.limits import OperationLimits
 from gateway.graphql.params import PartLimits
@@ -70,6 +71,7 @@ from segments.service import SegmentService
 from segments.types import SegmentError
 from storage import open_store
 from storage.spark import SparkConfig
+from storage.stream import EventStream
 from storage.types import Store
 from upstream.service import TraitsView, Upstreams, build_upstreams
 from upstream.sources import parse_field_map
@@ -303,6 +305,7 @@ def build_services(
         clock=clock,
         # Identify events carry traits too: hashed like user rows before they are stored.
         traits_filter=hasher.hash_traits,
+        stream=event_stream(settings),
     )
     privacy = PrivacyService(
         store,
@@ -804,3 +807,46 @@ def announce_models(settings: Settings, versions: dict[str, str | None]) -> bool
     finally:
         client.close()
     return True
+
+
+# ---------------------------------------------------------------------- event stream and fleet
+def event_stream(settings: Settings) -> EventStream | None:
+    """The configured event stream (NATS JetStream), or None: direct group commit (embedded)."""
+    if not settings.event_stream_url:
+        return None
+    from storage.nats_stream import NatsEventStream
+
+    return NatsEventStream(
+        settings.event_stream_url,
+        stream=settings.event_stream_name,
+        subject=settings.event_stream_subject,
+        consumer=settings.event_stream_consumer,
+        ack_wait_s=settings.event_stream_ack_wait_s,
+        max_age_s=settings.event_stream_max_age_h * 3600.0,
+    )
+
+
+def stream_runtime(settings: Settings, services: Services) -> StreamRuntime | None:
+    """The gateway's consumer and applied-note feed, when the stream is configured."""
+    stream = services.ingest.stream
+    return None if stream is None else StreamRuntime(settings, services.ingest, stream)
+
+
+def shared_tier_missing(settings: Settings) -> list[str]:
+    """What several gateway processes need to agree, and is not configured (empty: all set).
+
+    Without the stream each process keeps its own trending, segment counters and caches from
+    only the events it accepted itself; without Redis the response cache, persisted queries
+    and rate limits stay per process (a purge reaches one, the limit multiplies)."""
+    missing = []
+    if not settings.event_stream_url:
+        missing.append(
+            "TAILOR_EVENT_STREAM_URL (e.g. nats://127.0.0.1:4222): events and what they change "
+            "(trending, segment counters and sizes, profile caches) reach every process"
+        )
+    if not settings.redis_url:
+        missing.append(
+            "TAILOR_REDIS_URL (e.g. redis://127.0.0.1:6379/0): one response cache, persisted-query "
+            "store, purge fan-out and rate limit for all processes"
+        )
+    return missing

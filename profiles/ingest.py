@@ -50,6 +50,7 @@ from profiles.types import (
     ProfileConfig,
 )
 from storage.fields import FieldError
+from storage.stream import EventStream, StreamUnavailable
 from storage.types import JSON, EventRecord, Store, anonymous_key
 
 T = TypeVar("T")
@@ -88,10 +89,16 @@ class IngestionService:
         tracking_allowed: ConsentCheck | None = None,
         state_cache_size: int = 10_000,
         traits_filter: TraitsFilter | None = None,
+        stream: EventStream | None = None,
     ) -> None:
         """``traits_filter``: applied to the traits of every identify event before it is
-        fingerprinted or stored (the wiring passes the PII hasher, as it does to the store)."""
+        fingerprinted or stored (the wiring passes the PII hasher, as it does to the store).
+
+        ``stream``: when set, :meth:`ingest` appends valid events to this durable stream and
+        answers once the stream acknowledged them; consumers apply them through :meth:`write`
+        (``profiles/stream.py``). Without it, events are group-committed to the store."""
         self.store = store
+        self.stream = stream
         self.traits_filter = traits_filter
         self.config = config or IngestConfig()
         self.profile_config = profile_config or ProfileConfig()
@@ -203,11 +210,39 @@ class IngestionService:
         Anonymous-only events stay on their anonymous profile (see the module docstring)."""
         results, valid = self.validate(raws, authorize)
         if valid:
-            outcomes = await self._submit([ev for _, ev in valid])
+            events = [ev for _, ev in valid]
+            if self.stream is not None:
+                outcomes = await self._publish(events)
+            else:
+                outcomes = await self._submit(events)
             self._fill(results, valid, outcomes)
         done = [r for r in results if r is not None]
         count_ingest(r.status for r in done)
         return BatchResult(done)
+
+    async def _publish(self, events: list[EventRecord]) -> list[str]:
+        """Append to the stream; every event answers ``accepted`` (durably queued). The consumer
+        resolves duplicates by messageId, so a replayed event is applied once."""
+        assert self.stream is not None
+        try:
+            await self.stream.publish(events)
+        except StreamUnavailable as exc:
+            raise IngestUnavailable(f"events could not be queued: {exc}") from exc
+        return ["accepted"] * len(events)
+
+    async def write(self, events: list[EventRecord]) -> list[str]:
+        """Store already validated events (a stream consumer's deliveries) like :meth:`ingest`
+        does: group commit, listeners, then the store's outcome per event (``accepted``,
+        ``duplicate``, ``conflict``, ``refused``). Returns only after the COMMIT."""
+        return await self._submit(events)
+
+    def replay(self, events: list[EventRecord], states: dict[str, ProfileState | None]) -> None:
+        """Feed another process's commit to this process's listeners (the fleet's applied
+        notes): ``events`` the store accepted, ``states`` the profiles it changed as stored."""
+        with self._lock:  # never interleaved with this process's own notifications
+            for key in states:
+                self._state_cache.pop(key, None)
+            self._notify(events, states)
 
     async def link(self, anonymous_id: str, user_id: str) -> EventResult:
         """Store the server's own identify of ``anonymous_id`` as ``user_id`` (the identify
@@ -347,18 +382,21 @@ class IngestionService:
             self._remember_states(False)
             raise
         changed = self._remember_states(True)
+        self._notify(accepted_events, changed)
+        return list(outcomes)
+
+    def _notify(self, accepted: list[EventRecord], changed: dict[str, ProfileState | None]) -> None:
         for profile_listener in self._profile_listeners:
             try:
                 profile_listener(changed)
             except Exception:  # a listener must never fail an acknowledged write
                 log.exception("profile listener %r failed", profile_listener)
-        if accepted_events:
+        if accepted:
             for listener in self._listeners:
                 try:
-                    listener(accepted_events)
+                    listener(accepted)
                 except Exception:  # a listener must never fail an acknowledged write
                     log.exception("event listener %r failed", listener)
-        return list(outcomes)
 
     def _profile_updates(self, accepted: list[EventRecord]) -> dict[str, JSON]:
         """Apply accepted events to their profiles (inside the write transaction).

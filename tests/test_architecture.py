@@ -58,7 +58,7 @@ WEB = {"strawberry", "starlette", "uvicorn", "graphql", "jwt"}
 WEB_PACKAGES = {"gateway", "resolvers"}
 # package -> every third-party library it may import (packages not listed are unrestricted)
 THIRD_PARTY: dict[str, set[str]] = {
-    "storage": {"orjson", "pyarrow", "pyspark", "psycopg", "psycopg_pool"},
+    "storage": {"orjson", "pyarrow", "pyspark", "psycopg", "psycopg_pool", "nats"},
     "cache": {"cachetools", "redis"},
     "embeddings": {
         "numpy",

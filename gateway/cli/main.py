@@ -11,13 +11,25 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import admin, backup, clients, common, data, db, experiments, lake, serve, train
+from gateway.cli import (
+    admin,
+    backup,
+    clients,
+    common,
+    data,
+    db,
+    experiments,
+    lake,
+    serve,
+    train,
+    worker,
+)
 from gateway.cli.common import common_options, console
 from gateway.settings import SettingsError, load_settings
 from observability.logs import configure_logging
 from storage.types import StorageError
 
-GROUPS = (serve, data, train, lake, admin, db, backup, clients, experiments)
+GROUPS = (serve, data, train, lake, admin, db, worker, backup, clients, experiments)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import os
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.common import Common, console, progress_bar, settings_from
-from gateway.settings import Settings
+from gateway.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
     p = sub.add_parser("serve", help="run the gateway", description="Run the gateway (uvicorn).")
     common(p, server=True)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (more than 1 needs the shared tier: docs/FLEET.md)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -35,18 +46,53 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    serve(settings)
+    workers = args.workers
+    if workers < 1:
+        console.print(f"[red]usage error:[/red] --workers must be at least 1, got {workers}")
+        return 2
+    if workers > 1:
+        from gateway.wiring import shared_tier_missing
+
+        missing = shared_tier_missing(settings)
+        if missing:
+            console.print(
+                f"[red]refusing --workers {workers}:[/red] on the embedded tier every process "
+                "keeps its own response cache, persisted queries, rate limits, trending and "
+                "segment counters, so the processes would answer differently and the rate "
+                "limit would multiply. Configure the shared tier first (docs/FLEET.md):"
+            )
+            for item in missing:
+                console.print(f"  - {item}")
+            return 2
+        # The worker processes build their app from the environment: hand them what the
+        # command line chose.
+        os.environ["TAILOR_DATA_DIR"] = str(settings.data_dir)
+        if getattr(args, "config", None):
+            os.environ["TAILOR_CONFIG"] = str(args.config)
+    serve(settings, workers=workers)
     return 0
 
 
-def serve(settings: Settings) -> None:
+def app_from_environment() -> Starlette:
+    """The app of one uvicorn worker process (``--workers N``): settings from the environment."""
+    from gateway.app import create_app
+
+    return create_app(load_settings())
+
+
+def serve(settings: Settings, workers: int = 1) -> None:
     import uvicorn
 
     from gateway.app import create_app
 
-    app = create_app(settings)
+    app: Any = create_app(settings) if workers == 1 else f"{__name__}:app_from_environment"
     uvicorn.run(
         app,
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
+        # A worker builds its whole app (models, indexes) before it answers the supervisor's
+        # health ping; the default 5 s kills it mid start-up on a busy machine.
+        timeout_worker_healthcheck=120,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
