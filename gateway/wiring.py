@@ -278,6 +278,7 @@ def build_services(
         clock=clock,
         # Identify events carry traits too: hashed like user rows before they are stored.
         traits_filter=hasher.hash_traits,
+        prefetch_items=catalog.prefetch,
     )
     privacy = PrivacyService(
         store,

@@ -88,9 +88,13 @@ class IngestionService:
         tracking_allowed: ConsentCheck | None = None,
         state_cache_size: int = 10_000,
         traits_filter: TraitsFilter | None = None,
+        prefetch_items: Callable[[list[str]], None] | None = None,
     ) -> None:
         """``traits_filter``: applied to the traits of every identify event before it is
-        fingerprinted or stored (the wiring passes the PII hasher, as it does to the store)."""
+        fingerprinted or stored (the wiring passes the PII hasher, as it does to the store).
+        ``prefetch_items``: called once per write group with the group's item ids before
+        ``categories`` is asked about each (the wiring passes the catalog's bulk loader)."""
+        self.prefetch_items = prefetch_items
         self.store = store
         self.traits_filter = traits_filter
         self.config = config or IngestConfig()
@@ -375,6 +379,9 @@ class IngestionService:
         for key, doc in self.store.get_profile_states(misses).items():
             states[key] = ProfileState.from_json(doc)
         self._touched = set(keys)
+        if self.prefetch_items is not None:
+            # One catalog query for the group's unseen items instead of one per item.
+            self.prefetch_items([ev.item_id for ev in accepted if ev.item_id])
         for ev in accepted:
             if ev.type == "identify" and ev.anonymous_id and ev.user_id:
                 # The anonymous history joins the user's profile (the store re-keys the events).
