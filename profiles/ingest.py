@@ -28,7 +28,6 @@ import asyncio
 import dataclasses
 import logging
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,16 +55,6 @@ from storage.types import JSON, EventRecord, anonymous_key
 T = TypeVar("T")
 
 log = logging.getLogger("tailor.ingest")
-
-WRITER_SWITCH_INTERVAL_S = 0.0005
-"""The interpreter's GIL switch interval while a writer thread runs (Python's default: 5 ms).
-
-The writer releases the GIL in every SQLite call (lookups, INSERT, COMMIT's fsync) and must win
-it back from the event loop, which validates the next requests meanwhile; with the default
-interval each hand-back can wait 5 ms, a dozen times per group, and acknowledgements (so the
-clients' next batches) wait with it. 0.5 ms measured 1.0-1.9x the events/s of the default
-through HTTP on the shared 2-core machine (benchmarks/ingest.py, docs/SPEED.md) at the same
-CPU per event."""
 
 Listener = Callable[[list[EventRecord]], None]
 ProfileListener = Callable[[dict[str, ProfileState | None]], None]
@@ -137,8 +126,6 @@ class IngestionService:
 
     def start(self) -> None:
         if self._thread is None:
-            if sys.getswitchinterval() > WRITER_SWITCH_INTERVAL_S:
-                sys.setswitchinterval(WRITER_SWITCH_INTERVAL_S)  # process-wide; see above
             self._thread = threading.Thread(
                 target=self._run, name="tailor-ingest-writer", daemon=True
             )
