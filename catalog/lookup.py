@@ -34,6 +34,17 @@ class CatalogLookup:
                 self._items[item_id] = found
             return found
 
+    def prefetch(self, item_ids: Iterable[str]) -> None:
+        """Load the ids not seen yet in one store query (the ingest writer calls this once per
+        group, so a batch of events for new items costs one query, not one per item)."""
+        misses = [i for i in dict.fromkeys(item_ids) if i not in self._items]
+        if not misses:
+            return
+        found = self._store.get_items(misses)
+        with self._lock:
+            for item_id in misses:
+                self._items.setdefault(item_id, found.get(item_id))
+
     def categories(self, item_id: str) -> tuple[str, ...]:
         it = self.item(item_id)
         return it.categories if it else ()

@@ -286,7 +286,7 @@ def cached_export(model_path: Path, cache_dir: Path) -> Path:
     log.info("exporting %s to int8 ONNX under %s (once)", model_path, target)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir))
     try:
-        facts = export_int8(model_path, tmp)
+        facts = _export_in_child(model_path, tmp)
         (tmp / EXPORT_MARKER).write_text(json.dumps(facts, indent=2), encoding="utf-8")
         try:
             os.rename(tmp, target)
@@ -298,6 +298,46 @@ def cached_export(model_path: Path, cache_dir: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _export_in_child(model_path: Path, out_dir: Path) -> dict[str, Any]:
+    """`export_int8` in a child Python process, so the calling process (a gateway, the demo)
+    never imports PyTorch: its memory stays that of ONNX Runtime (see docs/SPEED.md)."""
+    import subprocess
+    import sys
+
+    # The child imports this module from wherever the parent did (a checkout on sys.path).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run(
+        [sys.executable, "-m", "embeddings.onnx_encoder", str(model_path), str(out_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        if lines[-1].startswith(_UNSUPPORTED):
+            raise UnsupportedModel(lines[-1][len(_UNSUPPORTED) :])
+        raise RuntimeError(f"int8 export of {model_path} failed: {lines[-1]}")
+    facts: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return facts
+
+
+_UNSUPPORTED = "UnsupportedModel: "
+
+
+def _export_main(argv: list[str]) -> int:
+    """``python -m embeddings.onnx_encoder MODEL_DIR OUT_DIR``: one export (see above)."""
+    import sys
+
+    try:
+        facts = export_int8(Path(argv[0]), Path(argv[1]))
+    except UnsupportedModel as exc:
+        print(f"{_UNSUPPORTED}{exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(facts))
+    return 0
 
 
 # ------------------------------------------------------------------------------ serving
@@ -451,3 +491,9 @@ class OnnxInt8Encoder(_Identified):
         if show_progress:
             log_throughput(len(texts), started)
         return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_export_main(sys.argv[1:]))

@@ -106,9 +106,9 @@ class Settings:
     model_path: str | None = None  # a sentence-transformers directory of your own
     item_text_template: str | None = None  # None: embeddings.DEFAULT_ITEM_TEMPLATE
     hnsw_threshold: int = 10_000  # exact inner-product search below this many items
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 100
-    hnsw_ef_search: int = 128
+    hnsw_m: int = 24  # M 24 / efConstruction 80 / efSearch 192: measured in docs/SPEED.md
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 192
     user_vector_half_life_days: float = 14.0
     search_personal_weight: float = 0.3  # share of the user vector in a personalized query
     model_poll_s: float = 10.0  # how often a running gateway looks for new models and items

@@ -306,6 +306,7 @@ def build_services(
         # Identify events carry traits too: hashed like user rows before they are stored.
         traits_filter=hasher.hash_traits,
         stream=event_stream(settings),
+        prefetch_items=catalog.prefetch,
     )
     privacy = PrivacyService(
         store,

@@ -132,8 +132,10 @@ def validate_event(
     props = raw.get("properties") or {}
     if not isinstance(props, dict):
         raise FieldError("properties", "must be an object")
-    fields.json_document(props, "properties", max_bytes=MAX_PROPERTIES_BYTES)
-    props = _validate_properties(etype, dict(props))
+    if props:  # most events (views, clicks) carry none: nothing to check or copy ({} is new)
+        fields.json_document(props, "properties", max_bytes=MAX_PROPERTIES_BYTES)
+        props = dict(props)
+    props = _validate_properties(etype, props)
     if etype == "identify" and raw.get("traits") is not None:
         traits = validate_traits(raw["traits"])
         if traits_filter is not None:

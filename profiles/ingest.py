@@ -90,13 +90,18 @@ class IngestionService:
         state_cache_size: int = 10_000,
         traits_filter: TraitsFilter | None = None,
         stream: EventStream | None = None,
+        prefetch_items: Callable[[list[str]], None] | None = None,
     ) -> None:
         """``traits_filter``: applied to the traits of every identify event before it is
         fingerprinted or stored (the wiring passes the PII hasher, as it does to the store).
 
         ``stream``: when set, :meth:`ingest` appends valid events to this durable stream and
         answers once the stream acknowledged them; consumers apply them through :meth:`write`
-        (``profiles/stream.py``). Without it, events are group-committed to the store."""
+        (``profiles/stream.py``). Without it, events are group-committed to the store.
+
+        ``prefetch_items``: called once per write group with the group's item ids before
+        ``categories`` is asked about each (the wiring passes the catalog's bulk loader)."""
+        self.prefetch_items = prefetch_items
         self.store = store
         self.stream = stream
         self.traits_filter = traits_filter
@@ -426,6 +431,9 @@ class IngestionService:
         for key, doc in self.store.get_profile_states(misses).items():
             states[key] = ProfileState.from_json(doc)
         self._touched = set(keys)
+        if self.prefetch_items is not None:
+            # One catalog query for the group's unseen items instead of one per item.
+            self.prefetch_items([ev.item_id for ev in accepted if ev.item_id])
         for ev in accepted:
             if ev.type == "identify" and ev.anonymous_id and ev.user_id:
                 # The anonymous history joins the user's profile (the store re-keys the events).

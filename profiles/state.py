@@ -64,8 +64,11 @@ class ProfileState:
     def apply(self, ev: EventRecord, config: ProfileConfig, categories: CategoryLookup) -> None:
         t = ev.ts
         self.counts[ev.type] = self.counts.get(ev.type, 0) + 1
-        self.first_ts = t if self.first_ts is None else min(self.first_ts, t)
-        self.last_ts = t if self.last_ts is None else max(self.last_ts, t)
+        # Plain comparisons rather than min()/max(): this runs for every ingested event.
+        if self.first_ts is None or t < self.first_ts:
+            self.first_ts = t
+        if self.last_ts is None or t > self.last_ts:
+            self.last_ts = t
         if self.last_channel is None or (t, ev.channel) > self.last_channel:
             self.last_channel = (t, ev.channel)
         weight = self.event_weight(ev, config)
@@ -108,6 +111,12 @@ class ProfileState:
         return w
 
     def _add_day(self, day: int, etype: str, n: int) -> None:
+        bucket = self.days.get(day)
+        if bucket is not None:
+            # The common case (another event on a day already kept): every kept day is within
+            # the window of the newest one, so nothing to prune and no max() over the days.
+            bucket[etype] = bucket.get(etype, 0) + n
+            return
         newest = max(self.days) if self.days else day
         if day < max(newest, day) - _BUCKET_DAYS:
             return

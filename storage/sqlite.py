@@ -340,7 +340,8 @@ class SQLiteStore(ExperimentRows):
                         ev.item_id,
                         ev.session_id,
                         ev.channel,
-                        _dumps(dict(ev.properties)),
+                        # Most events (views, clicks) carry no properties: no encoder call.
+                        _dumps(dict(ev.properties)) if ev.properties else "{}",
                         ev.flags,
                     )
                     for ev in accepted

@@ -18,9 +18,10 @@ from catalog.importer import import_items
 from demo.world import generate_world
 from gateway.models import ensure_index, train_cf, train_conversion_model
 from gateway.settings import Settings
-from gateway.wiring import build_services, model_stores
+from gateway.wiring import ModelStores, build_services, model_stores
 from profiles.imports import import_events, import_users
 from profiles.types import InsufficientTrainingData
+from resolvers.context import Services
 
 ProgressFactory = Callable[
     [str, int | None], contextlib.AbstractContextManager[Callable[[int], None]]
@@ -39,8 +40,13 @@ def load_demo_world(
     n_users: int = 2000,
     n_items: int = 5000,
     progress: ProgressFactory = _silent,
+    train_models: bool = True,
 ) -> dict[str, Any]:
-    """Generate (once) and import the demo world; returns counts and a sample user id."""
+    """Generate (once) and import the demo world; returns counts and a sample user id.
+
+    ``train_models=False`` leaves the CF and conversion models to :func:`train_demo_models`
+    (``tailor demo`` runs it after the server is up: answers fall back to trending and content
+    until the running gateway's model poller picks the new versions up)."""
     world_dir = settings.data_dir / "demo"
     params = json.dumps({"seed": seed, "users": n_users, "items": n_items}, sort_keys=True)
     services = build_services(settings)
@@ -68,18 +74,7 @@ def load_demo_world(
         if not services.segments.models.versions():
             with progress("train segments", None):
                 services.segments.train()
-        if not stores.cf.versions():
-            with progress("train collaborative filtering", None):
-                train_cf(services, stores)
-        conversion = None
-        if not stores.conversion.versions():
-            # A tiny world (tests) may hold too few weeks for the temporal cutoffs: the demo
-            # then serves without conversionScore rather than failing.
-            with (
-                progress("train conversion propensity", None),
-                contextlib.suppress(InsufficientTrainingData),
-            ):
-                conversion = train_conversion_model(services, stores)[1]
+        conversion = _train_missing(services, stores, progress) if train_models else None
         personas = json.loads((world_dir / "personas.json").read_text())
         sample = next((u for u, p in sorted(personas.items()) if p == "high_value_loyalist"), None)
         return {
@@ -90,6 +85,36 @@ def load_demo_world(
             "world_dir": world_dir,
             "conversion": conversion,  # holdout metrics when trained now
         }
+    finally:
+        services.store.close()
+
+
+def _train_missing(
+    services: Services, stores: ModelStores, progress: ProgressFactory
+) -> dict[str, float] | None:
+    """Train the CF and conversion models that have no stored version yet; returns the
+    conversion model's holdout metrics when it was trained now."""
+    if not stores.cf.versions():
+        with progress("train collaborative filtering", None):
+            train_cf(services, stores)
+    conversion = None
+    if not stores.conversion.versions():
+        # A tiny world (tests) may hold too few weeks for the temporal cutoffs: the demo
+        # then serves without conversionScore rather than failing.
+        with (
+            progress("train conversion propensity", None),
+            contextlib.suppress(InsufficientTrainingData),
+        ):
+            conversion = train_conversion_model(services, stores)[1]
+    return conversion
+
+
+def train_demo_models(settings: Settings) -> dict[str, float] | None:
+    """Train the demo's missing CF and conversion models on their own store connection
+    (``tailor demo`` runs this in a background thread once the server is up)."""
+    services = build_services(settings)
+    try:
+        return _train_missing(services, model_stores(settings), _silent)
     finally:
         services.store.close()
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.cli.common import Common, console, progress_bar, settings_from
@@ -69,8 +73,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["TAILOR_DATA_DIR"] = str(settings.data_dir)
         if getattr(args, "config", None):
             os.environ["TAILOR_CONFIG"] = str(args.config)
+        # /metrics of any worker sums every worker's counters (prometheus_client's multiprocess
+        # mode): they need one empty directory, known before they start.
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_metrics_dir(settings))
     serve(settings, workers=workers)
     return 0
+
+
+def _fresh_metrics_dir(settings: Settings) -> Path:
+    """``data_dir/metrics-multiproc``, emptied: the files of an earlier run would add up."""
+    path = settings.data_dir / "metrics-multiproc"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def app_from_environment() -> Starlette:
@@ -118,7 +134,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     info = load_demo_world(
-        settings, seed=args.seed, n_users=args.users, n_items=args.items, progress=progress_bar
+        settings,
+        seed=args.seed,
+        n_users=args.users,
+        n_items=args.items,
+        progress=progress_bar,
+        # First-run time: the CF and conversion models (~2 of the first run's minutes) train
+        # after the server is up when it serves; the poller swaps them in when they land.
+        train_models=args.no_serve,
     )
     user_token = issue_token(settings.jwt_secret, info["sample_user"], ttl_s=7 * 86400)
     admin_token = issue_token(settings.jwt_secret, "demo-admin", scopes=["admin"], ttl_s=7 * 86400)
@@ -139,6 +162,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     if args.no_serve:
         return 0
+    print(
+        "models:       CF and conversion train in the background now; until they are served "
+        "(/readyz models), answers use trending and content similarity",
+        flush=True,
+    )
+    _train_in_background(settings)
     if args.upstream:
         # The bundled catalog/CRM stand-in serves the same world; items and traits
         # then resolve through it (see /readyz for its circuit state).
@@ -151,3 +180,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     serve(settings)
     return 0
+
+
+def _train_in_background(settings: Settings) -> None:
+    """Train the demo's missing models in a low-priority daemon thread while it serves."""
+    import logging
+    import os
+    import threading
+
+    from gateway.cli.demo_world import train_demo_models
+
+    log = logging.getLogger("tailor.demo")
+
+    def run() -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: threads are tasks
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        started = time.monotonic()
+        try:
+            train_demo_models(settings)
+        except Exception:  # the demo keeps serving with the fallbacks
+            log.exception("background model training failed")
+            return
+        log.info(
+            "demo models trained in the background in %.0fs; served from the next model poll "
+            "(within %gs)",
+            time.monotonic() - started,
+            settings.model_poll_s,
+        )
+
+    threading.Thread(target=run, name="tailor-demo-training", daemon=True).start()

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fleet.conftest import StreamNames, free_port
 from tests.fleet.processes import gql, service_headers, stop, tailor
@@ -65,6 +66,24 @@ async def test_two_uvicorn_workers_on_the_shared_tier(
                 origins.add(ready["origin"])
                 seen = seen + 1 if (profile["profile"] or {}).get("events") == 1 else 0
                 await asyncio.sleep(0.05)
+            # /metrics of either worker sums both (multiprocess mode, set up by serve): the one
+            # accepted event is counted once whichever worker answers the scrape.
+            scraped: set[str] = set()
+            while len(scraped) < 2:
+                assert time.monotonic() < deadline, f"scrapes answered by {scraped}"
+                async with httpx.AsyncClient(base_url=base) as fresh:
+                    text = (await fresh.get("/metrics")).text
+                    scraped.add((await fresh.get("/readyz")).json()["event_stream"]["origin"])
+                accepted = [
+                    sample.value
+                    for family in text_string_to_metric_families(text)
+                    if family.name == "tailor_ingest_events"
+                    for sample in family.samples
+                    if sample.name == "tailor_ingest_events_total"
+                    and sample.labels.get("outcome") == "accepted"
+                ]
+                assert accepted == [1.0], text
+        assert (tmp_path / "var" / "metrics-multiproc").is_dir()
     finally:
         stop(proc)
         client = redis.Redis.from_url(REDIS_URL)

@@ -1,0 +1,78 @@
+"""Where ingestion spends its CPU: a pyinstrument profile of the pipeline behind POST /v1/events.
+
+    python benchmarks/profile_ingest.py [--events 40000] [--group 4000] [--flat]
+
+Runs, in one thread and in-process (so one profile covers both halves), what the gateway does
+per request and per write group: body parsing (`gateway.routes.parse_event_body`), validation
+and consent (`IngestionService.validate`), then the writer's group transaction
+(`IngestionService._write_group`: dedup lookup, INSERT, profile updates, COMMIT, listeners) on
+the services `gateway.wiring.build_services` builds, over a real SQLite file. The events are
+benchmarks/ingest.py's clickstream. Prints the split and pyinstrument's call tree (``--flat``:
+functions by their own time). The ASGI server and the GIL hand-over between the event loop and
+the writer thread are not in this profile: benchmarks/ingest.py measures those end to end.
+Needs pyinstrument (a dev dependency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from pyinstrument import Profiler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.ingest import make_events
+from gateway.routes import parse_event_body
+from gateway.settings import load_settings
+from gateway.wiring import build_services
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--batch", type=int, default=500, help="events per request")
+    parser.add_argument("--group", type=int, default=4000, help="events per write group")
+    parser.add_argument("--flat", action="store_true", help="functions by own time")
+    args = parser.parse_args()
+    events = make_events(args.events)
+    bodies = [orjson.dumps(events[i : i + args.batch]) for i in range(0, len(events), args.batch)]
+    with tempfile.TemporaryDirectory() as tmp:
+        services = build_services(load_settings(environ={}, data_dir=Path(tmp)))
+        ingest = services.ingest
+        profiler = Profiler(interval=0.0005)
+        validate_s = write_s = 0.0
+        group: list = []
+        profiler.start()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for n, body in enumerate(bodies, start=1):
+            t = time.perf_counter()
+            _results, valid = ingest.validate(parse_event_body("application/json", body))
+            validate_s += time.perf_counter() - t
+            group.extend(ev for _, ev in valid)
+            if len(group) >= args.group or n == len(bodies):
+                t = time.perf_counter()
+                with ingest._lock:  # what the writer thread holds around a group
+                    ingest._write_group(group, [False] * len(group))
+                write_s += time.perf_counter() - t
+                group = []
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        profiler.stop()
+        services.store.close()
+    n = args.events
+    print(f"load average (1 min): {os.getloadavg()[0]:.2f}")
+    print(
+        f"{n / elapsed:,.0f} events/s in one thread, {cpu / n * 1e6:.1f} us CPU/event: "
+        f"parse+validate {validate_s / n * 1e6:.1f} us/event, "
+        f"write group {write_s / n * 1e6:.1f} us/event"
+    )
+    print(profiler.output_text(unicode=False, color=False, show_all=False, flat=args.flat))
+
+
+if __name__ == "__main__":
+    main()
