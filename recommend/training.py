@@ -1,15 +1,18 @@
 """Training collaborative filtering on the event log, and its versioned artifacts.
 
-``train_cf`` tunes before it fits (bounded by ``tune_budget_s``): the CF parameters and the
-training weight of explicit ratings on a validation split of the log
-(:mod:`recommend.cf_tuning`), then the blend weights of the serving sources (CF, trending and,
+``train_cf`` tunes before it fits (bounded by ``tune_budget_s``): the CF parameters, the
+training weight of explicit ratings and the relative weights of the event types on a validation
+split of the log (:mod:`recommend.cf_tuning`; chosen type weights are recorded as
+``event_weights`` in ``trained.json`` and serving folds the history in with them, see
+:func:`history_factors`), then the blend weights of the serving sources (CF, trending and,
 with an item index, content) on another (:func:`recommend.offline.evaluate.tune_blend_weights`),
 so a freshly trained gateway never serves the fixed default weights.
 
 On disk, under the CF root (``<data dir>/models/cf`` in the gateway)::
 
     <version>/               a CF model (``recommend.model`` layout) + trained.json (the training
-                             summary: the chosen parameters, rating curve and every trial)
+                             summary: the chosen parameters, rating curve, event-type
+                             weights and every trial)
     <version>/weights.json   blend weights tuned for that version (``tailor train cf``; replaced by
                              ``tailor evaluate --tune``)
 
