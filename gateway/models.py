@@ -24,7 +24,7 @@ from recommend.conversion import train_conversion
 from recommend.ranker import Ranker
 from recommend.ranker_training import RankerTraining, ServingParts
 from recommend.ranker_training import train_ranker as fit_ranker
-from recommend.training import CFTraining
+from recommend.training import CFTraining, history_factors
 from recommend.training import train_cf as fit_cf
 from recommend.types import ArtifactError, CFConfig, RecommendError
 from resolvers.context import Services
@@ -175,7 +175,8 @@ def train_cf(
         ),
         content=content,
     )
-    services.recommender.cf.swap(model, version, weights)
+    factors = history_factors(info, services.profile_config.weights)
+    services.recommender.cf.swap(model, version, weights, factors)
     return version, info
 
 
@@ -197,11 +198,13 @@ def train_ranker(
     services.segments.load_latest()
     cf = services.recommender.cf.model
     assert cf is not None
-    curve = str(stores.cf.trained_info(version).get("rating_curve", "linear"))
+    trained = stores.cf.trained_info(version)
+    curve = str(trained.get("rating_curve", "linear"))
     rec = services.recommender
     parts = ServingParts(
         cf=cf,
         rating_curve=curve,
+        event_weights=trained.get("event_weights") or None,
         content=services.content,
         trending=services.trending,
         item_of=services.catalog.item,
@@ -254,7 +257,13 @@ def load_cf_latest(services: Services, stores: ModelStores) -> bool:
             slot.set_weights(version, weights)
             log.info("CF model %s: serving tuned blend weights %s", version, weights)
         return False
-    slot.swap(stores.cf.load(version), version, weights)
+    try:
+        trained = stores.cf.trained_info(version)
+    except (OSError, ValueError) as exc:
+        log.warning("CF model %s: no readable training summary (%s)", version, exc)
+        trained = {}
+    factors = history_factors(trained, services.profile_config.weights)
+    slot.swap(stores.cf.load(version), version, weights, factors)
     log.info("serving CF model %s%s", version, " with tuned blend weights" if weights else "")
     return True
 

@@ -18,7 +18,15 @@ strategies. What is searched:
   low ratings are negative evidence that cancels other interactions with the item). Whatever the
   curve, the *history* a model scores from is weighted as profiles weigh it, as in serving.
 
-The curve is chosen first (at the configured parameters), then the parameters under it. Every
+* the relative weights of the event types (``view``, ``click``, ``add_to_cart``, ``purchase``,
+  ``rate``…) when the data holds several with a positive configured weight: one type at a time,
+  its configured weight times 0.25 then 0 while that improves, else times 4 then 16 (the
+  weights both train the model and weigh the history it scores from, as serving will; the
+  held-out targets stay the configured interactions, so every candidate answers the same
+  question). A type that is pure noise ends down-weighted or dropped.
+
+The curve is chosen first (at the configured parameters), then the parameters under it, then
+the event-type weights at those parameters and, when they changed, the parameters again. Every
 trial is timed; a trial is started only when the budget still holds one more trial of the
 longest so far, so the search ends in bounded time (the configured setting is always tried).
 """
@@ -38,13 +46,20 @@ import scipy.sparse as sp
 from recommend.cf import choose_cf_model
 from recommend.interactions import InteractionMatrix
 from recommend.model import ItemModel
-from recommend.offline.metrics import ranking_metrics
+from recommend.offline.metrics import hits_matrix, ranking_metrics
 from recommend.offline.splits import random_split
-from recommend.types import CFConfig
+from recommend.types import CFConfig, RecommendError
 
 log = logging.getLogger("tailor.recommend.cf_tuning")
 
 RATING_CURVES = ("linear", "binary", "centered")
+
+#: ``(curve, event_type_weights) -> matrix``: the events weighted anew (ratings by ``curve``),
+#: with the served matrix's id maps (see :func:`tune_cf`).
+Reweigh = Callable[[str, Mapping[str, float]], InteractionMatrix]
+
+#: Multiples of an event type's configured weight the search tries, down then up.
+_TYPE_FACTORS = {-1: (0.25, 0.0), 1: (4.0, 16.0)}
 
 
 def rating_weight(value: float, base: float, curve: str) -> float:
@@ -94,7 +109,8 @@ class TrainedOn:
 @dataclass(frozen=True)
 class CFTuning:
     """The chosen setting (``config`` with ``kind`` fixed), rating curve, validation NDCG@10
-    and every trial in the order tried."""
+    and every trial in the order tried; ``event_weights``: the chosen weight of every searched
+    event type (None: the configured weights, not searched or not bettered)."""
 
     config: CFConfig
     curve: str
@@ -102,6 +118,7 @@ class CFTuning:
     trials: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     validation: dict[str, Any] = field(default_factory=dict)
+    event_weights: dict[str, float] | None = None
 
     def params(self) -> dict[str, Any]:
         """The chosen kind and its tuned parameters (what ``trained.json`` records)."""
@@ -139,10 +156,16 @@ def tune_cf(
     validation_fraction: float = 0.2,
     max_users: int = 5000,
     clock: Callable[[], float] = time.perf_counter,
+    reweigh: Reweigh | None = None,
+    event_weights: Mapping[str, float] | None = None,
 ) -> CFTuning:
     """Search the CF setting (see the module docstring). ``served`` holds the interactions
     weighted as serving weighs history; ``variants`` maps rating curves to training weightings
-    of the same events (``served`` itself among them, or only it when there are no ratings)."""
+    of the same events (``served`` itself among them, or only it when there are no ratings).
+
+    ``event_weights`` (the configured weight of each event type present, positive ones
+    searched) and ``reweigh`` (the events under other type weights; ``reweigh("linear", w)``
+    is ``served`` re-weighted) turn on the event-type search when two or more types qualify."""
     auto = config.kind == "auto"
     kind = choose_cf_model(served.n_items, config).kind
     config = dataclasses.replace(config, kind=kind)  # type: ignore[arg-type]
@@ -155,29 +178,52 @@ def tune_cf(
     trials: list[dict[str, Any]] = []
     longest = 0.0
 
-    def trial(cfg: CFConfig, curve: str) -> float | None:
+    def data(curve: str, types: Mapping[str, float] | None) -> tuple[InteractionMatrix, Any]:
+        """The training part and the history matrix of a trial (``types``: None = configured)."""
+        if types is None or reweigh is None:
+            return restrict(variants[curve], split.train), split.train.matrix
+        train = restrict(reweigh(curve, types), split.train)
+        history = train if curve == "linear" else restrict(reweigh("linear", types), split.train)
+        return train, history.matrix
+
+    def trial(cfg: CFConfig, curve: str, types: Mapping[str, float] | None = None) -> float | None:
         nonlocal longest
         if trials and clock() - started + longest > budget_s:
             return None
         t0 = clock()
-        train = restrict(variants[curve], split.train)
-        model = choose_cf_model(served.n_items, cfg).fit(train)
-        ids, _ = model.recommend_batch(split.train.matrix, k)
-        ndcg = ranking_metrics(ids, split.test.matrix, k)["ndcg"]
+        train, history = data(curve, types)
+        failed: dict[str, str] = {}
+        try:
+            model = choose_cf_model(served.n_items, cfg).fit(train)
+        except RecommendError as exc:  # e.g. type weights that leave too few interactions
+            ndcg, failed = -1.0, {"error": str(exc)}
+        else:
+            ids = _unseen_top_k(model, history, split.train.matrix, k)
+            ndcg = ranking_metrics(ids, split.test.matrix, k)["ndcg"]
         spent = clock() - t0
         longest = max(longest, spent)
         params = {name: getattr(cfg, name) for name in _SEARCHED.get(cfg.kind, ())}
+        extra = {"event_weights": dict(types)} if types is not None else {}
         trials.append(
             {
                 "kind": cfg.kind,
                 **params,
                 "curve": curve,
+                **extra,
                 "ndcg": round(ndcg, 6),
                 "seconds": round(spent, 2),
+                **failed,
             }
         )
         log.info(
-            "CF trial %s %s curve=%s: NDCG@%d %.4f (%.1fs)", cfg.kind, params, curve, k, ndcg, spent
+            "CF trial %s %s curve=%s%s: NDCG@%d %.4f (%.1fs)",
+            cfg.kind,
+            params,
+            curve,
+            f" types={dict(types)}" if types is not None else "",
+            k,
+            ndcg,
+            spent,
         )
         return float(ndcg)
 
@@ -195,12 +241,21 @@ def tune_cf(
         if got > best:
             best, best_curve = got, curve
     best_cfg, best = _search(config, kind, lambda c: trial(c, best_curve), best, served.n_items)
+    searched = {t: float(w) for t, w in (event_weights or {}).items() if w > 0}
+    types: dict[str, float] | None = None
+    if reweigh is not None and len(searched) >= 2:
+        at = best_cfg
+        types, best = _search_types(searched, lambda w: trial(at, best_curve, w), best)
+        if types is not None:  # the parameters again, under the chosen type weights
+            best_cfg, best = _search(
+                best_cfg, kind, lambda c: trial(c, best_curve, types), best, served.n_items
+            )
     if auto and kind == "ease":  # EASE fits this catalog: ALS may still fit the data better
         als = dataclasses.replace(config, kind="als")
-        got = trial(als, best_curve)
+        got = trial(als, best_curve, types)
         if got is not None and got > best:
             best_cfg, best = _search(
-                als, "als", lambda c: trial(c, best_curve), got, served.n_items
+                als, "als", lambda c: trial(c, best_curve, types), got, served.n_items
             )
     return CFTuning(
         best_cfg,
@@ -215,7 +270,51 @@ def tune_cf(
             "users": int((np.diff(split.test.matrix.indptr) > 0).sum()),
             "metric": f"ndcg@{k}",
         },
+        types,
     )
+
+
+def _unseen_top_k(
+    model: ItemModel, history: sp.csr_matrix, seen: sp.csr_matrix, k: int
+) -> np.ndarray:
+    """Top ``k`` item ints per row scored from ``history``, never an item of ``seen`` (the
+    training part: items an event-type weight of 0 dropped from the history stay seen, as
+    serving excludes them)."""
+    extra = int((np.diff(seen.indptr) - np.diff(history.indptr)).max(initial=0))
+    ids, _ = model.recommend_batch(history, k + extra)
+    if extra == 0:
+        return ids
+    keep = (ids >= 0) & ~hits_matrix(ids, seen)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    out = np.take_along_axis(ids, order, axis=1)
+    out[~np.take_along_axis(keep, order, axis=1)] = -1
+    return out
+
+
+def _search_types(
+    configured: Mapping[str, float],
+    score: Callable[[Mapping[str, float]], float | None],
+    first: float,
+) -> tuple[dict[str, float] | None, float]:
+    """Coordinate search of the event-type weights from the configured ones (see the module
+    docstring); the chosen weights, or None when none beat the configured ones."""
+    current, best = dict(configured), first
+    for etype in configured:
+        for direction in (-1, 1):
+            improved = False
+            for factor in _TYPE_FACTORS[direction]:
+                candidate = {**current, etype: round(configured[etype] * factor, 6)}
+                if not any(w > 0 for w in candidate.values()):
+                    break
+                got = score(candidate)
+                if got is None:
+                    return (current if current != configured else None), best
+                if got <= best:
+                    break
+                current, best, improved = candidate, got, True
+            if improved:
+                break
+    return (current if current != configured else None), best
 
 
 def _step(config: CFConfig, name: str, direction: int, n_items: int) -> CFConfig | None:

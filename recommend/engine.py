@@ -143,16 +143,20 @@ class Recommender:
     def _cf(
         self, history: History, k: int, filt: ItemFilter
     ) -> tuple[list[str], np.ndarray] | None:
-        model = self.cf.model
+        model, _, _, factors = self.cf.state
         if model is None:
             return None
         weights: dict[str, float] = {}
         for h in history:
-            weights[h.item_id] = weights.get(h.item_id, 0.0) + h.weight
+            w = h.weight * factors.get(h.type, 1.0) if factors else h.weight
+            weights[h.item_id] = weights.get(h.item_id, 0.0) + w
         if not weights:
             return None
+        exclude = filt.exclude_ids
+        if factors:  # items whose events now weigh nothing are still seen
+            exclude = exclude | {h.item_id for h in history if h.weight > 0}
         return self._overfetch(
-            lambda n: model.recommend(weights, n, filt.exclude_ids), k, self._accept(filt)
+            lambda n: model.recommend(weights, n, exclude), k, self._accept(filt)
         )
 
     def sources(

@@ -13,6 +13,7 @@ add-to-cart 2, any other positive interaction 1, nothing 0). The item index is t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,7 +31,7 @@ from recommend.ranker import Group, Ranker, RankerParams
 from recommend.ranker_features import ItemStats, candidate_features
 from recommend.ranker_fit import fit_lambdarank
 from recommend.segment_popular import SegmentPopularity
-from recommend.training import interaction_matrix
+from recommend.training import history_factors, interaction_matrix
 from recommend.trending import TrendingModel
 from recommend.types import RecommendError
 from storage.types import EventRecord, ItemRecord
@@ -65,6 +66,9 @@ class ServingParts:
     weights: Mapping[str, float]
     exclude_types: Sequence[str] = ("purchase",)
     segment_of: Callable[[str], str | None] | None = None
+    #: The serving CF version's tuned event-type weights (``event_weights`` of its training
+    #: summary), None when they are the configured ones.
+    event_weights: Mapping[str, float] | None = None
 
 
 def cutoff(events: Sequence[EventRecord], label_fraction: float) -> float:
@@ -176,9 +180,14 @@ def _engine_at(
         return cut
 
     cf = type(parts.cf)(**parts.cf._params())
-    cf.fit(interaction_matrix(before, config, rating=parts.rating_curve))
+    factors = None
+    cf_config = config
+    if parts.event_weights:  # as served: trained and folded in with the tuned type weights
+        factors = history_factors({"event_weights": parts.event_weights}, config.weights)
+        cf_config = dataclasses.replace(config, weights={**config.weights, **parts.event_weights})
+    cf.fit(interaction_matrix(before, cf_config, rating=parts.rating_curve))
     slot = ModelSlot()
-    slot.swap(cf, "ranker-training")
+    slot.swap(cf, "ranker-training", None, factors)
     categories = _categories_of(parts.item_of)
     trending = TrendingModel(
         half_life_s=parts.trending.half_life_s,

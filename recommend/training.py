@@ -1,15 +1,18 @@
 """Training collaborative filtering on the event log, and its versioned artifacts.
 
-``train_cf`` tunes before it fits (bounded by ``tune_budget_s``): the CF parameters and the
-training weight of explicit ratings on a validation split of the log
-(:mod:`recommend.cf_tuning`), then the blend weights of the serving sources (CF, trending and,
+``train_cf`` tunes before it fits (bounded by ``tune_budget_s``): the CF parameters, the
+training weight of explicit ratings and the relative weights of the event types on a validation
+split of the log (:mod:`recommend.cf_tuning`; chosen type weights are recorded as
+``event_weights`` in ``trained.json`` and serving folds the history in with them, see
+:func:`history_factors`), then the blend weights of the serving sources (CF, trending and,
 with an item index, content) on another (:func:`recommend.offline.evaluate.tune_blend_weights`),
 so a freshly trained gateway never serves the fixed default weights.
 
 On disk, under the CF root (``<data dir>/models/cf`` in the gateway)::
 
     <version>/               a CF model (``recommend.model`` layout) + trained.json (the training
-                             summary: the chosen parameters, rating curve and every trial)
+                             summary: the chosen parameters, rating curve, event-type
+                             weights and every trial)
     <version>/weights.json   blend weights tuned for that version (``tailor train cf``; replaced by
                              ``tailor evaluate --tune``)
 
@@ -19,6 +22,7 @@ every model and index). Everything here takes explicit arguments, never settings
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -70,6 +74,61 @@ def interaction_matrix(
         if ev.item_id and ev.type != "identify"
     )
     return InteractionMatrix.from_rows(rows)
+
+
+class EventColumns:
+    """The events of :func:`interaction_matrix` as columns, to weigh again per event type
+    cheaply (the CF tuner's event-type search): :meth:`matrix` has the id maps of
+    ``interaction_matrix(events, weights)`` whatever the type weights."""
+
+    def __init__(self, events: Iterable[EventRecord], weights: ProfileConfig) -> None:
+        kept = [ev for ev in events if ev.item_id and ev.type != "identify"]
+        self.configured = dict(weights.weights)
+        self.users = np.array([ev.profile_key for ev in kept], dtype=str)
+        self.items = np.array([ev.item_id for ev in kept], dtype=str)
+        self.types = np.array([ev.type for ev in kept], dtype=str)
+        self.ts = np.array([ev.ts for ev in kept], dtype=np.float64)
+        self.values = np.array(
+            [float(ev.properties.get("value") or 0.0) if ev.type == "rate" else 0.0 for ev in kept]
+        )
+        self.item_ids = tuple(dict.fromkeys(self.items.tolist()))
+
+    def counts(self) -> dict[str, int]:
+        """Events per type, most frequent first."""
+        names, n = np.unique(self.types, return_counts=True)
+        order = np.argsort(-n, kind="stable")
+        return {str(names[i]): int(n[i]) for i in order}
+
+    def matrix(self, curve: str, types: Mapping[str, float]) -> InteractionMatrix:
+        """The events weighted by ``types`` (other types: their configured weight), ratings
+        by ``curve`` on top of the ``rate`` weight, as :func:`interaction_matrix` does."""
+        table = {**self.configured, **types}
+        base = np.array([float(table.get(t, 0.0)) for t in self.types.tolist()])
+        rate = self.types == "rate"
+        w = base.copy()
+        if curve != "binary":
+            pairs = zip(self.values[rate], base[rate], strict=True)
+            w[rate] = [rating_weight(v, b, curve) for v, b in pairs]
+        return InteractionMatrix.from_arrays(
+            self.users, self.items, w, self.ts, item_ids=self.item_ids
+        )
+
+
+def history_factors(
+    info: Mapping[str, Any], configured: Mapping[str, float]
+) -> dict[str, float] | None:
+    """How serving scales a history event's profile weight for a CF version whose event-type
+    weights were tuned (``event_weights`` in its training summary): tuned / configured per
+    type (types the configuration weighs 0 stay 0). None: nothing tuned, nothing to scale."""
+    tuned = info.get("event_weights")
+    if not isinstance(tuned, Mapping) or not tuned:
+        return None
+    factors = {
+        str(t): float(w) / float(configured[t])
+        for t, w in tuned.items()
+        if float(configured.get(t, 0.0)) > 0
+    }
+    return factors or None
 
 
 class CFStore(VersionedStore):
@@ -196,16 +255,30 @@ def train_cf(
     info: dict[str, Any] = {}
     curve = "linear"
     if training.tune_budget_s > 0 and served.nnz >= 20:
+        columns = EventColumns(events, weights)
+        present = {t: float(weights.weights.get(t, 0.0)) for t in columns.counts()}
         tuning = tune_cf(
             served,
             variants,
             config,
             budget_s=training.tune_budget_s,
             seed=training.seed,
+            reweigh=columns.matrix,
+            event_weights=present,
         )
         config, curve = tuning.config, tuning.curve
+        chosen_types: dict[str, Any] = {}
+        if tuning.event_weights is not None:
+            # Train and serve under the chosen type weights (serving scales the history).
+            weights = dataclasses.replace(
+                weights, weights={**weights.weights, **tuning.event_weights}
+            )
+            served = interaction_matrix(events, weights)
+            variants = {c: interaction_matrix(events, weights, rating=c) for c in variants}
+            info["event_weights"] = dict(tuning.event_weights)
+            chosen_types = {"event_weights": dict(tuning.event_weights)}
         info["tuning"] = {
-            "chosen": {**tuning.params(), "rating_curve": curve},
+            "chosen": {**tuning.params(), "rating_curve": curve, **chosen_types},
             "validation_ndcg@10": round(tuning.ndcg, 6),
             "validation": tuning.validation,
             "trials": tuning.trials,
