@@ -383,7 +383,7 @@ def build_services(
 
 def build_experiments(
     settings: Settings,
-    store: Any,
+    store: Store,
     ingest: IngestionService,
     privacy: PrivacyService,
     clock: Callable[[], float],

@@ -118,7 +118,8 @@ test("a click sends a tracked event and the next 'recommended for you' changes",
     { list: "for-you", position: 2 },
   );
   assert.equal(click.properties.source, target.source);
-  // The recommendation's id goes along when the gateway's answer had one.
+  // The recommendation's id (signed by the gateway, for attribution) goes along with the click.
+  assert.ok(target.recommendationId, "recommendations carry a recommendationId");
   assert.equal(click.properties.recommendationId, target.recommendationId);
   await recs(page, "similar");
   await page.click("[data-testid=add-to-cart]");

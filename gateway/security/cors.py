@@ -48,6 +48,7 @@ ALLOWED_HEADERS = (
     "Apollo-Require-Preflight",
     "X-Apollo-Operation-Name",
     "X-Apollo-Operation-Id",
+    "X-Tailor-Channel",
     "X-Request-ID",
     "If-None-Match",
 )
