@@ -38,7 +38,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from storage.experiments import PostgresExperimentRows
 from storage.migrations import MIGRATIONS, statements
-from storage.sqlite import SQLiteStore, _dumps
+from storage.sqlite import SQLiteStore, _dumps, item_row, user_row
 from storage.types import (
     JSON,
     ApiKeyRow,
@@ -248,24 +248,7 @@ class PostgresStore(PostgresExperimentRows):
     _ITEM_COLS = SQLiteStore._ITEM_COLS
 
     def upsert_items(self, items: Sequence[ItemRecord]) -> int:
-        rows = _last_per_key(
-            [
-                (
-                    it.id,
-                    it.title,
-                    it.description,
-                    _dumps(list(it.categories)),
-                    _dumps(list(it.tags)),
-                    it.price,
-                    it.currency,
-                    int(it.available),
-                    _dumps(dict(it.attributes)),
-                    it.created_at,
-                    it.updated_at,
-                )
-                for it in items
-            ]
-        )
+        rows = _last_per_key([item_row(it) for it in items])
 
         def write(conn: psycopg.Connection[Any]) -> int:
             with conn.cursor() as cur:
@@ -310,19 +293,7 @@ class PostgresStore(PostgresExperimentRows):
 
     # ------------------------------------------------------------------ users
     def upsert_users(self, users: Sequence[UserRecord]) -> int:
-        keep = self._traits_filter
-        rows = _last_per_key(
-            [
-                (
-                    u.id,
-                    _dumps(dict(keep(u.traits) if keep is not None else u.traits)),
-                    int(u.consent_personalization),
-                    int(u.consent_tracking),
-                    u.updated_at or time.time(),
-                )
-                for u in users
-            ]
-        )
+        rows = _last_per_key([user_row(u, self._traits_filter) for u in users])
 
         def write(conn: psycopg.Connection[Any]) -> int:
             with conn.cursor() as cur:

@@ -39,6 +39,36 @@ def _dumps(value: Any) -> str:
     ).decode()
 
 
+def item_row(it: ItemRecord) -> tuple[Any, ...]:
+    """An item as the columns of ``items`` (both backends write the same row)."""
+    return (
+        it.id,
+        it.title,
+        it.description,
+        _dumps(list(it.categories)),
+        _dumps(list(it.tags)),
+        it.price,
+        it.currency,
+        int(it.available),
+        _dumps(dict(it.attributes)),
+        it.created_at,
+        it.updated_at,
+    )
+
+
+def user_row(
+    u: UserRecord, keep: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None
+) -> tuple[Any, ...]:
+    """A user as the columns of ``users``, traits through the store's ``traits_filter``."""
+    return (
+        u.id,
+        _dumps(dict(keep(u.traits) if keep is not None else u.traits)),
+        int(u.consent_personalization),
+        int(u.consent_tracking),
+        u.updated_at or time.time(),
+    )
+
+
 class SQLiteStore(ExperimentRows):
     """All stores of :class:`storage.types.Store` in one SQLite database file."""
 
@@ -139,22 +169,7 @@ class SQLiteStore(ExperimentRows):
 
     # ------------------------------------------------------------------ catalog
     def upsert_items(self, items: Sequence[ItemRecord]) -> int:
-        rows = [
-            (
-                it.id,
-                it.title,
-                it.description,
-                _dumps(list(it.categories)),
-                _dumps(list(it.tags)),
-                it.price,
-                it.currency,
-                int(it.available),
-                _dumps(dict(it.attributes)),
-                it.created_at,
-                it.updated_at,
-            )
-            for it in items
-        ]
+        rows = [item_row(it) for it in items]
 
         def write(conn: sqlite3.Connection) -> int:
             conn.executemany(
@@ -222,17 +237,7 @@ class SQLiteStore(ExperimentRows):
 
     # ------------------------------------------------------------------ users
     def upsert_users(self, users: Sequence[UserRecord]) -> int:
-        keep = self._traits_filter
-        rows = [
-            (
-                u.id,
-                _dumps(dict(keep(u.traits) if keep is not None else u.traits)),
-                int(u.consent_personalization),
-                int(u.consent_tracking),
-                u.updated_at or time.time(),
-            )
-            for u in users
-        ]
+        rows = [user_row(u, self._traits_filter) for u in users]
 
         def write(conn: sqlite3.Connection) -> int:
             conn.executemany(
