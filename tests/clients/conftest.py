@@ -170,6 +170,9 @@ def demo_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoGatew
         # One segment token string per segment for 6 h: the edge test's users of one segment
         # get the same token (tokens are rounded to a quarter of their lifetime).
         TAILOR_SEGMENT_TOKEN_TTL_S="86400",
+        # `tailor demo` trains CF and conversion after it starts serving; the poller's swap
+        # drops every cached answer. Poll often, and start the tests after that swap.
+        TAILOR_MODEL_POLL_S="0.5",
     )
     subprocess.run(
         cli("persisted-queries", PQ_LOAD_COMMAND, str(MANIFEST), "--data-dir", str(data_dir)),
@@ -204,7 +207,16 @@ def demo_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoGatew
             if proc.poll() is not None:
                 pytest.fail(f"tailor demo exited {proc.returncode}:\n{log.read_text()[-4000:]}")
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                ready = httpx.get(f"{url}/readyz", timeout=2)
+                # Ready, its background training done (CF, then conversion) and the CF model
+                # served; one more poll swaps conversion in. No swap comes later to empty the
+                # caches the tests read.
+                if (
+                    ready.status_code == 200
+                    and "trained in the background" in log.read_text()
+                    and ready.json()["models"]["cf"] is not None
+                ):
+                    time.sleep(1.5)  # three model polls
                     break
             except httpx.HTTPError:
                 pass
