@@ -50,7 +50,12 @@ async def metrics_endpoint(request: Request) -> Response:
             status_code=403,
             media_type="text/plain",
         )
-    body = metrics.exposition(*([RuntimeCollector(rt)] if rt is not None else []))
+    collectors = []
+    if rt is not None:
+        # The stream's lag is an async read: taken here, handed to the scrape-time collector.
+        stream = await rt.stream.status() if rt.stream is not None else None
+        collectors.append(RuntimeCollector(rt, stream=stream))
+    body = metrics.exposition(*collectors)
     return Response(body, media_type=metrics.CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 
@@ -62,10 +67,13 @@ class RuntimeCollector:
         runtime: Runtime,
         clock: Any = time.time,
         loop: asyncio.AbstractEventLoop | None = None,
+        stream: dict[str, Any] | None = None,
     ) -> None:
         """``loop``: the app's event loop, when scrapes come from another thread (the caches
-        are single-threaded: their statistics are then read on the loop)."""
+        are single-threaded: their statistics are then read on the loop). ``stream``: the event
+        stream's status (``StreamRuntime.status()``) when the gateway runs on one."""
         self.rt = runtime
+        self.stream = stream
         self.clock = clock
         self.loop = loop
 
@@ -91,6 +99,7 @@ class RuntimeCollector:
         yield from self._ingest()
         yield from self._models()
         yield from self._segments()
+        yield from self._fleet()
 
     def _caches(self) -> Iterator[Metric]:
         edge = self.rt.edge
@@ -157,6 +166,36 @@ class RuntimeCollector:
         running = GaugeMetricFamily("tailor_ingest_writer_up", "1 while the ingest writer runs")
         running.add_metric([], 1.0 if self.rt.services.ingest.running else 0.0)
         yield running
+
+    def _fleet(self) -> Iterator[Metric]:
+        """The shared tier's state: Redis up and its counters; the event stream's lag."""
+        redis = self.rt.redis
+        if redis is not None:
+            up = GaugeMetricFamily("tailor_redis_up", "1 while the Redis shared tier answers")
+            up.add_metric([], 1.0 if redis.available else 0.0)
+            yield up
+            ops = CounterMetricFamily(
+                "tailor_redis_tier",
+                "Redis shared level operations (hits, misses, stored, evicted, fenced)",
+                labels=["outcome"],
+            )
+            for outcome, n in redis.stats.items():
+                ops.add_metric([outcome], n)
+            yield ops
+        stream = self.stream
+        if stream is not None:
+            up = GaugeMetricFamily("tailor_event_stream_up", "1 while the event stream answers")
+            up.add_metric([], 1.0 if stream.get("reachable") else 0.0)
+            yield up
+            if stream.get("reachable"):
+                lag = GaugeMetricFamily(
+                    "tailor_event_stream_lag",
+                    "Events accepted but not yet applied (pending) or delivered unacked",
+                    labels=["kind"],
+                )
+                for kind in ("pending", "in_flight"):
+                    lag.add_metric([kind], float(stream.get(kind, 0)))
+                yield lag
 
     def _models(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
 from gateway.cli.main import main
@@ -196,11 +197,15 @@ async def test_the_stream_answers_like_direct_ingestion_and_applies_once(
         assert store.count_events() == 2
         state = store.get_profile_state("u1")
         assert state is not None and state["counts"] == {"view": 1}
-        ready = (
-            await httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://t"
-            ).get("/readyz")
-        ).json()
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+        ready = (await client.get("/readyz")).json()
+        scraped = {
+            (sample.name, sample.labels.get("kind")): sample.value
+            for family in text_string_to_metric_families((await client.get("/metrics")).text)
+            for sample in family.samples
+        }
+        assert scraped[("tailor_event_stream_up", None)] == 1.0
+        assert scraped[("tailor_event_stream_lag", "pending")] == 0.0
         assert ready["checks"]["event_stream"] is True
         report = ready["event_stream"]
         assert report["stream"] == stream_names.stream and report["lag"] == 0

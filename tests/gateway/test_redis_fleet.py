@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from cache import CacheScope
 from cache.redis_tier import decode_entry
@@ -266,12 +267,14 @@ async def test_without_redis_the_gateway_answers_degrades_and_recovers(
             assert ready.status_code == 200
             assert ready.json()["status"] == "degraded" and ready.json()["degraded"] == ["redis"]
             assert ready.json()["redis"]["available"] is False
+            assert _gauge(await gw.client.get("/metrics"), "tailor_redis_up") == 0.0
             down = [r for r in caplog.records if "unavailable" in r.message]
             assert len(down) == 1  # once, not per request or per retry
             # Redis comes up: the instance finds it by itself.
             private_redis.start()
             await until(lambda: gw.app.state.runtime.redis.available, timeout=5)
             assert (await gw.client.get("/readyz")).json()["status"] == "ready"
+            assert _gauge(await gw.client.get("/metrics"), "tailor_redis_up") == 1.0
             assert (await get(gw, "{ dynamic(age: 40) }")).headers["x-cache"] == "MISS"
             client = redis.Redis.from_url(private_redis.url)
             assert len(list(client.scan_iter("tailor:r:*"))) == 1  # the shared level works
@@ -286,3 +289,12 @@ async def test_without_redis_the_gateway_answers_degrades_and_recovers(
             assert len([r for r in caplog.records if "unavailable" in r.message]) == 2
             private_redis.start()
             await until(lambda: gw.app.state.runtime.redis.available, timeout=5)
+
+
+def _gauge(scrape: httpx.Response, name: str, **labels: str) -> float:
+    """One sample of a /metrics answer (the test fails when it is absent)."""
+    for family in text_string_to_metric_families(scrape.text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"{name} {labels} not in /metrics")
