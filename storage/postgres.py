@@ -38,7 +38,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from storage.experiments import PostgresExperimentRows
 from storage.migrations import MIGRATIONS, statements
-from storage.sqlite import SQLiteStore, _dumps, item_row, user_row
+from storage.sqlite import SQLiteStore, _dumps, classify_events, item_row, user_row
 from storage.types import (
     JSON,
     ApiKeyRow,
@@ -359,27 +359,9 @@ class PostgresStore(PostgresExperimentRows):
                     (ids,),
                 ).fetchall()
             )
-            outcomes: list[InsertOutcome] = []
-            accepted: list[EventRecord] = []
-            position: dict[str, int] = {}
-            owners: dict[str, str | None] = {}  # anonymous id -> its user, as of this transaction
-            for ev in events:
-                stored_hash = known.get(ev.message_id)
-                if stored_hash is None:
-                    if ev.type == "identify" and ev.anonymous_id and ev.user_id:
-                        aid = ev.anonymous_id
-                        if aid not in owners:
-                            owners[aid] = self._owner(conn, aid)
-                        if owners[aid] not in (None, ev.user_id):
-                            outcomes.append("refused")  # a link never moves to another user
-                            continue
-                        owners[aid] = ev.user_id
-                    known[ev.message_id] = ev.payload_hash
-                    position[ev.message_id] = len(outcomes)
-                    outcomes.append("accepted")
-                    accepted.append(ev)
-                else:
-                    outcomes.append("duplicate" if stored_hash == ev.payload_hash else "conflict")
+            outcomes, accepted, position = classify_events(
+                events, known, lambda aid: self._owner(conn, aid)
+            )
             accepted = self._insert_new(conn, accepted, outcomes, position)
             joined = [
                 (ev.anonymous_id, ev.user_id)

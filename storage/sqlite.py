@@ -39,6 +39,39 @@ def _dumps(value: Any) -> str:
     ).decode()
 
 
+def classify_events(
+    events: Sequence[EventRecord],
+    known: dict[str, str],
+    owner_of: Callable[[str], str | None],
+) -> tuple[list[InsertOutcome], list[EventRecord], dict[str, int]]:
+    """The outcome of each event of a batch, in order, for both backends: ``known`` maps the
+    message ids already stored to their payload hash (updated with the batch's new ones: a
+    repeat inside the batch is a duplicate); ``owner_of(anonymous id)`` is its linked user.
+    Returns the outcomes, the accepted events, and each accepted id's position in outcomes."""
+    outcomes: list[InsertOutcome] = []
+    accepted: list[EventRecord] = []
+    position: dict[str, int] = {}
+    owners: dict[str, str | None] = {}  # anonymous id -> its user, as of this transaction
+    for ev in events:
+        stored_hash = known.get(ev.message_id)
+        if stored_hash is not None:
+            outcomes.append("duplicate" if stored_hash == ev.payload_hash else "conflict")
+            continue
+        if ev.type == "identify" and ev.anonymous_id and ev.user_id:
+            aid = ev.anonymous_id
+            if aid not in owners:
+                owners[aid] = owner_of(aid)
+            if owners[aid] not in (None, ev.user_id):
+                outcomes.append("refused")  # a link never moves to another user
+                continue
+            owners[aid] = ev.user_id
+        known[ev.message_id] = ev.payload_hash
+        position[ev.message_id] = len(outcomes)
+        outcomes.append("accepted")
+        accepted.append(ev)
+    return outcomes, accepted, position
+
+
 def item_row(it: ItemRecord) -> tuple[Any, ...]:
     """An item as the columns of ``items`` (both backends write the same row)."""
     return (
@@ -311,25 +344,9 @@ class SQLiteStore(ExperimentRows):
                         chunk,
                     ).fetchall()
                 )
-            outcomes: list[InsertOutcome] = []
-            accepted: list[EventRecord] = []
-            owners: dict[str, str | None] = {}  # anonymous id -> its user, as of this transaction
-            for ev in events:
-                stored_hash = known.get(ev.message_id)
-                if stored_hash is None:
-                    if ev.type == "identify" and ev.anonymous_id and ev.user_id:
-                        aid = ev.anonymous_id
-                        if aid not in owners:
-                            owners[aid] = self._owner(conn, aid)
-                        if owners[aid] not in (None, ev.user_id):
-                            outcomes.append("refused")  # a link never moves to another user
-                            continue
-                        owners[aid] = ev.user_id
-                    known[ev.message_id] = ev.payload_hash
-                    outcomes.append("accepted")
-                    accepted.append(ev)
-                else:
-                    outcomes.append("duplicate" if stored_hash == ev.payload_hash else "conflict")
+            outcomes, accepted, _position = classify_events(
+                events, known, lambda aid: self._owner(conn, aid)
+            )
             conn.executemany(
                 f"INSERT INTO events({self._EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
