@@ -77,36 +77,42 @@ def _children_cpu_s() -> float:
     return total
 
 
+async def post_all(base: str, bodies: list[bytes], concurrency: int) -> tuple[int, float]:
+    """POST every body to ``/v1/events`` from ``concurrency`` clients (a service token);
+    returns the events accepted and the seconds until every batch was answered. The other
+    ingest benchmarks (backends, fleet) send their load through this too."""
+    token = issue_token(SECRET, "bench", scopes=["service"], ttl_s=3600)
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, limits=limits, timeout=120
+    ) as client:
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        for body in bodies:
+            queue.put_nowait(body)
+        accepted = 0
+
+        async def worker() -> None:
+            nonlocal accepted
+            while not queue.empty():
+                r = await client.post("/v1/events", content=queue.get_nowait())
+                r.raise_for_status()
+                accepted += orjson.loads(r.content)["accepted"]
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return accepted, time.perf_counter() - started
+
+
 async def http_rate(
     events: list[dict[str, object]], batch: int, concurrency: int
 ) -> tuple[float, float]:
     """Events/s through HTTP and the gateway's CPU seconds per event."""
-    token = issue_token(SECRET, "bench", scopes=["service"], ttl_s=3600)
     bodies = [orjson.dumps(events[i : i + batch]) for i in range(0, len(events), batch)]
     with tempfile.TemporaryDirectory() as tmp, gateway_process(Path(tmp)) as base:
-        limits = httpx.Limits(max_connections=concurrency)
-        headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-        async with httpx.AsyncClient(
-            base_url=base, headers=headers, limits=limits, timeout=60
-        ) as client:
-            queue: asyncio.Queue[bytes] = asyncio.Queue()
-            for b in bodies:
-                queue.put_nowait(b)
-            accepted = 0
-
-            async def worker() -> None:
-                nonlocal accepted
-                while not queue.empty():
-                    body = queue.get_nowait()
-                    r = await client.post("/v1/events", content=body)
-                    r.raise_for_status()
-                    accepted += orjson.loads(r.content)["accepted"]
-
-            started = time.perf_counter()
-            cpu_before = _children_cpu_s()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            elapsed = time.perf_counter() - started
-            cpu = _children_cpu_s() - cpu_before
+        cpu_before = _children_cpu_s()
+        accepted, elapsed = await post_all(base, bodies, concurrency)
+        cpu = _children_cpu_s() - cpu_before
     assert accepted == len(events), f"only {accepted} of {len(events)} accepted"
     return len(events) / elapsed, cpu / len(events)
 

@@ -19,47 +19,20 @@ import asyncio
 import secrets
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 import orjson
 import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._server import SECRET, gateway_process
-from benchmarks.ingest import make_events
-from gateway.security.auth import issue_token
+from benchmarks._server import gateway_process
+from benchmarks.ingest import make_events, post_all
 from storage import open_store
 from storage.types import ItemRecord
 
 CATEGORIES = ("Shoes", "Bags", "Dresses", "Coats", "Shirts")
-
-
-async def post_all(base: str, bodies: list[bytes], concurrency: int) -> tuple[int, float]:
-    token = issue_token(SECRET, "bench", scopes=["service"], ttl_s=3600)
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=base, headers=headers, limits=limits, timeout=120
-    ) as client:
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
-        for body in bodies:
-            queue.put_nowait(body)
-        accepted = 0
-
-        async def worker() -> None:
-            nonlocal accepted
-            while not queue.empty():
-                r = await client.post("/v1/events", content=queue.get_nowait())
-                r.raise_for_status()
-                accepted += orjson.loads(r.content)["accepted"]
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return accepted, time.perf_counter() - started
 
 
 def seed_catalog(target: str | Path, n_items: int = 20_000) -> None:

@@ -25,34 +25,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._server import SECRET, gateway_process
-from benchmarks.ingest import make_events
-from gateway.security.auth import issue_token
+from benchmarks.ingest import make_events, post_all
 from storage.nats_stream import NatsEventStream
 
 NATS_URL = "nats://127.0.0.1:4222"
-
-
-async def post_all(base: str, bodies: list[bytes], concurrency: int) -> float:
-    """Post every batch (``concurrency`` clients); returns the seconds until all were answered."""
-    token = issue_token(SECRET, "bench", scopes=["service"], ttl_s=3600)
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-    queue = list(reversed(bodies))
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
-
-        async def one() -> None:
-            while queue:
-                r = await client.post("/v1/events", content=queue.pop())
-                r.raise_for_status()
-
-        start = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(concurrency)))
-        return time.perf_counter() - start
 
 
 @contextlib.contextmanager
@@ -87,7 +68,7 @@ def direct(bodies: list[bytes], concurrency: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         env = {"TAILOR_ENCODER": "hashing"}
         with gateway_process(Path(tmp), **env) as base:
-            return asyncio.run(post_all(base, bodies, concurrency))
+            return asyncio.run(post_all(base, bodies, concurrency))[1]
 
 
 def streamed(
@@ -115,7 +96,7 @@ def streamed(
         )
         try:
             start = time.perf_counter()
-            acked = await post_all(base, bodies, concurrency)
+            acked = (await post_all(base, bodies, concurrency))[1]
             # Each batch is one stream message (under 256 KB), and an applied note may follow.
             await drained(stream, len(bodies))
             return acked, time.perf_counter() - start
