@@ -131,7 +131,16 @@ class SQLiteStore(ExperimentRows):
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
-        conn.execute("PRAGMA journal_mode=WAL")
+        # Switching a new file to WAL takes an exclusive lock that SQLite's busy handler does
+        # not wait for: processes opening the same new store together retry it (bounded).
+        for attempt in range(100):
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05)
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
@@ -186,6 +195,11 @@ class SQLiteStore(ExperimentRows):
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
 
             def apply(conn: sqlite3.Connection, script: str = script, number: int = number) -> None:
+                # Under the write lock (BEGIN IMMEDIATE): another process starting on the same
+                # file (a gateway and `tailor worker`, two test servers) may have applied it
+                # since the version was read above.
+                if conn.execute("PRAGMA user_version").fetchone()[0] >= number:
+                    return
                 for statement in script.split(";\n"):
                     if statement.strip():
                         conn.execute(statement)
