@@ -11,6 +11,8 @@ RUN_STAMP := $(VENV)/.stamp-run
 # CUDA build. Elsewhere, point TORCH_INDEX at https://download.pytorch.org/whl/cpu.
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
+# Extra arguments for `tailor demo`, e.g. `make run DEMO_ARGS="--port 8080"`.
+DEMO_ARGS ?=
 
 .PHONY: setup run test lint bench clean
 
@@ -28,7 +30,7 @@ $(STAMP): $(RUN_STAMP)
 	touch $(STAMP)
 
 run: $(RUN_STAMP)
-	$(BIN)/tailor demo
+	$(BIN)/tailor demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
