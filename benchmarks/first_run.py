@@ -17,6 +17,7 @@ total is printed beside it as a ratio, so a busy machine shows up in both.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -95,10 +96,8 @@ def first_run(repo: Path, keep: bool, timeout_s: float) -> tuple[float, list[tup
                     pass
                 time.sleep(0.5)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 15)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=30)
         reader.join(timeout=5)
         if not keep:

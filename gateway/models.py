@@ -52,16 +52,23 @@ def ensure_index(
 
 
 def _ensure_index(
-    services: Services, *, show_progress: bool, progress: Callable[[int], None] | None = None
+    services: Services,
+    *,
+    show_progress: bool,
+    progress: Callable[[int], None] | None = None,
+    build: bool = True,
 ) -> tuple[str | None, list[str]]:
+    """``build=False``: only load a stored version; building is another process's job."""
     content = services.content
     try:
         if content.load_latest() or content.ready:
             return content.version, catch_up_items(services)
     except EmbeddingError as exc:
+        if not build:
+            raise
         log.warning("stored index not usable (%s); rebuilding", exc)
     items = services.catalog.all_items()
-    if not items:
+    if not items or not build:
         return None, []
     return content.build(items, show_progress=show_progress, progress=progress), []
 
@@ -85,7 +92,7 @@ def refresh_models(services: Services, stores: ModelStores) -> Refresh:
     """Everything the poller does once: index versions, new items, CF versions (and their tuned
     weights), ranker versions, conversion versions, segment versions."""
     index_before = services.content.version
-    _version, changed = _ensure_index(services, show_progress=False)
+    _version, changed = _ensure_index(services, show_progress=False, build=stores.build_index)
     swapped = services.content.version != index_before
     swapped = load_cf_latest(services, stores) or swapped
     swapped = load_ranker_latest(services, stores) or swapped

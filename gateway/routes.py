@@ -106,11 +106,15 @@ async def readyz(request: Request) -> Response:
     if rt is None:
         return _json({"status": "not ready"}, 503)
     services = rt.services
+    # With items in the catalog, similarity and search need the index loaded...
+    index_ok = services.content.ready or len(services.catalog) == 0
+    # ...unless this gateway does not build it: then it serves without content similarity and
+    # search until the process that builds one stores it (the model poller swaps it in).
+    warming = [] if index_ok or rt.settings.index_build_on_start else ["item_index"]
     checks = {
         "store": services.store.ping(),
         "ingest_writer": services.ingest.running,
-        # With items in the catalog, similarity and search need the index loaded.
-        "item_index": services.content.ready or len(services.catalog) == 0,
+        "item_index": index_ok or bool(warming),
     }
     stream = await rt.stream.status() if rt.stream is not None else None
     if stream is not None:
@@ -129,6 +133,8 @@ async def readyz(request: Request) -> Response:
             "segments": services.segments.version,
         },
     }
+    if warming:
+        report["warming"] = warming
     if rt.upstreams is not None:
         # Informational: an open circuit degrades fields (stale or UPSTREAM_UNAVAILABLE), it
         # does not make this instance unfit for traffic.

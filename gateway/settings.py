@@ -112,6 +112,11 @@ class Settings:
     user_vector_half_life_days: float = 14.0
     search_personal_weight: float = 0.3  # share of the user vector in a personalized query
     model_poll_s: float = 10.0  # how often a running gateway looks for new models and items
+    # With items but no stored index, a gateway builds one itself before it is ready (the
+    # embedded default). Off: it serves without content similarity and search until another
+    # process (`tailor train index`, or `tailor demo`'s background build) stores a version, and
+    # /readyz lists the index under "warming" instead of failing.
+    index_build_on_start: bool = True
 
     # --- segmentation ---
     segments_file: Path | None = (

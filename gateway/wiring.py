@@ -95,6 +95,8 @@ class ModelStores:
     ranker: RankerStore
     # `tailor train cf` tunes the CF setting, then the blend weights, each within this budget.
     tune_budget_s: float = 60.0
+    # A refresh that finds items but no stored index builds one (settings.index_build_on_start).
+    build_index: bool = True
 
 
 # ---------------------------------------------------------------------- settings -> configs
@@ -162,6 +164,7 @@ def model_stores(settings: Settings) -> ModelStores:
         conversion_cutoffs=settings.conversion_cutoffs,
         poll_s=settings.model_poll_s,
         ranker=RankerStore(root / "ranker"),
+        build_index=settings.index_build_on_start,
     )
 
 

@@ -44,9 +44,10 @@ def load_demo_world(
 ) -> dict[str, Any]:
     """Generate (once) and import the demo world; returns counts and a sample user id.
 
-    ``train_models=False`` leaves the CF and conversion models to :func:`train_demo_models`
-    (``tailor demo`` runs it after the server is up: answers fall back to trending and content
-    until the running gateway's model poller picks the new versions up)."""
+    ``train_models=False`` leaves the item index, the CF and the conversion models to
+    :func:`train_demo_models` (``tailor demo`` runs it after the server is up: answers fall back
+    to trending and segment popularity, without content similarity and search, until the running
+    gateway's model poller picks the new versions up)."""
     world_dir = settings.data_dir / "demo"
     params = json.dumps({"seed": seed, "users": n_users, "items": n_items}, sort_keys=True)
     services = build_services(settings)
@@ -68,9 +69,6 @@ def load_demo_world(
             if summary.rejected:
                 raise RuntimeError(f"demo events rejected: {summary.rejected[:3]}")
             store.set_meta("demo_world", params)
-        if services.content.store.latest() is None:
-            with progress("encode items", len(services.catalog)) as advance:
-                ensure_index(services, progress=advance)
         if not services.segments.models.versions():
             with progress("train segments", None):
                 services.segments.train()
@@ -92,8 +90,12 @@ def load_demo_world(
 def _train_missing(
     services: Services, stores: ModelStores, progress: ProgressFactory
 ) -> dict[str, float] | None:
-    """Train the CF and conversion models that have no stored version yet; returns the
+    """Build the item index and train the CF and conversion models that have no stored version
+    yet (the index first: the CF blend tuning weighs content similarity); returns the
     conversion model's holdout metrics when it was trained now."""
+    if services.content.store.latest() is None:
+        with progress("encode items", len(services.catalog)) as advance:
+            ensure_index(services, progress=advance)
     if not stores.cf.versions():
         with progress("train collaborative filtering", None):
             train_cf(services, stores)
@@ -110,8 +112,9 @@ def _train_missing(
 
 
 def train_demo_models(settings: Settings) -> dict[str, float] | None:
-    """Train the demo's missing CF and conversion models on their own store connection
-    (``tailor demo`` runs this in a background thread once the server is up)."""
+    """Build the demo's missing item index and train its missing CF and conversion models on
+    their own store connection (``tailor demo`` runs this in a background thread once the
+    server is up, which serves with ``index_build_on_start`` off meanwhile)."""
     services = build_services(settings)
     try:
         return _train_missing(services, model_stores(settings), _silent)

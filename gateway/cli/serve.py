@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.cli.common import Common, console, progress_bar, settings_from
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings, load_settings, replace
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -139,8 +139,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         n_users=args.users,
         n_items=args.items,
         progress=progress_bar,
-        # First-run time: the CF and conversion models (~2 of the first run's minutes) train
-        # after the server is up when it serves; the poller swaps them in when they land.
+        # First-run time: the item index (encoding 5,000 items) and the CF and conversion
+        # models are built after the server is up when it serves; the poller swaps them in.
         train_models=args.no_serve,
     )
     user_token = issue_token(settings.jwt_secret, info["sample_user"], ttl_s=7 * 86400)
@@ -163,16 +163,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.no_serve:
         return 0
     print(
-        "models:       CF and conversion train in the background now; until they are served "
-        "(/readyz models), answers use trending and content similarity",
+        "models:       the item index, CF and conversion are built in the background now; "
+        "until they are served (/readyz models), answers use trending and segment popularity, "
+        "and search and similarItems wait for the index",
         flush=True,
     )
     _train_in_background(settings)
+    # The background thread builds the index: the gateway must not build a second one.
+    settings = replace(settings, index_build_on_start=False)
     if args.upstream:
         # The bundled catalog/CRM stand-in serves the same world; items and traits
         # then resolve through it (see /readyz for its circuit state).
         from gateway.cli.upstream_demo import upstream_process
-        from gateway.settings import replace
 
         with upstream_process(info["world_dir"], args.upstream_port or settings.port + 1) as url:
             print(f"upstream:     {url} (catalog GET /items, CRM GET /users)", flush=True)

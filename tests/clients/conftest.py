@@ -208,13 +208,14 @@ def demo_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoGatew
                 pytest.fail(f"tailor demo exited {proc.returncode}:\n{log.read_text()[-4000:]}")
             try:
                 ready = httpx.get(f"{url}/readyz", timeout=2)
-                # Ready, its background training done (CF, then conversion) and the CF model
-                # served; one more poll swaps conversion in. No swap comes later to empty the
-                # caches the tests read.
+                # Ready, its background work done (the item index, CF, then conversion) and
+                # the index and CF served; one more poll swaps conversion in. No swap comes
+                # later to empty the caches the tests read.
                 if (
                     ready.status_code == 200
                     and "trained in the background" in log.read_text()
                     and ready.json()["models"]["cf"] is not None
+                    and ready.json()["models"]["item_index"] is not None
                 ):
                     time.sleep(1.5)  # three model polls
                     break
