@@ -45,8 +45,7 @@ class RedisRateLimiter:
         fallback: LocalBuckets,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        # Imported here, not at module level: only a deployment with Redis needs the library
-        # (and a script run from benchmarks/ would find benchmarks/limits.py under that name).
+        # Imported here, not at module level: only a deployment with Redis needs the library.
         from limits import RateLimitItemPerSecond
         from limits.aio.storage import RedisStorage
         from limits.aio.strategies import SlidingWindowCounterRateLimiter

@@ -10,7 +10,7 @@ fresh document per request (a comment with a counter defeats every cache, so par
 walk and validation run each time: the worst case for the limits' share). Rounds alternate
 between the two apps and the median round is reported, because this machine is noisy.
 
-    python benchmarks/limits.py [--quick]
+    python benchmarks/operation_limits.py [--quick]
 Target: on/off <= 1.10.
 """
 
