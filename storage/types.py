@@ -141,6 +141,9 @@ class UserStore(Protocol):
 
     def get_user(self, user_id: str) -> UserRecord | None: ...
 
+    def get_users(self, user_ids: Sequence[str]) -> dict[str, UserRecord]:
+        """The users found among ``user_ids`` in one query (missing ids are absent)."""
+
     def count_users(self) -> int: ...
 
 
