@@ -438,13 +438,26 @@ class IngestionService:
         if self.prefetch_items is not None:
             # One catalog query for the group's unseen items instead of one per item.
             self.prefetch_items([ev.item_id for ev in accepted if ev.item_id])
+        # Each profile's events are applied together, in order; an identify first applies
+        # what came before it, then merges (the same state as applying one event at a time).
+        config, categories = self.profile_config, self.categories
+        by_key: dict[str, list[EventRecord]] = {}
         for ev in accepted:
             if ev.type == "identify" and ev.anonymous_id and ev.user_id:
+                for key, run in by_key.items():
+                    states[key].apply_many(run, config, categories)
+                by_key.clear()
                 # The anonymous history joins the user's profile (the store re-keys the events).
                 anon = states.pop(anonymous_key(ev.anonymous_id), None) or ProfileState()
-                states.setdefault(ev.user_id, ProfileState()).merge(anon, self.profile_config)
+                states.setdefault(ev.user_id, ProfileState()).merge(anon, config)
                 continue
-            states[ev.profile_key].apply(ev, self.profile_config, self.categories)
+            evs = by_key.get(ev.profile_key)
+            if evs is None:
+                by_key[ev.profile_key] = [ev]
+            else:
+                evs.append(ev)
+        for key, run in by_key.items():
+            states[key].apply_many(run, config, categories)
         self._pending = states
         return {k: v.to_json() for k, v in states.items()}
 
