@@ -41,7 +41,7 @@ from profiles.types import (
 from storage import fields
 from storage.fields import FieldError
 from storage.timeutil import MAX_TS, MIN_TS, parse_timestamp
-from storage.types import EventRecord, anonymous_key
+from storage.types import EventRecord, anonymous_key, new_event_record
 
 KNOWN_FIELDS = frozenset(
     {
@@ -180,7 +180,7 @@ def validate_event(
         props["traits"] = traits
 
     assert message_id is not None
-    return EventRecord(
+    return new_event_record(
         message_id,
         etype,
         key,
