@@ -83,7 +83,7 @@ async def events(request: Request) -> Response:
         )
         try:
             result = await rt.services.ingest.ingest(
-                [viewer.prepare_event(r) for r in raws], viewer.authorize_event
+                viewer.prepare_events(raws), viewer.event_check
             )
         except BatchTooLarge as exc:
             raise problem_from_domain(exc) from None

@@ -318,7 +318,7 @@ def build_services(
         forget=ingest.forget,
         tombstone_s=settings.max_token_ttl_s,
     )
-    ingest.tracking_allowed = privacy.tracking_allowed
+    ingest.tracking_allowed = privacy.tracking_allowed_many
     trending = TrendingModel(
         half_life_s=settings.trending_half_life_h * 3600.0,
         categories=catalog.categories,

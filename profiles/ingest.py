@@ -59,7 +59,8 @@ log = logging.getLogger("tailor.ingest")
 
 Listener = Callable[[list[EventRecord]], None]
 ProfileListener = Callable[[dict[str, ProfileState | None]], None]
-ConsentCheck = Callable[[EventRecord], bool]
+# Per event of a batch: may it be tracked (False: answered "dropped", never stored).
+ConsentCheck = Callable[[Sequence[EventRecord]], list[bool]]
 Authorize = Callable[[EventRecord], "tuple[str, str] | None"]
 
 
@@ -170,18 +171,18 @@ class IngestionService:
                 f"batch has {len(raws)} events; the limit is {self.config.max_batch_events} per request"
             )
         now = self.clock()
+        custom_types, skew = self.config.custom_event_types, self.config.clock_skew_s
+        traits_filter = self.traits_filter
         results: list[EventResult | None] = [None] * len(raws)
         valid: list[tuple[int, EventRecord]] = []
-        # Consent is per person: decide once per (user, anonymous id) in a batch, not per event.
-        tracking: dict[tuple[str | None, str | None], bool] = {}
         for i, raw in enumerate(raws):
             try:
                 ev = validate_event(
                     raw,
                     received_at=now,
-                    custom_types=self.config.custom_event_types,
-                    clock_skew_s=self.config.clock_skew_s,
-                    traits_filter=self.traits_filter,
+                    custom_types=custom_types,
+                    clock_skew_s=skew,
+                    traits_filter=traits_filter,
                 )
             except FieldError as exc:
                 results[i] = EventResult(i, "rejected", _message_id(raw), exc.field, exc.reason)
@@ -192,21 +193,24 @@ class IngestionService:
                     i, "rejected", _message_id(raw), "-", "the event could not be validated"
                 )
                 continue
-            denied = authorize(ev) if authorize is not None else None
-            if denied is not None:
-                results[i] = EventResult(i, "rejected", ev.message_id, denied[0], denied[1])
-                continue
-            if self.tracking_allowed is not None:
-                who = (ev.user_id, ev.anonymous_id)
-                allowed = tracking.get(who)
-                if allowed is None:
-                    allowed = tracking[who] = self.tracking_allowed(ev)
-                if not allowed:
+            if authorize is not None:
+                denied = authorize(ev)
+                if denied is not None:
+                    results[i] = EventResult(i, "rejected", ev.message_id, denied[0], denied[1])
+                    continue
+            valid.append((i, ev))
+        if self.tracking_allowed is not None and valid:
+            # Consent for the whole batch at once (one store query for its users).
+            allowed = self.tracking_allowed([ev for _, ev in valid])
+            tracked: list[tuple[int, EventRecord]] = []
+            for (i, ev), ok in zip(valid, allowed, strict=True):
+                if ok:
+                    tracked.append((i, ev))
+                else:
                     results[i] = EventResult(
                         i, "dropped", ev.message_id, None, "no tracking consent"
                     )
-                    continue
-            valid.append((i, ev))
+            valid = tracked
         return results, valid
 
     async def ingest(self, raws: Sequence[Any], authorize: Authorize | None = None) -> BatchResult:
@@ -313,7 +317,7 @@ class IngestionService:
                     "this messageId was already stored with a different payload",
                 )
             else:
-                results[i] = EventResult(i, outcome, ev.message_id, clamped=bool(ev.flags & 1))  # type: ignore[arg-type]
+                results[i] = EventResult(i, outcome, ev.message_id, None, None, ev.flags & 1 == 1)  # type: ignore[arg-type]
 
     def _write_direct(self, events: list[EventRecord], follow_links: bool = False) -> list[str]:
         with self._lock:
@@ -434,13 +438,26 @@ class IngestionService:
         if self.prefetch_items is not None:
             # One catalog query for the group's unseen items instead of one per item.
             self.prefetch_items([ev.item_id for ev in accepted if ev.item_id])
+        # Each profile's events are applied together, in order; an identify first applies
+        # what came before it, then merges (the same state as applying one event at a time).
+        config, categories = self.profile_config, self.categories
+        by_key: dict[str, list[EventRecord]] = {}
         for ev in accepted:
             if ev.type == "identify" and ev.anonymous_id and ev.user_id:
+                for key, run in by_key.items():
+                    states[key].apply_many(run, config, categories)
+                by_key.clear()
                 # The anonymous history joins the user's profile (the store re-keys the events).
                 anon = states.pop(anonymous_key(ev.anonymous_id), None) or ProfileState()
-                states.setdefault(ev.user_id, ProfileState()).merge(anon, self.profile_config)
+                states.setdefault(ev.user_id, ProfileState()).merge(anon, config)
                 continue
-            states[ev.profile_key].apply(ev, self.profile_config, self.categories)
+            evs = by_key.get(ev.profile_key)
+            if evs is None:
+                by_key[ev.profile_key] = [ev]
+            else:
+                evs.append(ev)
+        for key, run in by_key.items():
+            states[key].apply_many(run, config, categories)
         self._pending = states
         return {k: v.to_json() for k, v in states.items()}
 

@@ -244,6 +244,39 @@ class PrivacyService:
             user = self.store.resolve_identity(event.anonymous_id)
         return True if user is None else self.consent(user).tracking
 
+    def tracking_allowed_many(self, events: Sequence[EventRecord]) -> list[bool]:
+        """:meth:`tracking_allowed` of each event of a batch (the ingestion hook): the consents
+        of the batch's users not cached yet are read in one store query, and each person
+        (user id, anonymous id) is decided once."""
+        if _opt_out.get():
+            return [False] * len(events)
+        self._load_consents({ev.user_id for ev in events if ev.user_id is not None})
+        decided: dict[tuple[str | None, str | None], bool] = {}
+        out: list[bool] = []
+        for ev in events:
+            who = (ev.user_id, ev.anonymous_id)
+            allowed = decided.get(who)
+            if allowed is None:
+                allowed = decided[who] = self.tracking_allowed(ev)
+            out.append(allowed)
+        return out
+
+    def _load_consents(self, user_ids: set[str]) -> None:
+        with self._consent_lock:
+            missing = [u for u in user_ids if self._consent.get(u) is None]
+        if not missing:
+            return
+        found = self.store.get_users(missing)
+        with self._consent_lock:
+            for user_id in missing:
+                if self._consent.get(user_id) is None:  # set_consent meanwhile: that one wins
+                    rec = found.get(user_id)
+                    self._consent[user_id] = (
+                        Consent(rec.consent_personalization, rec.consent_tracking)
+                        if rec
+                        else Consent()
+                    )
+
     # ------------------------------------------------------------------ PII
     def hash_value(self, value: Any) -> str:
         return self.hasher.hash_value(value)

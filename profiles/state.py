@@ -62,46 +62,67 @@ class ProfileState:
 
     # ------------------------------------------------------------------ updates
     def apply(self, ev: EventRecord, config: ProfileConfig, categories: CategoryLookup) -> None:
-        t = ev.ts
-        self.counts[ev.type] = self.counts.get(ev.type, 0) + 1
-        # Plain comparisons rather than min()/max(): this runs for every ingested event.
-        if self.first_ts is None or t < self.first_ts:
-            self.first_ts = t
-        if self.last_ts is None or t > self.last_ts:
-            self.last_ts = t
-        if self.last_channel is None or (t, ev.channel) > self.last_channel:
-            self.last_channel = (t, ev.channel)
-        weight = self.event_weight(ev, config)
-        self.engagement += weight
-        if ev.type == "purchase":
-            price = float(ev.properties.get("price") or 0.0)
-            qty = int(ev.properties.get("quantity") or 1)
-            self.monetary += price * qty
-            self.orders.add(str(ev.properties.get("orderId") or ev.session_id or ev.message_id))
-            self.last_purchase_ts = (
-                t if self.last_purchase_ts is None else max(self.last_purchase_ts, t)
-            )
-        self._add_day(int(t // DAY), ev.type, 1)
-        if ev.session_id:
-            s = self.sessions.get(ev.session_id)
-            if s is None:
-                self.sessions[ev.session_id] = [
-                    t,
-                    t,
-                    float(ev.type == "view"),
-                    float(ev.type == "purchase"),
-                ]
+        self.apply_many((ev,), config, categories)
+
+    def apply_many(
+        self, events: Iterable[EventRecord], config: ProfileConfig, categories: CategoryLookup
+    ) -> None:
+        """:meth:`apply` each event in order. The one implementation of both: the ingest writer
+        hands a profile's events of a write group over at once, so what does not change per
+        event (the config, this state's containers) is looked up once."""
+        counts, days, sessions = self.counts, self.days, self.sessions
+        weights, size = config.weights, config.history_size
+        half = config.affinity_half_life_days * DAY
+        first, last, last_channel = self.first_ts, self.last_ts, self.last_channel
+        engagement = self.engagement
+        for ev in events:
+            t, etype = ev.ts, ev.type
+            counts[etype] = counts.get(etype, 0) + 1
+            # Plain comparisons rather than min()/max(): this runs for every ingested event.
+            if first is None or t < first:
+                first = t
+            if last is None or t > last:
+                last = t
+            if last_channel is None or (t, ev.channel) > last_channel:
+                last_channel = (t, ev.channel)
+            weight = float(weights.get(etype, 0.0))
+            if etype == "rate":
+                weight *= float(ev.properties.get("value") or 0.0) / 5.0
+            engagement += weight
+            if etype == "purchase":
+                price = float(ev.properties.get("price") or 0.0)
+                qty = int(ev.properties.get("quantity") or 1)
+                self.monetary += price * qty
+                self.orders.add(str(ev.properties.get("orderId") or ev.session_id or ev.message_id))
+                self.last_purchase_ts = (
+                    t if self.last_purchase_ts is None else max(self.last_purchase_ts, t)
+                )
+            day = int(t // DAY)
+            bucket = days.get(day)
+            if bucket is not None:
+                # The common case (another event on a day already kept): see _add_day.
+                bucket[etype] = bucket.get(etype, 0) + 1
             else:
-                s[0], s[1] = min(s[0], t), max(s[1], t)
-                s[2] += float(ev.type == "view")
-                s[3] = max(s[3], float(ev.type == "purchase"))
-        if ev.item_id and weight > 0:
-            half = config.affinity_half_life_days * DAY
-            for cat in categories(ev.item_id):
-                self._add_affinity(cat, weight, t, half)
-            self._add_history(
-                HistoryEvent(t, ev.message_id, ev.item_id, ev.type, weight), config.history_size
-            )
+                self._add_day(day, etype, 1)
+            sid = ev.session_id
+            if sid:
+                s = sessions.get(sid)
+                if s is None:
+                    sessions[sid] = [t, t, float(etype == "view"), float(etype == "purchase")]
+                else:
+                    if t < s[0]:
+                        s[0] = t
+                    if t > s[1]:
+                        s[1] = t
+                    s[2] += float(etype == "view")
+                    s[3] = max(s[3], float(etype == "purchase"))
+            item = ev.item_id
+            if item and weight > 0:
+                for cat in categories(item):
+                    self._add_affinity(cat, weight, t, half)
+                self._add_history(HistoryEvent(t, ev.message_id, item, etype, weight), size)
+        self.first_ts, self.last_ts, self.last_channel = first, last, last_channel
+        self.engagement = engagement
 
     @staticmethod
     def event_weight(ev: EventRecord, config: ProfileConfig) -> float:

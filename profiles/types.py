@@ -78,11 +78,13 @@ class InsufficientTrainingData(ProfileError, ValueError):
     """The event log cannot give a training and a holdout set with both classes."""
 
 
-@dataclass(frozen=True, slots=True)
-class EventResult:
-    """The answer for one event of a batch. ``field``/``reason`` are set for rejected/conflict."""
+class EventResult(NamedTuple):
+    """The answer for one event of a batch. ``field``/``reason`` are set for rejected/conflict.
 
-    index: int
+    A named tuple rather than a frozen dataclass: one is built for every ingested event, and
+    a tuple is several times cheaper to build (immutable all the same)."""
+
+    index: int  # type: ignore[assignment]  # the event's position; shadows tuple.index
     status: Status
     message_id: str | None = None
     field: str | None = None
@@ -110,13 +112,18 @@ class BatchResult:
         return sum(1 for r in self.results if r.status == status)
 
     def as_json(self) -> dict[str, object]:
+        counts = {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0, "dropped": 0}
+        answers = []
+        for r in self.results:
+            counts[r.status] += 1
+            answers.append(r.as_json())
         return {
-            "accepted": self.count("accepted"),
-            "duplicates": self.count("duplicate"),
-            "conflicts": self.count("conflict"),
-            "rejected": self.count("rejected"),
-            "dropped": self.count("dropped"),
-            "results": [r.as_json() for r in self.results],
+            "accepted": counts["accepted"],
+            "duplicates": counts["duplicate"],
+            "conflicts": counts["conflict"],
+            "rejected": counts["rejected"],
+            "dropped": counts["dropped"],
+            "results": answers,
         }
 
 

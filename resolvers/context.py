@@ -91,6 +91,19 @@ class Viewer:
             raw.setdefault("anonymousId", self.anonymous_id)
         return raw
 
+    def prepare_events(self, raws: list[Any]) -> list[Any]:
+        """:meth:`prepare_event` of each event of a batch (the batch itself for a privileged
+        caller, whose events are never changed)."""
+        if self.is_privileged:
+            return raws
+        return [self.prepare_event(r) for r in raws]
+
+    @property
+    def event_check(self) -> Callable[[EventRecord], tuple[str, str] | None] | None:
+        """:meth:`authorize_event` for the ingestion of a batch, or None for a privileged
+        caller, who may send any event (nothing to check per event)."""
+        return None if self.is_privileged else self.authorize_event
+
     def authorize_event(self, ev: EventRecord) -> tuple[str, str] | None:
         """(field, reason) when the caller may not send this event: users send only their own
         events, anonymous callers only anonymous ones; admin/service tokens send anyone's.

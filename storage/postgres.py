@@ -319,6 +319,17 @@ class PostgresStore(PostgresExperimentRows):
             return None
         return UserRecord(row[0], orjson.loads(row[1]), bool(row[2]), bool(row[3]), row[4])
 
+    def get_users(self, user_ids: Sequence[str]) -> dict[str, UserRecord]:
+        rows = self._all(
+            "SELECT id,traits,consent_personalization,consent_tracking,updated_at "
+            "FROM users WHERE id = ANY(%s)",
+            (list(dict.fromkeys(user_ids)),),
+        )
+        return {
+            row[0]: UserRecord(row[0], orjson.loads(row[1]), bool(row[2]), bool(row[3]), row[4])
+            for row in rows
+        }
+
     def count_users(self) -> int:
         return self._count("users")
 

@@ -312,6 +312,23 @@ class SQLiteStore(ExperimentRows):
             return None
         return UserRecord(row[0], orjson.loads(row[1]), bool(row[2]), bool(row[3]), row[4])
 
+    def get_users(self, user_ids: Sequence[str]) -> dict[str, UserRecord]:
+        out: dict[str, UserRecord] = {}
+        unique = list(dict.fromkeys(user_ids))
+        conn = self._reader()
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(
+                "SELECT id,traits,consent_personalization,consent_tracking,updated_at "
+                f"FROM users WHERE id IN ({marks})",
+                chunk,
+            ).fetchall():
+                out[row[0]] = UserRecord(
+                    row[0], orjson.loads(row[1]), bool(row[2]), bool(row[3]), row[4]
+                )
+        return out
+
     def count_users(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM users").fetchone()[0])
 

@@ -12,8 +12,9 @@ import math
 from datetime import UTC, datetime
 
 _MS_THRESHOLD = 1e11
-_MIN_TS = datetime(1990, 1, 1, tzinfo=UTC).timestamp()
-_MAX_TS = datetime(2200, 1, 1, tzinfo=UTC).timestamp()
+# The range of accepted timestamps (UTC epoch seconds).
+MIN_TS = datetime(1990, 1, 1, tzinfo=UTC).timestamp()
+MAX_TS = datetime(2200, 1, 1, tzinfo=UTC).timestamp()
 
 
 def parse_timestamp(value: object) -> float:
@@ -47,7 +48,7 @@ def parse_timestamp(value: object) -> float:
         ts = dt.timestamp()
     else:
         raise ValueError(f"expected an ISO-8601 string or epoch number, got {type(value).__name__}")
-    if not _MIN_TS <= ts <= _MAX_TS:
+    if not MIN_TS <= ts <= MAX_TS:
         raise ValueError("timestamp out of range (1990-01-01 .. 2200-01-01)")
     return ts
 

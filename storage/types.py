@@ -15,7 +15,7 @@ Error hierarchy (mapped to HTTP/GraphQL in ``gateway/errors.py``)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -120,6 +120,55 @@ class EventRecord:
     flags: int = 0  # bit 1: timestamp clamped (future beyond skew)
 
 
+def _event_record_builder() -> Callable[..., EventRecord]:
+    # A frozen dataclass's __init__ sets each field through object.__setattr__ (a type lookup
+    # per field); the slots' own descriptors set them directly, in a third less time. The
+    # record is the same frozen EventRecord either way.
+    slots = EventRecord.__dict__
+    s0, s1, s2, s3, s4, s5, s6 = (slots[name].__set__ for name in EventRecord.__slots__[:7])
+    s7, s8, s9, s10, s11, s12 = (slots[name].__set__ for name in EventRecord.__slots__[7:])
+    new = object.__new__
+
+    def build(
+        message_id: str,
+        type: str,
+        profile_key: str,
+        ts: float,
+        received_at: float,
+        payload_hash: str,
+        user_id: str | None,
+        anonymous_id: str | None,
+        item_id: str | None,
+        session_id: str | None,
+        channel: str,
+        properties: Mapping[str, Any],
+        flags: int,
+    ) -> EventRecord:
+        ev: EventRecord = new(EventRecord)
+        s0(ev, message_id)
+        s1(ev, type)
+        s2(ev, profile_key)
+        s3(ev, ts)
+        s4(ev, received_at)
+        s5(ev, payload_hash)
+        s6(ev, user_id)
+        s7(ev, anonymous_id)
+        s8(ev, item_id)
+        s9(ev, session_id)
+        s10(ev, channel)
+        s11(ev, properties)
+        s12(ev, flags)
+        return ev
+
+    assert EventRecord.__slots__ == tuple(build.__code__.co_varnames[:13])
+    return build
+
+
+#: ``EventRecord(...)`` with every field given positionally, for per-event loops (validation,
+#: reading the log): the same record, built faster.
+new_event_record = _event_record_builder()
+
+
 # "refused": an identify of an anonymous id already linked to another user (not stored).
 InsertOutcome = Literal["accepted", "duplicate", "conflict", "refused"]
 
@@ -140,6 +189,9 @@ class UserStore(Protocol):
     def upsert_users(self, users: Sequence[UserRecord]) -> int: ...
 
     def get_user(self, user_id: str) -> UserRecord | None: ...
+
+    def get_users(self, user_ids: Sequence[str]) -> dict[str, UserRecord]:
+        """The users found among ``user_ids`` in one query (missing ids are absent)."""
 
     def count_users(self) -> int: ...
 

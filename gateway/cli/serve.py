@@ -93,7 +93,7 @@ def app_from_environment() -> Starlette:
     """The app of one uvicorn worker process (``--workers N``): settings from the environment."""
     from gateway.app import create_app
 
-    return create_app(load_settings())
+    return create_app(load_settings(), freeze_heap=True)
 
 
 def serve(settings: Settings, workers: int = 1) -> None:
@@ -101,7 +101,11 @@ def serve(settings: Settings, workers: int = 1) -> None:
 
     from gateway.app import create_app
 
-    app: Any = create_app(settings) if workers == 1 else f"{__name__}:app_from_environment"
+    app: Any = (
+        create_app(settings, freeze_heap=True)
+        if workers == 1
+        else f"{__name__}:app_from_environment"
+    )
     uvicorn.run(
         app,
         factory=workers > 1,

@@ -158,6 +158,19 @@ def test_users_round_trip_with_traits_filter(store_target: str | Path) -> None:
         store.close()
 
 
+def test_get_users_reads_many_in_one_call(any_store: Store) -> None:
+    users = [UserRecord(f"u{n}", {"n": n}, consent_tracking=n % 2 == 0) for n in range(700)]
+    any_store.upsert_users(users)
+    # More ids than one SQLite chunk (500), repeats and unknown ids among them.
+    wanted = [f"u{n}" for n in range(0, 700, 1)] + ["u3", "nobody", "u699"]
+    found = any_store.get_users(wanted)
+    assert set(found) == {f"u{n}" for n in range(700)}
+    assert found["u3"] == any_store.get_user("u3")
+    assert found["u4"].consent_tracking and not found["u5"].consent_tracking
+    assert found["u10"].traits == {"n": 10}
+    assert any_store.get_users([]) == {} and any_store.get_users(["nobody"]) == {}
+
+
 def test_timestamps_keep_full_precision(any_store: Store) -> None:
     ts = 1_767_225_600.123456
     any_store.insert_events([ev("m", ts=ts)])
