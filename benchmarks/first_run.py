@@ -48,7 +48,15 @@ def baseline_torch_install(python: str) -> float:
         t0 = time.perf_counter()
         subprocess.run([python, "-m", "venv", f"{tmp}/v"], check=True)
         subprocess.run(
-            [f"{tmp}/v/bin/python", "-m", "pip", "install", "--quiet", "--no-compile", "torch==2.13.0"],
+            [
+                f"{tmp}/v/bin/python",
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-compile",
+                "torch==2.13.0",
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

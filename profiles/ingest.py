@@ -445,7 +445,7 @@ class IngestionService:
         for ev in accepted:
             if ev.type == "identify" and ev.anonymous_id and ev.user_id:
                 for key, run in by_key.items():
-                    states[key].apply_many(run, config, categories)
+                    states.setdefault(key, ProfileState()).apply_many(run, config, categories)
                 by_key.clear()
                 # The anonymous history joins the user's profile (the store re-keys the events).
                 anon = states.pop(anonymous_key(ev.anonymous_id), None) or ProfileState()
@@ -456,8 +456,10 @@ class IngestionService:
                 by_key[ev.profile_key] = [ev]
             else:
                 evs.append(ev)
+        # setdefault: anonymous-only events after the identify that merged their profile
+        # start a fresh one (the store keeps them on it: storage.sqlite.identity_joins).
         for key, run in by_key.items():
-            states[key].apply_many(run, config, categories)
+            states.setdefault(key, ProfileState()).apply_many(run, config, categories)
         self._pending = states
         return {k: v.to_json() for k, v in states.items()}
 

@@ -38,7 +38,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from storage.experiments import PostgresExperimentRows
 from storage.migrations import MIGRATIONS, statements
-from storage.sqlite import SQLiteStore, _dumps, classify_events, item_row, user_row
+from storage.sqlite import (
+    SQLiteStore,
+    _dumps,
+    classify_events,
+    identity_joins,
+    item_row,
+    user_row,
+)
 from storage.types import (
     JSON,
     ApiKeyRow,
@@ -374,13 +381,9 @@ class PostgresStore(PostgresExperimentRows):
                 events, known, lambda aid: self._owner(conn, aid)
             )
             accepted = self._insert_new(conn, accepted, outcomes, position)
-            joined = [
-                (ev.anonymous_id, ev.user_id)
-                for ev in accepted
-                if ev.type == "identify" and ev.anonymous_id and ev.user_id
-            ]
-            for anonymous_id, user_id in joined:
-                self._link(conn, anonymous_id, user_id)
+            joined = identity_joins(accepted)
+            for anonymous_id, user_id, later in joined:
+                self._link(conn, anonymous_id, user_id, later)
             # The update reads the profiles as they were before this group (as on SQLite,
             # whose update reads the last committed state), so the joined anonymous profiles
             # are dropped only after it ran; then the new states are written.
@@ -388,7 +391,7 @@ class PostgresStore(PostgresExperimentRows):
             if joined:
                 conn.execute(
                     "DELETE FROM profiles WHERE profile_key = ANY(%s)",
-                    ([anonymous_key(a) for a, _u in joined],),
+                    ([anonymous_key(a) for a, _u, _later in joined],),
                 )
             self._write_states(conn, states)
             return outcomes
@@ -516,16 +519,22 @@ class PostgresStore(PostgresExperimentRows):
         return None if row is None else str(row[0])
 
     @staticmethod
-    def _link(conn: psycopg.Connection[Any], anonymous_id: str, user_id: str) -> None:
-        """Link the id and re-key its events (``insert_events`` drops its profile after the
-        group's profile update ran)."""
+    def _link(
+        conn: psycopg.Connection[Any], anonymous_id: str, user_id: str, keep: Sequence[str] = ()
+    ) -> None:
+        """Link the id and re-key its events but ``keep`` (the batch's later anonymous-only
+        ones: ``identity_joins``); ``insert_events`` drops its profile after the group's
+        profile update ran."""
         conn.execute(
             "INSERT INTO identities(anonymous_id,user_id,linked_at) VALUES (%s,%s,%s) "
             "ON CONFLICT(anonymous_id) DO NOTHING",
             (anonymous_id, user_id, time.time()),
         )
         anon_key = anonymous_key(anonymous_id)
-        conn.execute("UPDATE events SET profile_key=%s WHERE profile_key=%s", (user_id, anon_key))
+        conn.execute(
+            "UPDATE events SET profile_key=%s WHERE profile_key=%s AND message_id <> ALL(%s)",
+            (user_id, anon_key, list(keep)),
+        )
 
     def linked_anonymous_ids(self, user_id: str) -> list[str]:
         """The anonymous ids linked to ``user_id``."""

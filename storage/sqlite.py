@@ -39,6 +39,20 @@ def _dumps(value: Any) -> str:
     ).decode()
 
 
+def identity_joins(accepted: Sequence[EventRecord]) -> list[tuple[str, str, list[str]]]:
+    """Each accepted identify of a batch, in order: (anonymous id, user id, the message ids of
+    the batch's later events on that anonymous profile). The link re-keys only what came before
+    it: after a merge, anonymous-only traffic with the id builds a fresh anonymous profile, in
+    the same batch as in a later one (both backends)."""
+    out: list[tuple[str, str, list[str]]] = []
+    for i, ev in enumerate(accepted):
+        if ev.type == "identify" and ev.anonymous_id and ev.user_id:
+            anon = anonymous_key(ev.anonymous_id)
+            later = [e.message_id for e in accepted[i + 1 :] if e.profile_key == anon]
+            out.append((ev.anonymous_id, ev.user_id, later))
+    return out
+
+
 def classify_events(
     events: Sequence[EventRecord],
     known: dict[str, str],
@@ -400,9 +414,8 @@ class SQLiteStore(ExperimentRows):
                     for ev in accepted
                 ],
             )
-            for ev in accepted:
-                if ev.type == "identify" and ev.anonymous_id and ev.user_id:
-                    self._link(conn, ev.anonymous_id, ev.user_id)
+            for anonymous_id, user_id, later in identity_joins(accepted):
+                self._link(conn, anonymous_id, user_id, later)
             if accepted and profile_update is not None:
                 self._write_states(conn, profile_update(accepted))
             return outcomes
@@ -456,16 +469,24 @@ class SQLiteStore(ExperimentRows):
         return None if row is None else str(row[0])
 
     @staticmethod
-    def _link(conn: sqlite3.Connection, anonymous_id: str, user_id: str) -> None:
+    def _link(
+        conn: sqlite3.Connection, anonymous_id: str, user_id: str, keep: Sequence[str] = ()
+    ) -> None:
         # Identity links commit in the same transaction as the identify event itself. A link
         # is never moved (insert_events refuses an identify of an id linked to another user).
+        # ``keep``: the batch's events after the identify stay anonymous (identity_joins).
         conn.execute(
             "INSERT INTO identities(anonymous_id,user_id,linked_at) VALUES (?,?,?) "
             "ON CONFLICT(anonymous_id) DO NOTHING",
             (anonymous_id, user_id, time.time()),
         )
         anon_key = anonymous_key(anonymous_id)
-        conn.execute("UPDATE events SET profile_key=? WHERE profile_key=?", (user_id, anon_key))
+        marks = ",".join("?" * len(keep))
+        conn.execute(
+            "UPDATE events SET profile_key=? WHERE profile_key=?"
+            + (f" AND message_id NOT IN ({marks})" if keep else ""),
+            (user_id, anon_key, *keep),
+        )
         conn.execute("DELETE FROM profiles WHERE profile_key=?", (anon_key,))
 
     def replace_profile_states(self, states: Mapping[str, JSON]) -> None:

@@ -203,6 +203,37 @@ async def test_identity_merge_joins_anonymous_history(gateway: Gateway) -> None:
     assert again.json()["data"]["identify"]["status"] == "duplicate"
 
 
+async def test_anonymous_events_after_an_identify_in_the_same_batch_stay_anonymous(
+    gateway: Gateway,
+) -> None:
+    """One write group holding an identify and then anonymous-only events of the same id:
+    those events build a fresh anonymous profile, as they would in a later batch, and the
+    stored log agrees with the profiles (a rebuild gives the same states)."""
+    seed_items(gateway)
+    batch = [
+        {"messageId": "b1", "type": "view", "anonymousId": "anon-7", "itemId": "i1"},
+        {"messageId": "b2", "type": "identify", "anonymousId": "anon-7", "userId": "u7"},
+        {"messageId": "b3", "type": "view", "anonymousId": "anon-7", "itemId": "i2"},
+        {"messageId": "b4", "type": "click", "anonymousId": "anon-7", "itemId": "i3"},
+    ]
+    r = await post_events(gateway, batch)
+    assert r.status_code == 200
+    assert [x["status"] for x in r.json()["results"]] == ["accepted"] * 4
+    store = gateway.services.store
+    user = await gateway.gql("{ me { profile { events } } }", user="u7")
+    assert user.json()["data"]["me"]["profile"]["events"] == 1  # the view before the merge
+    anon = store.get_profile_state("anon:anon-7")
+    assert anon is not None
+    keys = {e.message_id: e.profile_key for e in store.iter_events()}
+    assert keys == {"b1": "u7", "b2": "u7", "b3": "anon:anon-7", "b4": "anon:anon-7"}
+    # Another merge of the same pair later joins the fresh anonymous history too.
+    again = [{"messageId": "b5", "type": "identify", "anonymousId": "anon-7", "userId": "u7"}]
+    assert (await post_events(gateway, again)).json()["results"][0]["status"] == "accepted"
+    merged = await gateway.gql("{ me { profile { events } } }", user="u7")
+    assert merged.json()["data"]["me"]["profile"]["events"] == 3
+    assert store.get_profile_state("anon:anon-7") is None
+
+
 async def test_identify_permissions(gateway: Gateway) -> None:
     q = 'mutation { identify(anonymousId: "a9", userId: "u2") { status } }'
     assert (await gateway.gql(q, user="u1")).json()["errors"][0]["extensions"][

@@ -248,6 +248,18 @@ def test_identify_links_rekeys_and_never_moves(any_store: Store) -> None:
     assert any_store.resolve_identity("a1") == "u1"
 
 
+def test_a_link_rekeys_only_what_came_before_it_in_the_batch(any_store: Store) -> None:
+    def anon_view(mid: str, ts: float) -> EventRecord:
+        return ev(mid, "anon:a1", ts=ts, anon="a1", user=None)
+
+    batch = [anon_view("v1", 1.0), identify("i1", "a1", "u1", ts=2.0), anon_view("v2", 3.0)]
+    assert any_store.insert_events(batch, lambda acc: {"anon:a1": {"fresh": 1}}) == ["accepted"] * 3
+    keys = {e.message_id: e.profile_key for e in any_store.iter_events()}
+    assert keys == {"v1": "u1", "i1": "u1", "v2": "anon:a1"}
+    # The fresh anonymous profile the update wrote survives the link of its own batch.
+    assert any_store.get_profile_state("anon:a1") == {"fresh": 1}
+
+
 # ---------------------------------------------------------------------- profiles
 def test_profile_states_and_versions(any_store: Store) -> None:
     any_store.put_profile_states({"u1": {"n": 1}, "u2": {"n": 2}})
