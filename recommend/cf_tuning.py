@@ -6,8 +6,10 @@
 and scored by NDCG@10 on the held-out part, exactly as :mod:`recommend.offline.evaluate` scores
 strategies. What is searched:
 
-* EASE: the L2 regularisation ``lambda`` — the configured value, then halving and doubling it,
-  continuing in the better direction while it improves;
+* EASE: whether it also learns from sessions (``ease_session_gap_s``: none, or sessions split
+  at gaps of 30 minutes, 2 hours or a day, tried in that order while it improves; see
+  :class:`recommend.cf.EASE`), then the L2 regularisation ``lambda`` — the configured value,
+  then halving and doubling it, continuing in the better direction while it improves;
 * ALS: the number of factors and the regularisation, one coordinate at a time from the
   configured ones; item-kNN: the number of neighbours;
 * the model itself when the kind is ``auto``: after EASE's search (the catalog is small enough
@@ -127,11 +129,12 @@ class CFTuning:
 
 
 _SEARCHED: dict[str, tuple[str, ...]] = {
-    "ease": ("ease_lambda",),
+    "ease": ("ease_session_gap_s", "ease_lambda"),
     "als": ("als_factors", "als_regularization"),
     "knn": ("knn_neighbours",),
 }
 _LADDERS: dict[str, tuple[float, ...]] = {
+    "ease_session_gap_s": (0.0, 1800.0, 7200.0, 86400.0),
     "als_factors": (16, 32, 64, 128),
     "als_regularization": (0.01, 0.1, 1.0, 10.0, 100.0),
     "knn_neighbours": (25, 50, 100, 200, 400),
@@ -333,7 +336,7 @@ def _step(config: CFConfig, name: str, direction: int, n_items: int) -> CFConfig
         if not rungs:
             return None
         nxt = rungs[0] if direction > 0 else rungs[-1]
-        if name != "als_regularization":
+        if name not in ("als_regularization", "ease_session_gap_s"):
             nxt = int(nxt)
     changes: dict[str, Any] = {name: nxt}
     return dataclasses.replace(config, **changes)
