@@ -6,8 +6,8 @@
 and scored by NDCG@10 on the held-out part, exactly as :mod:`recommend.offline.evaluate` scores
 strategies. What is searched:
 
-* EASE: whether it also learns from sessions (``ease_session_gap_s``: none, or sessions split
-  at gaps of 30 minutes, 2 hours or a day, tried in that order while it improves; see
+* EASE: whether it also learns from sessions (``ease_session_s``: none, or windows of 5
+  minutes, 15 minutes, an hour or a day, tried in that order while it improves; see
   :class:`recommend.cf.EASE`), then the L2 regularisation ``lambda`` — the configured value,
   then halving and doubling it, continuing in the better direction while it improves;
 * ALS: the number of factors and the regularisation, one coordinate at a time from the
@@ -129,12 +129,12 @@ class CFTuning:
 
 
 _SEARCHED: dict[str, tuple[str, ...]] = {
-    "ease": ("ease_session_gap_s", "ease_lambda"),
+    "ease": ("ease_session_s", "ease_lambda"),
     "als": ("als_factors", "als_regularization"),
     "knn": ("knn_neighbours",),
 }
 _LADDERS: dict[str, tuple[float, ...]] = {
-    "ease_session_gap_s": (0.0, 1800.0, 7200.0, 86400.0),
+    "ease_session_s": (0.0, 300.0, 900.0, 3600.0, 86400.0),
     "als_factors": (16, 32, 64, 128),
     "als_regularization": (0.01, 0.1, 1.0, 10.0, 100.0),
     "knn_neighbours": (25, 50, 100, 200, 400),
@@ -336,7 +336,7 @@ def _step(config: CFConfig, name: str, direction: int, n_items: int) -> CFConfig
         if not rungs:
             return None
         nxt = rungs[0] if direction > 0 else rungs[-1]
-        if name not in ("als_regularization", "ease_session_gap_s"):
+        if name not in ("als_regularization", "ease_session_s"):
             nxt = int(nxt)
     changes: dict[str, Any] = {name: nxt}
     return dataclasses.replace(config, **changes)

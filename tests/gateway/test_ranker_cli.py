@@ -83,7 +83,10 @@ def test_train_cf_tunes_and_the_gateway_serves_the_tuned_weights(
     newest = sorted((data_dir / "models" / "cf").iterdir())[-1]
     doc = json.loads((newest / "trained.json").read_text())
     chosen = doc["tuning"]["chosen"]
-    searched = {"ease": {"ease_lambda"}, "als": {"als_factors", "als_regularization"}}
+    searched = {
+        "ease": {"ease_session_s", "ease_lambda"},
+        "als": {"als_factors", "als_regularization"},
+    }
     assert set(chosen) - {"event_weights"} == {"kind", "rating_curve", *searched[chosen["kind"]]}
     assert doc["kind"] == chosen["kind"]
     assert doc["tuning"]["validation"]["split"] == "random per user"

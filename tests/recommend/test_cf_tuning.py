@@ -108,11 +108,11 @@ def test_the_search_is_bounded_and_picks_its_best_trial() -> None:
     assert tried == set(RATING_CURVES)
     best = max(full.trials, key=lambda t: t["ndcg"])
     assert full.ndcg == pytest.approx(best["ndcg"], abs=1e-6)
-    chosen = (full.config.ease_lambda, full.config.ease_session_gap_s, full.curve)
-    assert chosen == (best["ease_lambda"], best["ease_session_gap_s"], best["curve"])
+    chosen = (full.config.ease_lambda, full.config.ease_session_s, full.curve)
+    assert chosen == (best["ease_lambda"], best["ease_session_s"], best["curve"])
     assert full.params() == {
         "kind": "ease",
-        "ease_session_gap_s": full.config.ease_session_gap_s,
+        "ease_session_s": full.config.ease_session_s,
         "ease_lambda": full.config.ease_lambda,
     }
     assert {t["kind"] for t in full.trials} == {"ease"}  # kind fixed: no other model tried
@@ -121,8 +121,8 @@ def test_the_search_is_bounded_and_picks_its_best_trial() -> None:
     lambdas = sorted({t["ease_lambda"] for t in full.trials})
     assert len(lambdas) >= 3 and 300.0 in lambdas
     # Sessions are tried (from none, up the ladder) before lambda.
-    gaps = [t["ease_session_gap_s"] for t in full.trials]
-    assert gaps[0] == 0.0 and 1800.0 in gaps
+    gaps = [t["ease_session_s"] for t in full.trials]
+    assert gaps[0] == 0.0 and 300.0 in gaps
 
 
 def test_als_and_knn_search_their_own_parameters() -> None:
