@@ -50,9 +50,7 @@ class EASE(ItemModel):
 
     kind = "ease"
 
-    def __init__(
-        self, lambda_: float = 300.0, min_users: int = 2, session_s: float = 0.0
-    ) -> None:
+    def __init__(self, lambda_: float = 300.0, min_users: int = 2, session_s: float = 0.0) -> None:
         super().__init__()
         if lambda_ <= 0:
             raise ValueError("EASE lambda must be > 0")
