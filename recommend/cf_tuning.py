@@ -27,7 +27,8 @@ strategies. What is searched:
   held-out targets stay the configured interactions, so every candidate answers the same
   question). A type that is pure noise ends down-weighted or dropped.
 
-The curve is chosen first (at the configured parameters), then the parameters under it, then
+EASE's session window is chosen first (under the default curve), then the curve (at that
+window and the configured parameters), then the other parameters under it, then
 the event-type weights at those parameters and, when they changed, the parameters again. Every
 trial is timed; a trial is started only when the budget still holds one more trial of the
 longest so far, so the search ends in bounded time (the configured setting is always tried).
@@ -133,6 +134,8 @@ _SEARCHED: dict[str, tuple[str, ...]] = {
     "als": ("als_factors", "als_regularization"),
     "knn": ("knn_neighbours",),
 }
+#: Parameters that change the training rows: searched before the rating curve.
+_ROWS: dict[str, tuple[str, ...]] = {"ease": ("ease_session_s",)}
 _LADDERS: dict[str, tuple[float, ...]] = {
     "ease_session_s": (0.0, 300.0, 900.0, 3600.0, 86400.0),
     "als_factors": (16, 32, 64, 128),
@@ -230,20 +233,30 @@ def tune_cf(
         )
         return float(ndcg)
 
-    # The rating curve first (it changes the data, a parameter only the fit), then the
+    # What changes the training rows first: EASE's session windows (the largest gain where
+    # the data has sittings, so it is reached early within the budget even on a busy machine),
+    # then the rating curve (it changes the data, a parameter only the fit), then the other
     # parameters under the chosen curve.
     best = trial(config, default_curve)
     assert best is not None  # the first trial always runs
+    best_cfg = config
+    rows = _ROWS.get(kind, ())
+    best_cfg, best = _search(
+        best_cfg, kind, lambda c: trial(c, default_curve), best, served.n_items, rows
+    )
     best_curve = default_curve
     for curve in curves:
         if curve == default_curve:
             continue
-        got = trial(config, curve)
+        got = trial(best_cfg, curve)
         if got is None:
             break
         if got > best:
             best, best_curve = got, curve
-    best_cfg, best = _search(config, kind, lambda c: trial(c, best_curve), best, served.n_items)
+    rest = tuple(name for name in _SEARCHED.get(kind, ()) if name not in rows)
+    best_cfg, best = _search(
+        best_cfg, kind, lambda c: trial(c, best_curve), best, served.n_items, rest
+    )
     searched = {t: float(w) for t, w in (event_weights or {}).items() if w > 0}
     types: dict[str, float] | None = None
     if reweigh is not None and len(searched) >= 2:
@@ -348,11 +361,13 @@ def _search(
     score: Callable[[CFConfig], float | None],
     first: float,
     n_items: int,
+    names: tuple[str, ...] | None = None,
 ) -> tuple[CFConfig, float]:
-    """Coordinate search from ``config``: per parameter, step down while it improves, else up
-    while it improves. Stops when ``score`` says the budget is spent (None)."""
+    """Coordinate search from ``config`` over ``names`` (default: all of ``kind``'s): per
+    parameter, step down while it improves, else up while it improves. Stops when ``score``
+    says the budget is spent (None)."""
     best_cfg, best = config, first
-    for name in _SEARCHED.get(kind, ()):
+    for name in _SEARCHED.get(kind, ()) if names is None else names:
         for direction in (-1, 1):
             improved = False
             for candidate in _walk(best_cfg, name, direction, n_items):
