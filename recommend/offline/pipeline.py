@@ -3,7 +3,8 @@ training part: the default answer of ``tailor evaluate``.
 
 On the training part only: the CF setting and rating curve are tuned as ``tailor train cf``
 tunes them (:func:`recommend.cf_tuning.tune_cf`), then the blend weights of CF, trending and
-content (:func:`recommend.offline.evaluate.tune_blend_weights`), then a LambdaRank ranker learns
+content (:func:`recommend.offline.evaluate.tune_blend_weights`, on an inner split of the
+evaluation's own kind), then a LambdaRank ranker learns
 from an inner split of the evaluation's own kind (:class:`recommend.offline.ranking.
 RankerStrategy`). Rows: ``cf(tuned)`` (a single strategy, like the others), ``blend(tuned)``,
 ``ranker`` and ``default`` — the ranker when it beat the tuned blend on its own validation
@@ -94,7 +95,10 @@ def build_pipeline(
     for name, source in fresh_sources().items():
         if name != "cf":
             fitted[name] = Fitted(source.fit(train))
-    tuned = tune_blend_weights(fresh_sources(), train, k=k, seed=seed)
+    # Weights for a time split are tuned on a time split of the training part (what comes
+    # next, as the evaluation asks); for the random protocol on a random one.
+    protocol = None if split_kind == "random" else inner_split(split_kind, seed, last_n)(train, 0)
+    tuned = tune_blend_weights(fresh_sources(), train, k=k, seed=seed, inner=protocol)
     weights = complete_weights(tuned.weights, configured_weights)
     blend = BlendStrategy(fitted, weights, name="blend(tuned)")
     info: dict[str, Any] = {
