@@ -366,6 +366,13 @@ def train_ranker_command(services: Services, settings: Settings, args: argparse.
         f"validation NDCG@10 on {info['validation_groups']} held-out users: {compared}",
         flush=True,
     )
+    if "cv_users" in info:
+        print(
+            f"gain over the blend on the held-out users of {info['cv_folds']} folds "
+            f"({info['cv_users']} users): {info['cv_gain_over_blend']:+.4f} "
+            f"(standard error {info['cv_gain_standard_error']:.4f})",
+            flush=True,
+        )
     if version is None:
         console.print(
             "[yellow]the ranker does not beat the tuned blend on validation: not published "
