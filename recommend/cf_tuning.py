@@ -164,6 +164,7 @@ def tune_cf(
     clock: Callable[[], float] = time.perf_counter,
     reweigh: Reweigh | None = None,
     event_weights: Mapping[str, float] | None = None,
+    max_trials: int | None = None,
 ) -> CFTuning:
     """Search the CF setting (see the module docstring). ``served`` holds the interactions
     weighted as serving weighs history; ``variants`` maps rating curves to training weightings
@@ -171,7 +172,9 @@ def tune_cf(
 
     ``event_weights`` (the configured weight of each event type present, positive ones
     searched) and ``reweigh`` (the events under other type weights; ``reweigh("linear", w)``
-    is ``served`` re-weighted) turn on the event-type search when two or more types qualify."""
+    is ``served`` re-weighted) turn on the event-type search when two or more types qualify.
+    ``max_trials`` also ends the search after that many trials: with a generous ``budget_s``,
+    the result then does not depend on how busy the machine is (an evaluation's must not)."""
     auto = config.kind == "auto"
     kind = choose_cf_model(served.n_items, config).kind
     config = dataclasses.replace(config, kind=kind)  # type: ignore[arg-type]
@@ -194,6 +197,8 @@ def tune_cf(
 
     def trial(cfg: CFConfig, curve: str, types: Mapping[str, float] | None = None) -> float | None:
         nonlocal longest
+        if trials and max_trials is not None and len(trials) >= max_trials:
+            return None
         if trials and clock() - started + longest > budget_s:
             return None
         t0 = clock()

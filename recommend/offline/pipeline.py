@@ -33,6 +33,11 @@ from recommend.ranker_features import ItemFacts
 from recommend.training import complete_weights
 from recommend.types import CFConfig, RecommendError
 
+#: The CF search of an evaluation ends after this many trials (``budget_s`` is only a cap), so
+#: that a run's figures do not depend on the load of the machine it runs on. On MovieLens the
+#: search ends by itself after ~8 (session window, curve, lambda, ALS).
+CF_TRIALS = 12
+
 
 @dataclass
 class Pipeline:
@@ -74,7 +79,9 @@ def build_pipeline(
     """Tune and fit on ``train`` (the served weights of the evaluation's training part);
     ``variants`` are the rating curves' weightings of the same interactions."""
     started = time.perf_counter()
-    tuning = tune_cf(train, variants, config, budget_s=budget_s, seed=seed, k=k)
+    tuning = tune_cf(
+        train, variants, config, budget_s=budget_s, seed=seed, k=k, max_trials=CF_TRIALS
+    )
     variant = variants[tuning.curve]
     chosen = tuning.config
 

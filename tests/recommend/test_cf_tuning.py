@@ -103,6 +103,9 @@ def test_the_search_is_bounded_and_picks_its_best_trial() -> None:
     few = tune_cf(served, variants, config, budget_s=7.0, clock=StepClock(1.0))
     assert len(few.trials) == 3
 
+    capped = tune_cf(served, variants, config, budget_s=1e9, max_trials=4)
+    assert len(capped.trials) == 4  # whatever the clock says
+
     full = tune_cf(served, variants, config, budget_s=1e9)
     tried = {t["curve"] for t in full.trials}
     assert tried == set(RATING_CURVES)
