@@ -6,8 +6,10 @@
 and scored by NDCG@10 on the held-out part, exactly as :mod:`recommend.offline.evaluate` scores
 strategies. What is searched:
 
-* EASE: the L2 regularisation ``lambda`` — the configured value, then halving and doubling it,
-  continuing in the better direction while it improves;
+* EASE: whether it also learns from sessions (``ease_session_s``: none, or windows of 5
+  minutes, 15 minutes, an hour or a day, tried in that order while it improves; see
+  :class:`recommend.cf.EASE`), then the L2 regularisation ``lambda`` — the configured value,
+  then halving and doubling it, continuing in the better direction while it improves;
 * ALS: the number of factors and the regularisation, one coordinate at a time from the
   configured ones; item-kNN: the number of neighbours;
 * the model itself when the kind is ``auto``: after EASE's search (the catalog is small enough
@@ -25,7 +27,8 @@ strategies. What is searched:
   held-out targets stay the configured interactions, so every candidate answers the same
   question). A type that is pure noise ends down-weighted or dropped.
 
-The curve is chosen first (at the configured parameters), then the parameters under it, then
+EASE's session window is chosen first (under the default curve), then the curve (at that
+window and the configured parameters), then the other parameters under it, then
 the event-type weights at those parameters and, when they changed, the parameters again. Every
 trial is timed; a trial is started only when the budget still holds one more trial of the
 longest so far, so the search ends in bounded time (the configured setting is always tried).
@@ -127,11 +130,14 @@ class CFTuning:
 
 
 _SEARCHED: dict[str, tuple[str, ...]] = {
-    "ease": ("ease_lambda",),
+    "ease": ("ease_session_s", "ease_lambda"),
     "als": ("als_factors", "als_regularization"),
     "knn": ("knn_neighbours",),
 }
+#: Parameters that change the training rows: searched before the rating curve.
+_ROWS: dict[str, tuple[str, ...]] = {"ease": ("ease_session_s",)}
 _LADDERS: dict[str, tuple[float, ...]] = {
+    "ease_session_s": (0.0, 300.0, 900.0, 3600.0, 86400.0),
     "als_factors": (16, 32, 64, 128),
     "als_regularization": (0.01, 0.1, 1.0, 10.0, 100.0),
     "knn_neighbours": (25, 50, 100, 200, 400),
@@ -158,6 +164,7 @@ def tune_cf(
     clock: Callable[[], float] = time.perf_counter,
     reweigh: Reweigh | None = None,
     event_weights: Mapping[str, float] | None = None,
+    max_trials: int | None = None,
 ) -> CFTuning:
     """Search the CF setting (see the module docstring). ``served`` holds the interactions
     weighted as serving weighs history; ``variants`` maps rating curves to training weightings
@@ -165,7 +172,9 @@ def tune_cf(
 
     ``event_weights`` (the configured weight of each event type present, positive ones
     searched) and ``reweigh`` (the events under other type weights; ``reweigh("linear", w)``
-    is ``served`` re-weighted) turn on the event-type search when two or more types qualify."""
+    is ``served`` re-weighted) turn on the event-type search when two or more types qualify.
+    ``max_trials`` also ends the search after that many trials: with a generous ``budget_s``,
+    the result then does not depend on how busy the machine is (an evaluation's must not)."""
     auto = config.kind == "auto"
     kind = choose_cf_model(served.n_items, config).kind
     config = dataclasses.replace(config, kind=kind)  # type: ignore[arg-type]
@@ -188,6 +197,8 @@ def tune_cf(
 
     def trial(cfg: CFConfig, curve: str, types: Mapping[str, float] | None = None) -> float | None:
         nonlocal longest
+        if trials and max_trials is not None and len(trials) >= max_trials:
+            return None
         if trials and clock() - started + longest > budget_s:
             return None
         t0 = clock()
@@ -227,20 +238,30 @@ def tune_cf(
         )
         return float(ndcg)
 
-    # The rating curve first (it changes the data, a parameter only the fit), then the
+    # What changes the training rows first: EASE's session windows (the largest gain where
+    # the data has sittings, so it is reached early within the budget even on a busy machine),
+    # then the rating curve (it changes the data, a parameter only the fit), then the other
     # parameters under the chosen curve.
     best = trial(config, default_curve)
     assert best is not None  # the first trial always runs
+    best_cfg = config
+    rows = _ROWS.get(kind, ())
+    best_cfg, best = _search(
+        best_cfg, kind, lambda c: trial(c, default_curve), best, served.n_items, rows
+    )
     best_curve = default_curve
     for curve in curves:
         if curve == default_curve:
             continue
-        got = trial(config, curve)
+        got = trial(best_cfg, curve)
         if got is None:
             break
         if got > best:
             best, best_curve = got, curve
-    best_cfg, best = _search(config, kind, lambda c: trial(c, best_curve), best, served.n_items)
+    rest = tuple(name for name in _SEARCHED.get(kind, ()) if name not in rows)
+    best_cfg, best = _search(
+        best_cfg, kind, lambda c: trial(c, best_curve), best, served.n_items, rest
+    )
     searched = {t: float(w) for t, w in (event_weights or {}).items() if w > 0}
     types: dict[str, float] | None = None
     if reweigh is not None and len(searched) >= 2:
@@ -333,7 +354,7 @@ def _step(config: CFConfig, name: str, direction: int, n_items: int) -> CFConfig
         if not rungs:
             return None
         nxt = rungs[0] if direction > 0 else rungs[-1]
-        if name != "als_regularization":
+        if name not in ("als_regularization", "ease_session_s"):
             nxt = int(nxt)
     changes: dict[str, Any] = {name: nxt}
     return dataclasses.replace(config, **changes)
@@ -345,11 +366,13 @@ def _search(
     score: Callable[[CFConfig], float | None],
     first: float,
     n_items: int,
+    names: tuple[str, ...] | None = None,
 ) -> tuple[CFConfig, float]:
-    """Coordinate search from ``config``: per parameter, step down while it improves, else up
-    while it improves. Stops when ``score`` says the budget is spent (None)."""
+    """Coordinate search from ``config`` over ``names`` (default: all of ``kind``'s): per
+    parameter, step down while it improves, else up while it improves. Stops when ``score``
+    says the budget is spent (None)."""
     best_cfg, best = config, first
-    for name in _SEARCHED.get(kind, ()):
+    for name in _SEARCHED.get(kind, ()) if names is None else names:
         for direction in (-1, 1):
             improved = False
             for candidate in _walk(best_cfg, name, direction, n_items):

@@ -53,6 +53,9 @@ class RankerParams:
     rounds: int = 150  # serving walks every tree of every candidate: a cap on its cost
     early_stopping: int = 30
     validation_fraction: float = 0.2
+    #: Folds of users whose pooled held-out gain decides whether the ranker beats the blend
+    #: (the first is the early-stopping validation part; 1: that part alone).
+    selection_folds: int = 5
     budget_s: float = 120.0
     threads: int = 1  # OpenMP spinning on a shared 2-core box costs more than it gains
     seed: int = 0

@@ -3,7 +3,8 @@
 :func:`fit_lambdarank` holds out a fifth of the groups for early stopping and compares, on those
 held-out users, the ranker with the blend and with every single source (what ``tailor train
 ranker`` prints); it "beats the blend" (and is published) only when its mean gain over the
-blend on those users clears one standard error. :func:`export_trees` turns the
+blend clears one standard error on the held-out users of every fold (``selection_folds``
+folds of users, each scored by trees learned from the others with the same number of rounds). :func:`export_trees` turns the
 booster into a :class:`~recommend.conversion_trees.TreeEnsemble` through LightGBM's public
 ``dump_model`` and checks it against LightGBM's own ``predict`` (raw scores), on the training
 rows and on rows placed on every split threshold; a disagreement fails training, never serving.
@@ -44,12 +45,16 @@ def fit_lambdarank(
     # Held-out users, not groups: a user's groups from several splits share positives.
     users = sorted({g.user for g in useful})
     n_valid = max(1, int(len(users) * params.validation_fraction))
-    held_users = set(rng.permutation(np.asarray(users, dtype=object))[:n_valid].tolist())
-    is_valid = np.array([g.user in held_users for g in useful])
+    order = rng.permutation(np.asarray(users, dtype=object)).tolist()
+    # Folds of n_valid users in that order: the first is the early-stopping validation set.
+    fold_of = {u: min(i // n_valid, params.selection_folds - 1) for i, u in enumerate(order)}
+    fold = np.array([fold_of[g.user] for g in useful])
+    is_valid = fold == 0
     if is_valid.all() or not is_valid.any():  # users not told apart: split the groups
         is_valid = np.zeros(len(useful), dtype=bool)
         n_groups = max(1, int(len(useful) * params.validation_fraction))
         is_valid[rng.permutation(len(useful))[:n_groups]] = True
+        fold = np.where(is_valid, 0, -1)  # no cross-validation: the one held-out part
     valid, train = np.flatnonzero(is_valid), np.flatnonzero(~is_valid)
 
     def dataset(ix: np.ndarray, reference: Any = None) -> Any:
@@ -118,6 +123,24 @@ def fit_lambdarank(
     # mean paired gain must clear one standard error (the one-standard-error rule).
     gain = per_user["ranker"] - per_user["blend"]
     se = float(gain.std(ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else float("inf")
+    # The decision pools the held-out users of every fold (each fold's trees learned, with the
+    # same number of rounds, from the other folds' users): on a few thousand users, or a few
+    # dozen, one fifth of them is too few to tell a real gain from noise.
+    cv_gain = [gain]
+    for f in range(1, params.selection_folds):
+        out, rest = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        if out.size == 0 or rest.size == 0:
+            continue
+        booster_f = lgb.train(config, dataset(rest), num_boost_round=best)
+        held_f = [useful[i] for i in out]
+
+        def fold_score(X: np.ndarray, b: Any = booster_f) -> np.ndarray:
+            raw = b.predict(X, raw_score=True, num_threads=1)
+            return np.asarray(raw) + params.prior * X[:, BLEND_COLUMN]
+
+        cv_gain.append(group_ndcgs(held_f, fold_score) - group_ndcgs(held_f, _column(BLEND_COLUMN)))
+    pooled = np.concatenate(cv_gain)
+    cv_se = float(pooled.std(ddof=1) / np.sqrt(pooled.size)) if pooled.size > 1 else float("inf")
     summary = {
         "groups": len(useful),
         "train_groups": len(train),
@@ -127,7 +150,11 @@ def fit_lambdarank(
         "validation_ndcg@10": {k: round(v, 6) for k, v in compared.items()},
         "gain_over_blend": round(float(gain.mean()), 6) if gain.size else 0.0,
         "gain_standard_error": round(se, 6),
-        "beats_blend": bool(gain.size > 1 and gain.mean() > se),
+        "cv_folds": len(cv_gain),
+        "cv_users": int(pooled.size),
+        "cv_gain_over_blend": round(float(pooled.mean()), 6) if pooled.size else 0.0,
+        "cv_gain_standard_error": round(cv_se, 6),
+        "beats_blend": bool(pooled.size > 1 and pooled.mean() > cv_se),
         "fit_seconds": round(time.perf_counter() - started, 2),
     }
     return trees, summary

@@ -70,6 +70,8 @@ class CFConfig:
     kind: CFKind = "auto"
     ease_lambda: float = 300.0
     ease_min_users: int = 2
+    #: > 0: EASE also learns from sessions, windows this long (see ``recommend.cf.EASE``).
+    ease_session_s: float = 0.0
     ease_max_items: int = 20_000
     knn_neighbours: int = 100
     als_factors: int = 64

@@ -229,10 +229,12 @@ def tune_blend_weights(
     validation_fraction: float = 0.25,
     normalization: Normalization = "rank",
     seed: int = 0,
+    inner: Split | None = None,
 ) -> TuningResult:
     """Search blend weights on a validation split carved from ``train`` (never the test set).
 
-    ``train`` is split per user at random (``validation_fraction``, ``seed``); each source is
+    ``train`` is split per user at random (``validation_fraction``, ``seed``), or ``inner`` is
+    that split (a split of ``train`` of another kind, e.g. the evaluation's own); each source is
     fitted once on the inner part and proposes ``candidates`` items per user; then every weight
     vector — the full ``grid`` product, or ``n_trials`` random draws from it — is scored by
     ``metric`` at ``k``. Ties go to the earlier vector, so the result is deterministic.
@@ -240,7 +242,8 @@ def tune_blend_weights(
     if metric not in METRIC_COLUMNS:
         raise ValueError(f"unknown metric {metric!r}; one of {METRIC_COLUMNS}")
     names = list(sources)
-    inner = random_split(train, validation_fraction, seed=seed)
+    if inner is None:
+        inner = random_split(train, validation_fraction, seed=seed)
     per_source: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, source in sources.items():
         source.fit(inner.train)

@@ -147,13 +147,14 @@ def evaluate(
     max_users: int | None = None,
     only: Sequence[str] | None = None,
     ranker: bool | None = None,
-    budget_s: float = 60.0,
+    budget_s: float = 600.0,
     tuned_weights: Mapping[str, float] | None = None,
 ) -> EvaluationReport:
     """Run the comparison (see the module docstring); ``max_users`` subsamples users first;
     ``only`` names the strategies to report (default: all; ``popularity`` is always kept, as
     the baseline). ``ranker``: evaluate the default answer (None: when the store serves a
-    ranker, or ``only`` names a pipeline row); ``budget_s`` bounds its CF tuning and ranker.
+    ranker, or ``only`` names a pipeline row); ``budget_s`` caps its CF tuning and ranker
+    (the CF search also ends after :data:`recommend.offline.pipeline.CF_TRIALS` trials).
     ``tuned_weights`` (from an earlier split's ``--tune``) evaluate ``hybrid(tuned)`` without
     tuning again."""
     data, matrix, content = inputs.data, inputs.matrix, inputs.content

@@ -3,7 +3,8 @@ training part: the default answer of ``tailor evaluate``.
 
 On the training part only: the CF setting and rating curve are tuned as ``tailor train cf``
 tunes them (:func:`recommend.cf_tuning.tune_cf`), then the blend weights of CF, trending and
-content (:func:`recommend.offline.evaluate.tune_blend_weights`), then a LambdaRank ranker learns
+content (:func:`recommend.offline.evaluate.tune_blend_weights`, on an inner split of the
+evaluation's own kind), then a LambdaRank ranker learns
 from an inner split of the evaluation's own kind (:class:`recommend.offline.ranking.
 RankerStrategy`). Rows: ``cf(tuned)`` (a single strategy, like the others), ``blend(tuned)``,
 ``ranker`` and ``default`` — the ranker when it beat the tuned blend on its own validation
@@ -31,6 +32,11 @@ from recommend.ranker import RankerParams
 from recommend.ranker_features import ItemFacts
 from recommend.training import complete_weights
 from recommend.types import CFConfig, RecommendError
+
+#: The CF search of an evaluation ends after this many trials (``budget_s`` is only a cap), so
+#: that a run's figures do not depend on the load of the machine it runs on. On MovieLens the
+#: search ends by itself after ~8 (session window, curve, lambda, ALS).
+CF_TRIALS = 12
 
 
 @dataclass
@@ -73,7 +79,9 @@ def build_pipeline(
     """Tune and fit on ``train`` (the served weights of the evaluation's training part);
     ``variants`` are the rating curves' weightings of the same interactions."""
     started = time.perf_counter()
-    tuning = tune_cf(train, variants, config, budget_s=budget_s, seed=seed, k=k)
+    tuning = tune_cf(
+        train, variants, config, budget_s=budget_s, seed=seed, k=k, max_trials=CF_TRIALS
+    )
     variant = variants[tuning.curve]
     chosen = tuning.config
 
@@ -94,7 +102,10 @@ def build_pipeline(
     for name, source in fresh_sources().items():
         if name != "cf":
             fitted[name] = Fitted(source.fit(train))
-    tuned = tune_blend_weights(fresh_sources(), train, k=k, seed=seed)
+    # Weights for a time split are tuned on a time split of the training part (what comes
+    # next, as the evaluation asks); for the random protocol on a random one.
+    protocol = None if split_kind == "random" else inner_split(split_kind, seed, last_n)(train, 0)
+    tuned = tune_blend_weights(fresh_sources(), train, k=k, seed=seed, inner=protocol)
     weights = complete_weights(tuned.weights, configured_weights)
     blend = BlendStrategy(fitted, weights, name="blend(tuned)")
     info: dict[str, Any] = {

@@ -2,9 +2,10 @@
 the project's per-user random 75/25 protocol (seed 42), every single strategy in the same run.
 
 Targets: the default answer (ranker, or the tuned blend when the ranker does not beat it on its
-validation users) >= 0.39 NDCG@10, above EASE (0.382) and above every single strategy. What
-holds is asserted plainly; the part that does not hold yet is an ``xfail`` that states the
-figure measured, so it fails loudly (strict) the day it starts to pass.
+validation users) >= 0.39 NDCG@10, above EASE (0.382) and strictly above every single strategy.
+What holds (>= 0.39, above EASE, never below a single strategy) is asserted plainly; the part
+that does not hold yet (strictly above the tuned CF) is an ``xfail`` that states the figure
+measured, so it fails loudly (strict) the day it starts to pass.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def test_the_default_answer_beats_ease_and_is_never_below_a_single_strategy(
     ndcg = ndcg_of(movielens_run)
     assert 0.15 < ndcg["popularity"] < 0.25  # the protocol matches the known baseline
     assert abs(ndcg["ease"] - 0.382) < 0.002  # EASE as the issue measured it
-    assert ndcg["default"] > ndcg["ease"] * 1.005
+    # CF tuned on the training part (EASE that also learns from 5-minute sessions) lifts it.
+    assert ndcg["default"] >= 0.39
+    assert ndcg["default"] > ndcg["ease"] * 1.02
     assert ndcg["default"] >= max(ndcg[s] for s in SINGLE)
     pipeline = movielens_run["pipeline"]
     assert isinstance(pipeline, dict) and pipeline["default"] in ("ranker", "blend(tuned)")
@@ -71,11 +74,14 @@ def test_the_default_answer_beats_ease_and_is_never_below_a_single_strategy(
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="measured: default 0.3852 NDCG@10 (the tuned blend = tuned CF: EASE, binary rating "
-    "curve; the ranker's validation gain stays within noise, so it is not the default) vs "
-    "EASE 0.3823; the 0.39 target and 'strictly above every single strategy' are not met",
+    reason="measured: default 0.4016 NDCG@10 (>= 0.39, 1.050x EASE 0.3823) but it is the "
+    "tuned blend, which is the tuned CF itself (EASE with 5-minute sessions, lambda 150, "
+    "linear rating curve; cf(tuned) 0.4016): the ranker (0.3954) does not beat the blend on "
+    "its validation users (gain -0.0003 pooled over 5 folds of 1196 users, standard error "
+    "0.0038), so 'strictly above every single strategy' is not met",
 )
-def test_the_default_answer_reaches_the_issue_target(movielens_run: dict[str, object]) -> None:
+def test_the_default_answer_is_strictly_above_every_single_strategy(
+    movielens_run: dict[str, object],
+) -> None:
     ndcg = ndcg_of(movielens_run)
-    assert ndcg["default"] >= 0.39
     assert ndcg["default"] > max(ndcg[s] for s in SINGLE)

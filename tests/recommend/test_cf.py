@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommend.cf import ALS, EASE, ItemKNN, choose_cf_model
+from recommend.cf import ALS, EASE, ItemKNN, choose_cf_model, session_matrix
 from recommend.interactions import InteractionMatrix
 from recommend.model import ItemModel, load_model
 from recommend.popularity import Popularity
@@ -154,3 +154,61 @@ def test_ease_min_users_leaves_rare_items_unscored(clusters: InteractionMatrix) 
     scores = model.score(clusters.history_vector({"a": 1.0, "x": 1.0}))
     assert scores[0, clusters.item_index["lonely"]] == 0.0
     assert model.recommend({"lonely": 1.0}, k=3)[1].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_session_matrix_cuts_each_users_history_into_windows() -> None:
+    hour = 3600.0
+    data = InteractionMatrix.from_rows(
+        [
+            ("u1", "a", 1.0, 0.0),
+            ("u1", "b", 1.0, 60.0),
+            ("u1", "c", 2.0, 10 * hour),  # another window: 10 h later
+            ("u1", "d", 1.0, 10 * hour + 30.0),
+            ("u2", "a", 1.0, 30.0),  # another user: another session, whatever the time
+            ("u2", "c", 1.0, 90.0),
+        ]
+    )
+    sessions = session_matrix(data, window_s=hour).toarray()
+    col = data.item_index
+    rows = {frozenset(i for i in col if s[col[i]] > 0) for s in sessions}
+    assert rows == {frozenset("ab"), frozenset("cd"), frozenset("ac")}
+    assert sessions.shape == (3, data.n_items)
+    assert sessions.sum() == data.matrix.sum()  # the weights, once each
+    assert session_matrix(data, window_s=100 * hour).shape[0] == 2  # one per user
+    assert session_matrix(data, window_s=45.0).shape[0] == 5  # u2's two fall in two windows
+    with pytest.raises(ValueError):
+        session_matrix(data, window_s=0.0)
+
+
+def test_ease_with_sessions_adds_the_sessions_co_occurrences() -> None:
+    hour = 3600.0
+    rows = [
+        # each user met "a" with "b" in one sitting, "c" a long time later
+        (f"u{n}", item, 1.0, ts)
+        for n in range(6)
+        for item, ts in (("a", 0.0), ("b", 60.0), ("c", 400 * hour))
+    ] + [("v", "a", 1.0, 0.0), ("v", "c", 1.0, 30.0)]
+    data = InteractionMatrix.from_rows(rows)
+    lam = 1.0
+    x = data.matrix.toarray().astype(np.float64)
+    s = session_matrix(data, window_s=hour).toarray().astype(np.float64)
+    p = np.linalg.inv(x.T @ x + s.T @ s + lam * np.eye(data.n_items))
+    b = np.eye(data.n_items) - p / np.diag(p)
+    model = EASE(lambda_=lam, min_users=1, session_s=hour).fit(data)
+    history = data.history_vector({"a": 1.0})
+    np.testing.assert_allclose(model.score(history), history.toarray() @ b, atol=1e-5)
+    # within sessions "a" goes with "b" far more than with "c": sessions tip the answer to "b"
+    plain = EASE(lambda_=lam, min_users=1).fit(data).score(history)[0]
+    with_sessions = model.score(history)[0]
+    b_col, c_col = data.item_index["b"], data.item_index["c"]
+    assert with_sessions[b_col] - with_sessions[c_col] > plain[b_col] - plain[c_col]
+    assert model._params()["session_s"] == hour
+    assert choose_cf_model(3, CFConfig(kind="ease", ease_session_s=hour)).session_s == hour
+
+
+def test_ease_with_sessions_round_trips(tmp_path: Path, clusters: InteractionMatrix) -> None:
+    model = EASE(lambda_=1.0, session_s=1800.0).fit(clusters)
+    loaded = load_model(model.save(tmp_path / "m"))
+    assert isinstance(loaded, EASE) and loaded.session_s == 1800.0
+    history = clusters.history_vector({"a": 1.0})
+    np.testing.assert_allclose(loaded.score(history), model.score(history))

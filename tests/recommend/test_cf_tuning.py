@@ -103,18 +103,29 @@ def test_the_search_is_bounded_and_picks_its_best_trial() -> None:
     few = tune_cf(served, variants, config, budget_s=7.0, clock=StepClock(1.0))
     assert len(few.trials) == 3
 
+    capped = tune_cf(served, variants, config, budget_s=1e9, max_trials=4)
+    assert len(capped.trials) == 4  # whatever the clock says
+
     full = tune_cf(served, variants, config, budget_s=1e9)
     tried = {t["curve"] for t in full.trials}
     assert tried == set(RATING_CURVES)
     best = max(full.trials, key=lambda t: t["ndcg"])
     assert full.ndcg == pytest.approx(best["ndcg"], abs=1e-6)
-    assert (full.config.ease_lambda, full.curve) == (best["ease_lambda"], best["curve"])
-    assert full.params() == {"kind": "ease", "ease_lambda": full.config.ease_lambda}
+    chosen = (full.config.ease_lambda, full.config.ease_session_s, full.curve)
+    assert chosen == (best["ease_lambda"], best["ease_session_s"], best["curve"])
+    assert full.params() == {
+        "kind": "ease",
+        "ease_session_s": full.config.ease_session_s,
+        "ease_lambda": full.config.ease_lambda,
+    }
     assert {t["kind"] for t in full.trials} == {"ease"}  # kind fixed: no other model tried
     # Low ratings as weak (linear) or negative (centered) evidence beat the fact of rating here.
     assert full.curve in ("linear", "centered")
     lambdas = sorted({t["ease_lambda"] for t in full.trials})
     assert len(lambdas) >= 3 and 300.0 in lambdas
+    # Sessions are tried (from none, up the ladder) before lambda.
+    gaps = [t["ease_session_s"] for t in full.trials]
+    assert gaps[0] == 0.0 and 300.0 in gaps
 
 
 def test_als_and_knn_search_their_own_parameters() -> None:

@@ -5,17 +5,19 @@ import json
 import numpy as np
 import pytest
 
+from recommend.blend import blend_batch
 from recommend.cf import EASE, ItemKNN
 from recommend.interactions import InteractionMatrix
 from recommend.offline.evaluate import (
     METRIC_COLUMNS,
     BlendStrategy,
+    evaluate_lists,
     evaluate_strategies,
     render_table,
     to_json,
     tune_blend_weights,
 )
-from recommend.offline.splits import random_split
+from recommend.offline.splits import leave_last_n_split, random_split
 from recommend.popularity import Popularity
 
 
@@ -103,3 +105,18 @@ def test_tuner_prefers_the_informative_source_and_is_deterministic() -> None:
     assert 1 <= len(sampled.trials) <= 4
     with pytest.raises(ValueError):
         tune_blend_weights(sources, data, metric="auc")
+
+
+def test_tuner_scores_on_the_split_it_is_given() -> None:
+    data = clustered(seed=1)
+    sources = {"ease": EASE(lambda_=10.0), "pop": Popularity()}
+    inner = leave_last_n_split(data, 1)  # what comes next, instead of a random quarter
+    result = tune_blend_weights(sources, data, grid=(0.0, 0.5, 1.0), k=5, inner=inner)
+    for source in sources.values():
+        source.fit(inner.train)
+    lists = {n: s.recommend_batch(inner.train.matrix, 100) for n, s in sources.items()}
+    for trial in result.trials:
+        ids, _ = blend_batch(lists, trial["weights"], 5, data.n_items)
+        assert trial["ndcg"] == pytest.approx(evaluate_lists(ids, inner, 5)["ndcg"])
+    default = tune_blend_weights(sources, data, grid=(0.0, 0.5, 1.0), k=5)
+    assert [t["ndcg"] for t in default.trials] != [t["ndcg"] for t in result.trials]

@@ -4,6 +4,7 @@ its candidates with a loaded ranker while explanations still name the top contri
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,21 @@ def test_lambdarank_learns_a_signal_the_blend_misses(
         1 for g in groups if g.y.max() > 0
     )  # a user with no later interaction teaches nothing
     assert info["groups"] == useful and info["validation_groups"] == int(useful * 0.2)
+
+
+def test_the_decision_pools_every_fold_of_users() -> None:
+    groups = [replace(g, user=f"u{i}") for i, g in enumerate(planted_groups(120, seed=3))]
+    useful = [g for g in groups if g.y.max() > 0]
+    _trees, info = fit_lambdarank(groups, PARAMS)
+    # five folds of users; every user with a positive label is held out exactly once
+    assert info["cv_folds"] == 5 and info["cv_users"] == len(useful)
+    assert info["cv_gain_over_blend"] > 0.3 and info["beats_blend"] is True
+    # When the blend already orders by what users do next, nothing beats it in any fold.
+    blend = FEATURES.index("blend")
+    follows_blend = [Group(g.X, (g.X[:, blend] > 0.8).astype(np.float64), g.user) for g in groups]
+    _trees, info = fit_lambdarank(follows_blend, PARAMS)
+    assert info["cv_users"] > 90
+    assert info["cv_gain_over_blend"] <= 0.0 and info["beats_blend"] is False
 
 
 def test_exported_trees_save_load_and_version(
