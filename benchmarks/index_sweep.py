@@ -67,6 +67,10 @@ CONFIGS: dict[str, tuple[Callable[[np.ndarray], Any], str, list[int]]] = {
     "hnsw-flat-m16-efc60": (hnsw_flat(16, 60), "efSearch", [128, 192, 256, 384]),
     "hnsw-sq8-m24-efc80": (hnsw_sq8(24, 80), "efSearch", [96, 128, 192, 256]),
     "hnsw-sq8-m16-efc60": (hnsw_sq8(16, 60), "efSearch", [128, 192, 256, 384]),
+    "hnsw-flat-m32-efc64": (hnsw_flat(32, 64), "efSearch", [64, 96, 128, 192]),
+    "hnsw-sq8-m32-efc64": (hnsw_sq8(32, 64), "efSearch", [64, 96, 128, 192]),
+    "hnsw-sq8-m32-efc100": (hnsw_sq8(32, 100), "efSearch", [64, 96, 128, 192]),
+    "hnsw-sq8-m48-efc64": (hnsw_sq8(48, 64), "efSearch", [64, 96, 128, 192]),
     "ivf1024-hnsw-niter10": (ivf_hnsw(1024, 10), "nprobe", [4, 8, 16, 32]),
     "ivf512-hnsw-niter10": (ivf_hnsw(512, 10), "nprobe", [4, 8, 16, 32]),
 }

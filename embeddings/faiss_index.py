@@ -354,13 +354,16 @@ class FaissIndex:
                     index.remove_ids(np.asarray(dropped, dtype=np.int64))
                 if kind == "hnsw":
                     _downcast(index.index).hnsw.efSearch = self._ef_search
+                # The old index is freed after the lock is released: freeing 100k vectors and
+                # their graph is not done while searches wait (a background rebuild's thread
+                # runs at low priority and can be preempted meanwhile).
+                retired = self._index
                 self._index, self._kind, self._position_labels = index, kind, None
-                if not background:
-                    return False
-                due = self._rebuild_due()
-                if not due:
+                due = background and self._rebuild_due()
+                if background and not due:
                     self._rebuild_idle.set()
-                return due
+            del retired
+            return due
 
     def _new_faiss_index(self, kind: IndexKind) -> Any:
         if kind == "exact":
