@@ -9,6 +9,11 @@ the stream's file storage when answered) and *applied* (until the consumer lag i
 committed to the store and its profile updated). The stream runs use a stream of their own,
 deleted afterwards. ``--database-url`` points the stream runs at PostgreSQL (the system of record
 of a fleet; the baseline stays embedded SQLite). Needs NATS on 127.0.0.1:4222.
+
+The clock of a stream run starts once its workers are consuming (each has a pull request waiting
+on the group), as the direct run's starts once the gateway answers /readyz; the workers' start-up
+(mostly importing the CLI) is printed on its own line. The load average is printed before and
+after: compare the ratios of one run.
 """
 
 from __future__ import annotations
@@ -34,6 +39,31 @@ from benchmarks.ingest import make_events, post_all
 from storage.nats_stream import NatsEventStream
 
 NATS_URL = "nats://127.0.0.1:4222"
+
+
+async def consumers_waiting(env: dict[str, str], n: int, timeout_s: float = 300.0) -> float:
+    """Seconds until ``n`` consumers wait on the group with a pull request (the workers started
+    and are consuming): the throughput runs start after that, as the direct run starts after
+    the gateway's /readyz; the start-up is printed on its own."""
+    import nats
+    from nats.js.errors import NotFoundError
+
+    started = time.perf_counter()
+    nc = await nats.connect(NATS_URL)
+    try:
+        js = nc.jetstream()
+        while True:
+            with contextlib.suppress(NotFoundError):
+                info = await js.consumer_info(
+                    env["TAILOR_EVENT_STREAM_NAME"], env["TAILOR_EVENT_STREAM_CONSUMER"]
+                )
+                if int(info.num_waiting or 0) >= n:
+                    return time.perf_counter() - started
+            if time.perf_counter() - started > timeout_s:
+                raise RuntimeError(f"{n} workers were not consuming after {timeout_s:.0f} s")
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
 
 
 @contextlib.contextmanager
@@ -73,8 +103,9 @@ def direct(bodies: list[bytes], concurrency: int) -> float:
 
 def streamed(
     bodies: list[bytes], concurrency: int, n_workers: int, database_url: str | None
-) -> tuple[float, float]:
-    """(seconds until acknowledged, seconds until applied) with ``n_workers`` workers."""
+) -> tuple[float, float, float]:
+    """(seconds until acknowledged, seconds until applied, the workers' start-up seconds)
+    with ``n_workers`` workers; the clock starts once they are consuming."""
     tag = secrets.token_hex(4)
     env = {
         "TAILOR_ENCODER": "hashing",
@@ -87,7 +118,8 @@ def streamed(
     if database_url:
         env["TAILOR_DATABASE_URL"] = database_url
 
-    async def run(base: str) -> tuple[float, float]:
+    async def run(base: str) -> tuple[float, float, float]:
+        startup = await consumers_waiting(env, n_workers)
         stream = NatsEventStream(
             NATS_URL,
             stream=env["TAILOR_EVENT_STREAM_NAME"],
@@ -99,7 +131,7 @@ def streamed(
             acked = (await post_all(base, bodies, concurrency))[1]
             # Each batch is one stream message (under 256 KB), and an applied note may follow.
             await drained(stream, len(bodies))
-            return acked, time.perf_counter() - start
+            return acked, time.perf_counter() - start, startup
         finally:
             await stream.delete()
             await stream.close()
@@ -124,12 +156,18 @@ def main() -> None:
     events = make_events(n)
     bodies = [orjson.dumps(events[i : i + args.batch]) for i in range(0, n, args.batch)]
     store = "PostgreSQL" if args.database_url else "SQLite"
-    print(f"{n} events in batches of {args.batch}, {args.concurrency} concurrent clients")
+    print(
+        f"{n} events in batches of {args.batch}, {args.concurrency} concurrent clients; "
+        f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+    )
     base_s = direct(bodies, args.concurrency)
     base_rate = n / base_s
     print(f"embedded direct (SQLite, group commit)       {base_rate:9.0f} events/s   1.00x")
     for k in (1, 2):
-        acked_s, applied_s = streamed(bodies, args.concurrency, k, args.database_url)
+        acked_s, applied_s, startup_s = streamed(bodies, args.concurrency, k, args.database_url)
+        print(
+            f"stream + {k} worker{'s' if k > 1 else ' '} start-up until consuming {startup_s:.1f} s"
+        )
         print(
             f"stream + {k} worker{'s' if k > 1 else ' '} ({store}) acknowledged "
             f"{n / acked_s:9.0f} events/s  {base_s / acked_s:5.2f}x"
@@ -138,6 +176,7 @@ def main() -> None:
             f"stream + {k} worker{'s' if k > 1 else ' '} ({store}) applied      "
             f"{n / applied_s:9.0f} events/s  {base_s / applied_s:5.2f}x"
         )
+    print(f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 
 
 if __name__ == "__main__":

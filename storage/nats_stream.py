@@ -45,8 +45,6 @@ from storage.stream import (
 from storage.types import EventRecord
 
 log = logging.getLogger("tailor.stream")
-# How long a fetch waits for more messages once the first arrived (they are already queued).
-READY_WAIT_S = 0.02
 
 
 class NatsEventStream:
@@ -170,8 +168,13 @@ class NatsEventStream:
     async def announce(self, applied: Applied) -> None:
         js = await self._context()
         try:
-            for data in encode_applied(applied):
-                await js.publish(self.subject_applied, data, timeout=self.publish_timeout_s)
+            # The note's messages in flight at once (a reader orders them by stream sequence).
+            await asyncio.gather(
+                *(
+                    js.publish(self.subject_applied, data, timeout=self.publish_timeout_s)
+                    for data in encode_applied(applied)
+                )
+            )
         except (NatsError, OSError, TimeoutError) as exc:
             raise StreamUnavailable(f"applied note not published: {exc!r}") from exc
 
@@ -195,21 +198,15 @@ class NatsEventStream:
     async def fetch(self, max_messages: int, timeout_s: float) -> list[Delivery]:
         sub = await self._subscription()
         try:
-            # nats-py's fetch of N waits out its timeout when fewer than N are there: wait for
-            # the first message only, then take what else is ready at once.
-            msgs = await sub.fetch(batch=1, timeout=timeout_s)
+            # One pull request: nats-py (>= 2.16) first asks the server for what is ready
+            # (no_wait) and returns it at once; only when nothing is ready does it wait, up to
+            # ``timeout_s``, for the first message. (A second "what else is ready" request after
+            # the first message used to idle ~20-40 ms per fetch when nothing else was.)
+            msgs = await sub.fetch(batch=max_messages, timeout=timeout_s)
         except (NatsTimeout, TimeoutError):  # nothing arrived in time
             return []
         except (NatsError, OSError) as exc:
             raise StreamUnavailable(f"fetching from the event stream failed: {exc!r}") from exc
-        if max_messages > 1:
-            try:
-                msgs += await sub.fetch(batch=max_messages - 1, timeout=READY_WAIT_S)
-            except (NatsTimeout, TimeoutError):
-                pass  # nothing more was ready
-            except (NatsError, OSError) as exc:
-                # The first messages are delivered (unacknowledged): they come back later.
-                log.debug("second fetch failed: %r", exc)
         return [Delivery(decode_events(m.data), int(m.metadata.num_delivered), m) for m in msgs]
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:

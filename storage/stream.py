@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -112,32 +112,41 @@ class EventStream(Protocol):
 
 
 # ---------------------------------------------------------------------- wire format
-def _record_json(ev: EventRecord) -> dict[str, Any]:
-    doc = dataclasses.asdict(ev)
-    doc["properties"] = dict(ev.properties)
-    return doc
+def _default(obj: Any) -> Any:
+    """orjson's fallback: a non-dict ``Mapping`` (an event's properties) as a dict."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def _record_bytes(ev: EventRecord) -> bytes:
+    # orjson serializes the (slotted) dataclass natively, fields in declaration order: the same
+    # document as a dict of the fields, ~6x cheaper than ``dataclasses.asdict`` (a deep copy).
+    return orjson.dumps(ev, default=_default)
+
+
+def _chunks(events: Sequence[EventRecord]) -> list[list[bytes]]:
+    """Each event serialized once, grouped into chunks of at most :data:`MAX_MESSAGE_BYTES`
+    (an event larger than that gets a chunk of its own), in order."""
+    out: list[list[bytes]] = []
+    chunk: list[bytes] = []
+    size = 0
+    for ev in events:
+        one = _record_bytes(ev)
+        if chunk and size + len(one) > MAX_MESSAGE_BYTES:
+            out.append(chunk)
+            chunk, size = [], 0
+        chunk.append(one)
+        size += len(one) + 1
+    if chunk:
+        out.append(chunk)
+    return out
 
 
 def encode_events(events: Sequence[EventRecord]) -> list[bytes]:
     """The events as stream messages of at most :data:`MAX_MESSAGE_BYTES` each (an event larger
     than that gets a message of its own), in order."""
-    out: list[bytes] = []
-    chunk: list[bytes] = []
-    size = 0
-    for ev in events:
-        one = orjson.dumps(_record_json(ev))
-        if chunk and size + len(one) > MAX_MESSAGE_BYTES:
-            out.append(_frame(chunk))
-            chunk, size = [], 0
-        chunk.append(one)
-        size += len(one) + 1
-    if chunk:
-        out.append(_frame(chunk))
-    return out
-
-
-def _frame(parts: list[bytes]) -> bytes:
-    return b'{"v":%d,"events":[' % FORMAT + b",".join(parts) + b"]}"
+    return [b'{"v":%d,"events":[' % FORMAT + b",".join(c) + b"]}" for c in _chunks(events)]
 
 
 def decode_events(data: bytes) -> list[EventRecord]:
@@ -151,17 +160,11 @@ def encode_applied(applied: Applied) -> list[bytes]:
     """The note as messages of bounded size: the events split like :func:`encode_events`; the
     first message carries every changed profile key (a reader updates profiles first, then
     counts the events, as the writer's listeners do)."""
-    parts = [decode_events(m) for m in encode_events(applied.events)] or [[]]
+    head = b'{"v":%d,"origin":' % FORMAT + orjson.dumps(applied.origin) + b',"events":['
+    keys = orjson.dumps(applied.profile_keys)
     return [
-        orjson.dumps(
-            {
-                "v": FORMAT,
-                "origin": applied.origin,
-                "events": [_record_json(ev) for ev in events],
-                "profiles": applied.profile_keys if n == 0 else [],
-            }
-        )
-        for n, events in enumerate(parts)
+        head + b",".join(chunk) + b'],"profiles":' + (keys if n == 0 else b"[]") + b"}"
+        for n, chunk in enumerate(_chunks(applied.events) or [[]])
     ]
 
 

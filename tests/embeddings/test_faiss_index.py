@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import numpy as np
 import pytest
 
 from embeddings import ArtifactError, FaissIndex, SearchFilter
+from embeddings.faiss_index import BACKGROUND_NICE
 from tests.embeddings.conftest import DIM, brute_force, unit_rows
 
 
@@ -222,3 +226,60 @@ def test_load_of_missing_or_corrupt_files_raises(tmp_path: Path) -> None:
     (tmp_path / "v" / "index.faiss").write_bytes(b"garbage")
     with pytest.raises(ArtifactError):
         FaissIndex.load(tmp_path / "v")
+
+
+def _may_raise_priority() -> bool:
+    """Whether a thread of this process may lower its niceness again (CAP_SYS_NICE/RLIMIT_NICE)."""
+    result: list[bool] = []
+
+    def probe() -> None:
+        tid = threading.get_native_id()
+        own = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, own + 1)
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, own)
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return result[0]
+
+
+def test_a_background_rebuild_builds_at_low_priority_and_swaps_at_the_searches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(7)
+    matrix = unit_rows(rng, 200)
+    ids = [f"i{n}" for n in range(200)]
+    index = FaissIndex(DIM, hnsw_threshold=0, tombstone_fraction=0.25)
+    index.add(ids, matrix)
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: dict[str, int] = {}
+    write, new_index = index._lock.write, index._new_faiss_index
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    @contextmanager
+    def recording_write() -> Iterator[None]:
+        if threading.current_thread().name == "faiss-rebuild":
+            seen["swap"] = niceness()
+        with write():
+            yield
+
+    def recording_new_index(kind: Any) -> Any:
+        if threading.current_thread().name == "faiss-rebuild":
+            seen["build"] = niceness()
+        return new_index(kind)
+
+    monkeypatch.setattr(index._lock, "write", recording_write)
+    monkeypatch.setattr(index, "_new_faiss_index", recording_new_index)
+    index.remove(ids[:80])  # 40% tombstones: a background compaction
+    assert index.wait_for_rebuild(30) and index.tombstones == 0
+    assert seen["build"] == min(own + BACKGROUND_NICE, 19)
+    # Back at the searches' priority for the exclusive swap where the process may raise it.
+    assert seen["swap"] == (own if _may_raise_priority() else seen["build"])
+    assert niceness() == own  # the caller's thread never changed

@@ -5,9 +5,11 @@ answers, effectively-once profiles, lag in /readyz, a stream that is down, the C
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -25,6 +27,7 @@ from storage.stream import (
     MemoryEventStream,
     StreamUnavailable,
     decode_events,
+    encode_applied,
     encode_events,
 )
 from storage.types import EventRecord
@@ -91,6 +94,26 @@ async def test_a_large_batch_is_split_into_bounded_messages(stream: EventStream)
     await stream.ack(deliveries)
 
 
+async def test_a_fetch_returns_what_is_ready_without_waiting_out_its_timeout(
+    stream: EventStream,
+) -> None:
+    for n in range(3):
+        await stream.publish([record(n)])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first = await stream.fetch(64, 10.0)  # fewer than asked for are there
+    assert len(first) == 3 and loop.time() - started < 2.0
+    await stream.ack(first)
+    # Nothing ready: the fetch waits for the first message and returns with it.
+    later = asyncio.create_task(stream.fetch(64, 10.0))
+    await asyncio.sleep(0.3)
+    started = loop.time()
+    await stream.publish([record(9)])
+    second = await asyncio.wait_for(later, 5)
+    assert [d.events[0].message_id for d in second] == ["m9"] and loop.time() - started < 2.0
+    await stream.ack(second)
+
+
 async def test_unacknowledged_deliveries_come_back_and_acknowledged_ones_do_not(
     stream: EventStream,
 ) -> None:
@@ -128,6 +151,37 @@ async def test_tail_sees_notes_announced_after_it_started(stream: EventStream) -
     note = await asyncio.wait_for(anext(notes), 5)
     assert note == Applied("b", [record(1)], ["u1", "anon:x"])
     await notes.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_large_note_arrives_whole_in_order_with_its_profiles_once(
+    stream: EventStream,
+) -> None:
+    notes = await stream.tail()
+    events = [record(n, user=f"u{n % 7}", blob="y" * 2000) for n in range(300)]  # ~700 KB
+    keys = [f"u{n}" for n in range(7)]
+    assert len(encode_applied(Applied("a", events, keys))) > 1
+    await stream.announce(Applied("a", events, keys))
+    got: list[Applied] = []
+    while sum(len(n.events) for n in got) < len(events):
+        got.append(await asyncio.wait_for(anext(notes), 5))
+    assert [ev for n in got for ev in n.events] == events
+    assert got[0].profile_keys == keys and all(n.profile_keys == [] for n in got[1:])
+    assert {n.origin for n in got} == {"a"}
+    await notes.aclose()  # type: ignore[attr-defined]
+
+
+def test_the_wire_format_is_the_records_fields() -> None:
+    ev = record(3, price=1.5)
+    (message,) = encode_events([ev])
+    doc = json.loads(message)
+    assert doc == {
+        "v": 1,
+        "events": [{**dataclasses.asdict(ev), "properties": dict(ev.properties)}],
+    }
+    (note,) = encode_applied(Applied("o", [], ["k"]))
+    assert json.loads(note) == {"v": 1, "origin": "o", "events": [], "profiles": ["k"]}
+    frozen = dataclasses.replace(ev, properties=MappingProxyType({"a": 1}))
+    assert decode_events(encode_events([frozen])[0])[0].properties == {"a": 1}
 
 
 async def test_an_unreachable_stream_raises_stream_unavailable() -> None:
