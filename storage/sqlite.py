@@ -268,18 +268,18 @@ class SQLiteStore(ExperimentRows):
             updated_at=row[10],
         )
 
-    def get_items(self, ids: Sequence[str]) -> dict[str, ItemRecord]:
-        out: dict[str, ItemRecord] = {}
+    def _rows_in(self, sql: str, ids: Sequence[str]) -> Iterator[Any]:
+        """The rows of ``sql`` (its ``{marks}`` is the IN list) for the distinct ``ids``, 500
+        per statement (SQLite bounds the number of parameters)."""
         unique = list(dict.fromkeys(ids))
         conn = self._reader()
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                f"SELECT {self._ITEM_COLS} FROM items WHERE id IN ({marks})", chunk
-            ):
-                out[row[0]] = self._item(row)
-        return out
+            yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk).fetchall()
+
+    def get_items(self, ids: Sequence[str]) -> dict[str, ItemRecord]:
+        sql = f"SELECT {self._ITEM_COLS} FROM items WHERE id IN ({{marks}})"
+        return {row[0]: self._item(row) for row in self._rows_in(sql, ids)}
 
     def iter_items(self) -> Iterator[ItemRecord]:
         for row in self._reader().execute(f"SELECT {self._ITEM_COLS} FROM items ORDER BY id"):
@@ -327,21 +327,14 @@ class SQLiteStore(ExperimentRows):
         return UserRecord(row[0], orjson.loads(row[1]), bool(row[2]), bool(row[3]), row[4])
 
     def get_users(self, user_ids: Sequence[str]) -> dict[str, UserRecord]:
-        out: dict[str, UserRecord] = {}
-        unique = list(dict.fromkeys(user_ids))
-        conn = self._reader()
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                "SELECT id,traits,consent_personalization,consent_tracking,updated_at "
-                f"FROM users WHERE id IN ({marks})",
-                chunk,
-            ).fetchall():
-                out[row[0]] = UserRecord(
-                    row[0], orjson.loads(row[1]), bool(row[2]), bool(row[3]), row[4]
-                )
-        return out
+        sql = (
+            "SELECT id,traits,consent_personalization,consent_tracking,updated_at "
+            "FROM users WHERE id IN ({marks})"
+        )
+        return {
+            row[0]: UserRecord(row[0], orjson.loads(row[1]), bool(row[2]), bool(row[3]), row[4])
+            for row in self._rows_in(sql, user_ids)
+        }
 
     def count_users(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM users").fetchone()[0])
