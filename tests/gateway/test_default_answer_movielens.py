@@ -6,7 +6,8 @@ validation users) >= 0.39 NDCG@10, above EASE (0.382) and strictly above every s
 All three are asserted. Measured: default = the ranker, 0.4038 NDCG@10, above the tuned CF
 (EASE with 5-minute sessions, lambda 150, linear rating curve) at 0.4016; the ranker was chosen
 on its pooled 5-fold validation gain over the blend on the training part (+0.0055, standard
-error 0.0023), never on the test split.
+error 0.0023), never on the test split. The margin on the test split is small: +0.0023 with a
+paired per-user standard error of 0.0024 (671 users; 273 better, 256 worse).
 """
 
 from __future__ import annotations
