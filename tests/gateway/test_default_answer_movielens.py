@@ -3,9 +3,11 @@ the project's per-user random 75/25 protocol (seed 42), every single strategy in
 
 Targets: the default answer (ranker, or the tuned blend when the ranker does not beat it on its
 validation users) >= 0.39 NDCG@10, above EASE (0.382) and strictly above every single strategy.
-What holds (>= 0.39, above EASE, never below a single strategy) is asserted plainly; the part
-that does not hold yet (strictly above the tuned CF) is an ``xfail`` that states the figure
-measured, so it fails loudly (strict) the day it starts to pass.
+All three are asserted. Measured: default = the ranker, 0.4038 NDCG@10, above the tuned CF
+(EASE with 5-minute sessions, lambda 150, linear rating curve) at 0.4016; the ranker was chosen
+on its pooled 5-fold validation gain over the blend on the training part (+0.0055, standard
+error 0.0023), never on the test split. The margin on the test split is small: +0.0023 with a
+paired per-user standard error of 0.0024 (671 users; 273 better, 256 worse).
 """
 
 from __future__ import annotations
@@ -72,16 +74,10 @@ def test_the_default_answer_beats_ease_and_is_never_below_a_single_strategy(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: default 0.4016 NDCG@10 (>= 0.39, 1.050x EASE 0.3823) but it is the "
-    "tuned blend, which is the tuned CF itself (EASE with 5-minute sessions, lambda 150, "
-    "linear rating curve; cf(tuned) 0.4016): the ranker (0.3954) does not beat the blend on "
-    "its validation users (gain -0.0003 pooled over 5 folds of 1196 users, standard error "
-    "0.0038), so 'strictly above every single strategy' is not met",
-)
 def test_the_default_answer_is_strictly_above_every_single_strategy(
     movielens_run: dict[str, object],
 ) -> None:
     ndcg = ndcg_of(movielens_run)
     assert ndcg["default"] > max(ndcg[s] for s in SINGLE)
+    pipeline = movielens_run["pipeline"]
+    assert isinstance(pipeline, dict) and pipeline["default"] == "ranker"  # the blend is cf(tuned)
