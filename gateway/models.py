@@ -65,7 +65,12 @@ def _ensure_index(
             return content.version, catch_up_items(services)
     except EmbeddingError as exc:
         if not build:
-            raise
+            log.warning(
+                "stored index not usable (%s); not rebuilding it here (index_build_on_start is "
+                "off): run `tailor train index`",
+                exc,
+            )
+            return None, []
         log.warning("stored index not usable (%s); rebuilding", exc)
     items = services.catalog.all_items()
     if not items or not build:
