@@ -32,8 +32,11 @@ $(RUN_STAMP): pyproject.toml
 	$(UV) install --python $(BIN)/python -e . "$(TORCH_SPEC)"
 	touch $(RUN_STAMP)
 
+# The tests start many Python processes (gateways, workers, CLI runs): compile the whole venv's
+# bytecode once here (uv, in parallel), or where PYTHONDONTWRITEBYTECODE is set (this machine
+# sets it) every process would compile every module it imports again.
 $(STAMP): $(RUN_STAMP)
-	$(UV) install --python $(BIN)/python -e ".[dev,spark]" "$(TORCH_SPEC)"
+	$(UV) install --python $(BIN)/python --compile-bytecode -e ".[dev,spark]" "$(TORCH_SPEC)"
 	touch $(STAMP)
 
 run: $(RUN_STAMP)
