@@ -33,13 +33,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._server import free_port
+from benchmarks._server import free_port, loadavg
 
 TARGET_S = 180.0
-
-
-def _load() -> str:
-    return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def baseline_torch_install(python: str) -> float:
@@ -159,12 +155,12 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    print(f"load average before: {_load()}")
+    print(f"load average before: {loadavg()}")
     base = None if args.no_baseline else baseline_torch_install(sys.executable)
     ready_at, served, lines = first_run(Path(args.repo), args.keep, args.timeout, not args.no_warm)
     if args.log:
         Path(args.log).write_text("".join(f"{t:7.1f}s {line}\n" for t, line in lines))
-    print(f"load average after: {_load()}")
+    print(f"load average after: {loadavg()}")
     for name, t in phases(lines):
         print(f"  {t:7.1f} s  {name}")
     if ready_at < 0:

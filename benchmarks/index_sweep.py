@@ -25,7 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.vector_search import DIM, K, clustered_vectors, loadavg, sample
+from benchmarks._server import loadavg
+from benchmarks.vector_search import DIM, K, clustered_vectors, sample
 from embeddings.index_support import usable_cores
 
 

@@ -34,7 +34,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._server import SECRET, gateway_process
+from benchmarks._server import SECRET, gateway_process, loadavg
 from benchmarks.ingest import make_events, post_all
 from storage.nats_stream import NatsEventStream
 
@@ -158,7 +158,7 @@ def main() -> None:
     store = "PostgreSQL" if args.database_url else "SQLite"
     print(
         f"{n} events in batches of {args.batch}, {args.concurrency} concurrent clients; "
-        f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+        f"load average {loadavg()}"
     )
     base_s = direct(bodies, args.concurrency)
     base_rate = n / base_s
@@ -176,7 +176,7 @@ def main() -> None:
             f"stream + {k} worker{'s' if k > 1 else ' '} ({store}) applied      "
             f"{n / applied_s:9.0f} events/s  {base_s / applied_s:5.2f}x"
         )
-    print(f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    print(f"load average {loadavg()}")
 
 
 if __name__ == "__main__":

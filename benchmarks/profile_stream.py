@@ -36,6 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._server import loadavg
 from benchmarks.ingest import make_events
 from gateway.fleet import process_origin
 from gateway.settings import Settings, load_settings
@@ -45,13 +46,6 @@ from storage.stream import Applied, Delivery, EventStream, StreamLag
 from storage.types import EventRecord
 
 NATS_URL = "nats://127.0.0.1:4222"
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 @dataclass

@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._server import loadavg
 from embeddings import (
     CachedEncoder,
     EmbeddingCache,
@@ -88,13 +89,6 @@ def timed_searches(index: FaissIndex, queries: np.ndarray) -> tuple[np.ndarray, 
         cpu.append((time.thread_time() - cpu_start) * 1e3)
         wall.append((time.perf_counter() - start) * 1e3)
     return np.asarray(wall), np.asarray(cpu)
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 def recall_at_k(approx: list[list[str]], exact: list[list[str]]) -> float:
