@@ -198,8 +198,7 @@ class PrivacyService:
         with self._consent_lock:
             hit = self._consent.get(user_id)
         if hit is None:
-            rec = self.store.get_user(user_id)
-            hit = Consent(rec.consent_personalization, rec.consent_tracking) if rec else Consent()
+            hit = _consent_of(self.store.get_user(user_id))
             with self._consent_lock:
                 self._consent[user_id] = hit
         return hit
@@ -209,7 +208,7 @@ class PrivacyService:
     ) -> Consent:
         """Change one or both flags (None keeps the current value); returns the new consent."""
         rec = self.store.get_user(user_id)
-        current = Consent(rec.consent_personalization, rec.consent_tracking) if rec else Consent()
+        current = _consent_of(rec)
         new = Consent(
             current.personalization if personalization is None else personalization,
             current.tracking if tracking is None else tracking,
@@ -270,12 +269,7 @@ class PrivacyService:
         with self._consent_lock:
             for user_id in missing:
                 if self._consent.get(user_id) is None:  # set_consent meanwhile: that one wins
-                    rec = found.get(user_id)
-                    self._consent[user_id] = (
-                        Consent(rec.consent_personalization, rec.consent_tracking)
-                        if rec
-                        else Consent()
-                    )
+                    self._consent[user_id] = _consent_of(found.get(user_id))
 
     # ------------------------------------------------------------------ PII
     def hash_value(self, value: Any) -> str:
@@ -415,3 +409,8 @@ class PrivacyService:
             return prune_events_before(self.store, cutoff)
 
         return prune() if self._forget is None else self._forget([], prune)
+
+
+def _consent_of(rec: UserRecord | None) -> Consent:
+    """A stored user's consent (the defaults for a user not stored)."""
+    return Consent(rec.consent_personalization, rec.consent_tracking) if rec else Consent()
