@@ -20,7 +20,6 @@ from typing import Any
 from embeddings import EmbeddingError
 from gateway.wiring import ModelStores
 from profiles.types import ConversionModelNotFound
-from recommend.conversion import train_conversion
 from recommend.ranker import Ranker
 from recommend.ranker_training import RankerTraining, ServingParts
 from recommend.ranker_training import train_ranker as fit_ranker
@@ -289,6 +288,9 @@ def train_conversion_model(
     horizon before that, so its labels are complete. Raises ``InsufficientTrainingData`` when
     the log is too short for ``conversion_cutoffs`` horizons.
     """
+    # Training imports scikit-learn; a serving gateway that never trains does not load it.
+    from recommend.conversion import train_conversion
+
     events = list(services.store.iter_events())
     end = min(services.clock(), events[-1].ts + 1.0) if events else services.clock()
     model, metrics = train_conversion(

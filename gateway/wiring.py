@@ -57,7 +57,7 @@ from profiles.ingest import IngestionService
 from profiles.privacy import FunctionEraser, PiiHasher, PrivacyService
 from profiles.types import IngestConfig, ProfileConfig
 from recommend.content import ContentService
-from recommend.conversion import ConversionModelStore
+from recommend.conversion_store import ConversionModelStore
 from recommend.engine import DEFAULT_WEIGHTS, ModelSlot, Recommender
 from recommend.ranker import RankerStore
 from recommend.segment_popular import SegmentPopularity

@@ -22,7 +22,6 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Literal, TypeVar
 
 import numpy as np
-from scipy.stats import rankdata
 
 from recommend.model import top_k
 from recommend.types import Recommendation
@@ -48,6 +47,8 @@ def normalize_scores(scores: np.ndarray, method: Normalization = "rank") -> np.n
     valid = s > -np.inf
     n_valid = valid.sum(axis=1, keepdims=True)
     if method == "rank":
+        from scipy.stats import rankdata  # offline batches only: serving takes the 1-D path
+
         ranks = rankdata(np.where(valid, -s, np.inf), method="min", axis=1) - 1
         out = np.where(valid, (n_valid - ranks) / np.maximum(n_valid, 1), 0.0)
     elif method == "minmax":

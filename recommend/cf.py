@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
 
 from recommend.interactions import InteractionMatrix
 from recommend.model import ItemModel
@@ -167,6 +166,8 @@ class ItemKNN(ItemModel):
         self._b = sp.csr_matrix((0, 0), dtype=np.float32)
 
     def _fit(self, matrix: sp.csr_matrix) -> None:
+        from sklearn.preprocessing import normalize  # training only: serving skips sklearn
+
         n_items = matrix.shape[1]
         # Columns scaled to unit L2 norm → X^T X is the cosine similarity.
         xn = normalize(matrix.tocsc().astype(np.float32), norm="l2", axis=0)

@@ -22,14 +22,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import sklearn
-from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from recommend.types import TreeExportError
+
+if TYPE_CHECKING:  # scikit-learn is imported by the export only: serving never loads it
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 # scikit-learn versions [from, to) whose HistGradientBoosting internals (`_predictors` node
 # records, `_baseline_prediction`) `TreeEnsemble.from_estimator` was checked against. Keep in
@@ -42,6 +43,8 @@ _EXPORT_ATOL = 1e-9
 
 
 def _sklearn_version() -> tuple[int, int]:
+    import sklearn
+
     m = re.match(r"(\d+)\.(\d+)", sklearn.__version__)
     if m is None:
         raise TreeExportError(f"unrecognised scikit-learn version {sklearn.__version__!r}")
@@ -100,6 +103,8 @@ class TreeEnsemble:
         ``X`` (e.g. the training rows). `TreeExportError` when scikit-learn is outside
         `SKLEARN_VERIFIED`, its internals cannot be read, or the check disagrees.
         """
+        import sklearn
+
         version = _sklearn_version()
         lo, hi = SKLEARN_VERIFIED
         if not lo <= version < hi:

@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import rankdata
 
 from profiles.types import HistoryEvent
 from recommend.blend import normalize_scores
@@ -129,6 +128,8 @@ class ItemStats:
         seen = users > 0
         pop = np.zeros(data.n_items)
         if seen.any():
+            from scipy.stats import rankdata  # training only: serving processes skip SciPy
+
             pop[seen] = rankdata(users[seen]) / int(seen.sum())
         cols = data.matrix.indices
         total = np.bincount(cols, data.timestamps, minlength=data.n_items)

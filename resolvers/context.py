@@ -18,7 +18,7 @@ from profiles.privacy import PrivacyService
 from profiles.state import ProfileState
 from profiles.types import MAX_USER_TRAITS_BYTES, ProfileConfig
 from recommend.content import ContentService
-from recommend.conversion import ConversionModel
+from recommend.conversion_model import ConversionModel
 from recommend.engine import Recommender
 from recommend.trending import TrendingModel
 from resolvers.cache_control import CacheControlRecorder

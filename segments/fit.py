@@ -7,17 +7,20 @@ cluster (mean of its members, model space) and its metrics, so `model.py` treats
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.cluster.hierarchy import fcluster, linkage
-from sklearn.cluster import DBSCAN, KMeans, MiniBatchKMeans
-from sklearn.metrics import silhouette_score
-from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 
 from segments.features import FloatArray
 from segments.types import SegmentError, SegmentingConfig
+
+if TYPE_CHECKING:
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+# scikit-learn and SciPy are imported by the fits that use them, not here: serving (model.py
+# assigns with numpy) and every process that only loads a model never pay for them.
 
 IntArray = NDArray[np.int64]
 NOISE = -1
@@ -106,6 +109,8 @@ def _sample(n: int, size: int, rng: np.random.Generator) -> IntArray:
 
 
 def _silhouette(z: FloatArray, labels: IntArray, sample: IntArray) -> float:
+    from sklearn.metrics import silhouette_score
+
     sub = labels[sample]
     if len(np.unique(sub)) < 2:
         return -1.0
@@ -138,6 +143,8 @@ def nearest(points: FloatArray, centers: FloatArray, chunk: int = 65_536) -> Int
 
 
 def _fit_kmeans(z: FloatArray, config: SegmentingConfig) -> FitResult:
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
     n = z.shape[0]
     rng = _rng(config)
     sample = _sample(n, config.silhouette_sample_size, rng)
@@ -175,6 +182,8 @@ def knee_eps(z: FloatArray, min_samples: int, tail_quantile: float = 0.99) -> fl
     The curve is cut at `tail_quantile` first: a handful of extreme outliers would otherwise
     stretch the chord, flatten the normalised curve and push the knee (and eps) up until
     distinct clusters merge."""
+    from sklearn.neighbors import NearestNeighbors
+
     nn = NearestNeighbors(n_neighbors=min(min_samples, z.shape[0] - 1) + 1).fit(z)
     dist, _ = nn.kneighbors(z)
     curve = np.sort(dist[:, -1])
@@ -190,6 +199,8 @@ def knee_eps(z: FloatArray, min_samples: int, tail_quantile: float = 0.99) -> fl
 
 
 def _fit_dbscan(z: FloatArray, config: SegmentingConfig) -> FitResult:
+    from sklearn.cluster import DBSCAN
+
     n = z.shape[0]
     rng = _rng(config)
     sample = _sample(n, config.dbscan_sample_size, rng)
@@ -242,6 +253,8 @@ def assign_to_cores(
 
 
 def _fit_ward(z: FloatArray, config: SegmentingConfig) -> FitResult:
+    from scipy.cluster.hierarchy import fcluster, linkage
+
     n = z.shape[0]
     rng = _rng(config)
     sample = _sample(n, config.ward_sample_size, rng)

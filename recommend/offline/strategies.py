@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
 
 from recommend.content import ContentService
 from recommend.interactions import InteractionMatrix
@@ -93,6 +92,8 @@ class ContentSimilarity(_ItemScores):
         return self
 
     def _scores(self, rows: sp.csr_matrix) -> np.ndarray:
+        from sklearn.preprocessing import normalize  # offline only: serving skips sklearn
+
         users = normalize(np.asarray(rows @ self._vectors), norm="l2", axis=1)
         return np.asarray(users @ self._vectors.T)
 
