@@ -25,6 +25,7 @@ import numpy as np
 from embeddings import (
     DEFAULT_ITEM_TEMPLATE,
     ArtifactError,
+    EmbeddingError,
     Encoder,
     FaissIndex,
     IndexHolder,
@@ -90,6 +91,8 @@ class ContentService:
         self.holder: IndexHolder[FaissIndex] = IndexHolder()
         # Items updated after this (UTC epoch s) are not in the serving index yet.
         self.loaded_at: float = 0.0
+        # The newest stored version, when it failed to load: not read again until a newer one.
+        self.unusable_version: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -110,12 +113,19 @@ class ContentService:
         return self.holder.version
 
     def load_latest(self) -> bool:
-        """Swap in the newest stored version if it is not the one serving; True if swapped."""
+        """Swap in the newest stored version if it is not the one serving; True if swapped.
+
+        A version that fails to load raises `EmbeddingError` once; later calls skip it (and
+        return False) until a newer version is stored, so a poller reports it once."""
         latest = self.store.latest()
-        if latest is None or latest == self.holder.version:
+        if latest is None or latest in (self.holder.version, self.unusable_version):
             return False
         enc = self.encoder
-        index = self.store.load(latest, model_id=enc.model_id, dimension=enc.dimension)
+        try:
+            index = self.store.load(latest, model_id=enc.model_id, dimension=enc.dimension)
+        except EmbeddingError:
+            self.unusable_version = latest
+            raise
         self.holder.swap(index, latest)
         self.loaded_at = parse_timestamp(self.store.manifest(latest).built_at)
         log.info("serving index version %s (%d items)", latest, len(index))

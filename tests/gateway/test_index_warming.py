@@ -99,3 +99,39 @@ async def test_by_default_a_gateway_builds_the_missing_index_before_it_is_ready(
             body = (await client.get("/readyz")).json()
             assert "warming" not in body
             assert body["models"]["item_index"] is not None
+
+
+async def test_an_unusable_stored_index_is_reported_once_and_a_newer_one_is_swapped_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "var"
+    monkeypatch.setenv("TAILOR_ENCODER", "hashing")
+    monkeypatch.setenv("TAILOR_JWT_SECRET", SECRET)
+    items = str(_items(tmp_path / "items.jsonl"))
+    assert main(["import", "items", items, "--data-dir", str(data)]) == 0
+    assert main(["train", "index", "--data-dir", str(data)]) == 0
+    (manifest,) = [p for p in data.rglob("manifest.json") if "index" in p.parts]
+    manifest.write_text("{ not json")
+    app = create_app(
+        data_dir=data,
+        jwt_secret=SECRET,
+        encoder="hashing",
+        index_build_on_start=False,
+        model_poll_s=0.05,
+    )
+    caplog.set_level("WARNING", logger="tailor.models")
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tailor.test") as client:
+            body = (await client.get("/readyz")).json()
+            assert body["warming"] == ["item_index"]
+            await asyncio.sleep(0.6)  # about ten polls
+            unusable = [r for r in caplog.records if "stored index not usable" in r.getMessage()]
+            assert len(unusable) == 1, [r.getMessage() for r in unusable]
+            assert "cannot read manifest" in unusable[0].getMessage()
+            # A newer stored version is tried, and served.
+            assert main(["train", "index", "--data-dir", str(data)]) == 0
+            ready = await _wait_for_index(client)
+            assert ready["models"]["item_index"] is not None  # type: ignore[index]
+            found = (await client.post("/graphql", json={"query": SEARCH})).json()
+            assert len(found["data"]["search"]) == 3
