@@ -206,6 +206,9 @@ class Settings:
     recommend_exclude_types: tuple[str, ...] = ("purchase",)  # never recommend items with these
     cf_kind: str = "auto"  # auto (EASE up to cf_ease_max_items items, ALS above), ease, knn, als
     cf_ease_max_items: int = 20_000  # EASE holds a dense items x items matrix (4 n^2 bytes)
+    # Seconds a CF training run (the gateway's background or `tailor train cf` without --budget)
+    # spends tuning the CF setting and then the blend weights; 0: train the defaults untuned.
+    cf_tune_budget_s: float = 60.0
     conversion_horizon_days: float = 7.0  # conversionScore: P(purchase within this many days)
     conversion_cutoffs: int = 6  # training snapshots one horizon apart (the last is the holdout)
 
@@ -452,6 +455,7 @@ def _validate(s: Settings) -> None:
         "retention_days",
         "concurrency_reserve",
         "body_min_bytes_per_s",
+        "cf_tune_budget_s",
     )
     for name in non_negative:
         if getattr(s, name) < 0:

@@ -93,7 +93,8 @@ class ModelStores:
     conversion_cutoffs: int
     poll_s: float
     ranker: RankerStore
-    # `tailor train cf` tunes the CF setting, then the blend weights, each within this budget.
+    # CF training tunes the CF setting, then the blend weights, within this budget
+    # (settings.cf_tune_budget_s; `tailor train cf --budget` overrides it).
     tune_budget_s: float = 60.0
     # A refresh that finds items but no stored index builds one (settings.index_build_on_start).
     build_index: bool = True
@@ -164,6 +165,7 @@ def model_stores(settings: Settings) -> ModelStores:
         conversion_cutoffs=settings.conversion_cutoffs,
         poll_s=settings.model_poll_s,
         ranker=RankerStore(root / "ranker"),
+        tune_budget_s=settings.cf_tune_budget_s,
         build_index=settings.index_build_on_start,
     )
 

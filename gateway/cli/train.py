@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     p.add_argument(
         "--budget",
         type=float,
-        help="cf: seconds for tuning (CF setting, then blend weights; 0: none; default 60); "
+        help="cf: seconds for tuning (CF setting, then blend weights; 0: none; default "
+        "TAILOR_CF_TUNE_BUDGET_S, 60); "
         "ranker: seconds for boosting (default 120)",
     )
     p.add_argument(

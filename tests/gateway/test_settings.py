@@ -36,6 +36,7 @@ def test_settings_are_immutable() -> None:
         ({"TAILOR_PRODUCTION": "maybe"}, "production"),
         ({"TAILOR_MAX_FIRST": "0"}, "max_first"),
         ({"TAILOR_PRODUCTION": "true"}, "TAILOR_JWT_SECRET"),
+        ({"TAILOR_CF_TUNE_BUDGET_S": "-1"}, "cf_tune_budget_s"),
     ],
 )
 def test_bad_values_name_the_setting(env: dict[str, str], fragment: str) -> None:
@@ -58,3 +59,14 @@ def test_missing_config_file(tmp_path: Path) -> None:
 def test_production_turns_graphiql_off() -> None:
     s = load_settings(environ={"TAILOR_PRODUCTION": "1", "TAILOR_JWT_SECRET": "x" * 40})
     assert not s.graphiql_enabled
+
+
+def test_cf_tuning_budget_reaches_the_model_stores(tmp_path: Path) -> None:
+    from gateway.wiring import model_stores
+
+    default = load_settings(environ={"TAILOR_DATA_DIR": str(tmp_path)})
+    assert model_stores(default).tune_budget_s == 60.0
+    untuned = load_settings(
+        environ={"TAILOR_DATA_DIR": str(tmp_path), "TAILOR_CF_TUNE_BUDGET_S": "0"}
+    )
+    assert model_stores(untuned).tune_budget_s == 0.0
