@@ -57,13 +57,15 @@ def main() -> None:
         started, cpu_started = time.perf_counter(), time.process_time()
         for n, body in enumerate(bodies, start=1):
             t = time.perf_counter()
-            _results, valid = ingest.validate(parse_event_body("application/json", body))
+            _results, _positions, records = ingest.validate(
+                parse_event_body("application/json", body)
+            )
             validate_s += time.perf_counter() - t
-            group.extend(ev for _, ev in valid)
+            group.extend(records)
             if len(group) >= args.group or n == len(bodies):
                 t = time.perf_counter()
                 with ingest._lock:  # what the writer thread holds around a group
-                    ingest._write_group(group, [False] * len(group))
+                    ingest._write_group(group)
                 write_s += time.perf_counter() - t
                 group = []
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
