@@ -124,7 +124,7 @@ async def ceiling(raw_batches: list[list[dict[str, object]]]) -> tuple[float, in
         services = build_services(settings_for(Path(tmp), None))
         services.ingest.start()
         try:
-            records = [[ev for _, ev in services.ingest.validate(b)[1]] for b in raw_batches]
+            records = [services.ingest.validate(b)[2] for b in raw_batches]
             start = time.perf_counter()
             accepted = 0
             for events in records:
@@ -155,7 +155,7 @@ async def consume(
         stream = services.ingest.stream
         assert stream is not None
         try:
-            records = [[ev for _, ev in services.ingest.validate(b)[1]] for b in raw_batches]
+            records = [services.ingest.validate(b)[2] for b in raw_batches]
 
             async def publish_all() -> None:
                 start = time.perf_counter()

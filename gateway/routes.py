@@ -81,10 +81,12 @@ async def events(request: Request) -> Response:
             request.headers.get("content-type", ""),
             await read_body(request, rt.settings.max_body_bytes),
         )
+        # The ingestion drops the raw events once validated; this frame does not keep them
+        # alive while the write is awaited.
+        pending = rt.services.ingest.ingest(viewer.prepare_events(raws), viewer.event_check)
+        del raws
         try:
-            result = await rt.services.ingest.ingest(
-                viewer.prepare_events(raws), viewer.event_check
-            )
+            result = await pending
         except BatchTooLarge as exc:
             raise problem_from_domain(exc) from None
         except IngestUnavailable as exc:

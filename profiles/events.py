@@ -118,11 +118,14 @@ def validate_event(
             raise FieldError("type", "is required")
         allowed = ", ".join((*BUILTIN_EVENT_TYPES, *custom_types))
         raise FieldError("type", f"unknown event type {str(etype)[:40]!r} (allowed: {allowed})")
+    # An absent optional id (None) is None for ident() too: no call for it.
     user_id = get("userId")
-    if user_id.__class__ is not str or not _valid_id(user_id):
+    if user_id is not None and (user_id.__class__ is not str or not _valid_id(user_id)):
         user_id = fields.ident(raw, "userId", required=False)
     anonymous_id = get("anonymousId")
-    if anonymous_id.__class__ is not str or not _valid_id(anonymous_id):
+    if anonymous_id is not None and (
+        anonymous_id.__class__ is not str or not _valid_id(anonymous_id)
+    ):
         anonymous_id = fields.ident(raw, "anonymousId", required=False)
     if user_id is None:
         if anonymous_id is None:
@@ -138,7 +141,7 @@ def validate_event(
     if item_id.__class__ is not str or not _valid_id(item_id):
         item_id = fields.ident(raw, "itemId", required=etype in ITEM_EVENT_TYPES)
     session_id = get("sessionId")
-    if session_id.__class__ is not str or not _valid_id(session_id):
+    if session_id is not None and (session_id.__class__ is not str or not _valid_id(session_id)):
         session_id = fields.ident(raw, "sessionId", required=False)
     channel = get("channel", "api")
     if (channel.__class__ is not str or channel not in _CHANNELS) and channel not in CHANNELS:
@@ -211,7 +214,9 @@ def _validate_properties(etype: str, props: dict[str, Any]) -> dict[str, Any]:
     def prop(name: str) -> str:
         return f"properties.{name}"
 
-    if "price" in props:
+    price = props.get("price")
+    if price is not None and (price.__class__ is not float or not 0 <= price <= 1e9):
+        # Not an in-range float (the common case, kept as it is): the full check names why.
         try:
             props["price"] = fields.number(props, "price", minimum=0, maximum=1e9)
         except FieldError as exc:

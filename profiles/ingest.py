@@ -164,8 +164,11 @@ class IngestionService:
     # ------------------------------------------------------------------ public API
     def validate(
         self, raws: Sequence[Any], authorize: Authorize | None = None, *, limit: bool = True
-    ) -> tuple[list[EventResult | None], list[tuple[int, EventRecord]]]:
-        """Validate a batch: per index either a rejection result or a record to write."""
+    ) -> tuple[list[EventResult | None], list[int], list[EventRecord]]:
+        """Validate a batch: per index either a rejection result or a record to write.
+
+        Returns the results (None where the event is to be written), then the positions of the
+        events to write and their records, as two parallel lists (no pair per event)."""
         if limit and len(raws) > self.config.max_batch_events:
             raise BatchTooLarge(
                 f"batch has {len(raws)} events; the limit is {self.config.max_batch_events} per request"
@@ -174,7 +177,9 @@ class IngestionService:
         custom_types, skew = self.config.custom_event_types, self.config.clock_skew_s
         traits_filter = self.traits_filter
         results: list[EventResult | None] = [None] * len(raws)
-        valid: list[tuple[int, EventRecord]] = []
+        positions: list[int] = []
+        records: list[EventRecord] = []
+        keep, place = records.append, positions.append
         for i, raw in enumerate(raws):
             try:
                 ev = validate_event(
@@ -198,33 +203,39 @@ class IngestionService:
                 if denied is not None:
                     results[i] = EventResult(i, "rejected", ev.message_id, denied[0], denied[1])
                     continue
-            valid.append((i, ev))
-        if self.tracking_allowed is not None and valid:
+            place(i)
+            keep(ev)
+        if self.tracking_allowed is not None and records:
             # Consent for the whole batch at once (one store query for its users).
-            allowed = self.tracking_allowed([ev for _, ev in valid])
-            tracked: list[tuple[int, EventRecord]] = []
-            for (i, ev), ok in zip(valid, allowed, strict=True):
-                if ok:
-                    tracked.append((i, ev))
-                else:
-                    results[i] = EventResult(
-                        i, "dropped", ev.message_id, None, "no tracking consent"
-                    )
-            valid = tracked
-        return results, valid
+            allowed = self.tracking_allowed(records)
+            if not all(allowed):
+                tracked_at: list[int] = []
+                tracked: list[EventRecord] = []
+                for i, ev, ok in zip(positions, records, allowed, strict=True):
+                    if ok:
+                        tracked_at.append(i)
+                        tracked.append(ev)
+                    else:
+                        results[i] = EventResult(
+                            i, "dropped", ev.message_id, None, "no tracking consent"
+                        )
+                positions, records = tracked_at, tracked
+        return results, positions, records
 
     async def ingest(self, raws: Sequence[Any], authorize: Authorize | None = None) -> BatchResult:
         """Validate and durably store a batch; returns only after the COMMIT.
 
         Anonymous-only events stay on their anonymous profile (see the module docstring)."""
-        results, valid = self.validate(raws, authorize)
-        if valid:
-            events = [ev for _, ev in valid]
+        results, positions, records = self.validate(raws, authorize)
+        # The raw events are not needed past validation: this frame does not hold them while
+        # it waits for the writer (fewer live objects for the garbage collector to walk).
+        del raws
+        if records:
             if self.stream is not None:
-                outcomes = await self._publish(events)
+                outcomes = await self._publish(records)
             else:
-                outcomes = await self._submit(events)
-            self._fill(results, valid, outcomes)
+                outcomes = await self._submit(records)
+            self._fill(results, positions, records, outcomes)
         done = [r for r in results if r is not None]
         count_ingest(r.status for r in done)
         return BatchResult(done)
@@ -272,7 +283,7 @@ class IngestionService:
         except FieldError as exc:
             return EventResult(0, "rejected", None, exc.field, exc.reason)
         results: list[EventResult | None] = [None]
-        self._fill(results, [(0, ev)], await self._submit([ev]))
+        self._fill(results, [0], [ev], await self._submit([ev]))
         result = results[0]
         assert result is not None
         count_ingest([result.status])
@@ -292,19 +303,26 @@ class IngestionService:
         one profile rewrite per user) covers thousands of rows. An import is the operator's
         replay of a log, so anonymous-only events follow identity links to their user.
         """
-        results, valid = self.validate(raws, limit=False)
-        if valid:
-            outcomes = self._write_direct([ev for _, ev in valid], True)
-            self._fill(results, valid, outcomes)
+        results, positions, records = self.validate(raws, limit=False)
+        if records:
+            outcomes = self._write_direct(records, True)
+            self._fill(results, positions, records, outcomes)
         return BatchResult([r for r in results if r is not None])
 
     # ------------------------------------------------------------------ writing
     @staticmethod
     def _fill(
-        results: list[EventResult | None], valid: list[tuple[int, EventRecord]], outcomes: list[str]
+        results: list[EventResult | None],
+        positions: list[int],
+        records: list[EventRecord],
+        outcomes: list[str],
     ) -> None:
-        for (i, ev), outcome in zip(valid, outcomes, strict=True):
-            if outcome == "refused":
+        for i, ev, outcome in zip(positions, records, outcomes, strict=True):
+            if outcome == "accepted":  # the common case first
+                results[i] = EventResult(
+                    i, "accepted", ev.message_id, None, None, ev.flags & 1 == 1
+                )
+            elif outcome == "refused":
                 results[i] = EventResult(
                     i, "rejected", ev.message_id, "anonymousId", IDENTITY_TAKEN
                 )
@@ -321,7 +339,7 @@ class IngestionService:
 
     def _write_direct(self, events: list[EventRecord], follow_links: bool = False) -> list[str]:
         with self._lock:
-            return self._write_group(events, [follow_links] * len(events))
+            return self._write_group(events, [True] * len(events) if follow_links else None)
 
     def _run(self) -> None:
         wait = self.config.group_commit_ms / 1000.0
@@ -344,8 +362,18 @@ class IngestionService:
                 jobs.append(nxt)
                 if sum(len(j.events) for j in jobs) >= 5000:
                     break
-            events = [ev for j in jobs for ev in j.events]
-            follow = [j.follow_links for j in jobs for _ in j.events]
+            if len(jobs) == 1:
+                events = job.events
+            else:
+                events = []
+                for j in jobs:
+                    events += j.events
+            # Per event only when some job follows links (imports); requests never do.
+            follow = (
+                [j.follow_links for j in jobs for _ in j.events]
+                if any(j.follow_links for j in jobs)
+                else None
+            )
             try:
                 with self._lock:
                     outcomes = self._write_group(events, follow)
@@ -359,25 +387,33 @@ class IngestionService:
                 j.future.set_result(outcomes[pos : pos + len(j.events)])
                 pos += len(j.events)
 
-    def _write_group(self, events: list[EventRecord], follow_links: list[bool]) -> list[str]:
+    def _write_group(
+        self, events: list[EventRecord], follow_links: list[bool] | None = None
+    ) -> list[str]:
         """One transaction: resolve identities, insert, link, update profiles; then notify.
 
         ``follow_links[i]``: event i, when it carries only an anonymous id, goes to the user
-        that id is linked to (imports); otherwise it stays on ``anon:<id>``."""
+        that id is linked to (imports); otherwise (and for every event when ``follow_links`` is
+        None) it stays on ``anon:<id>``."""
         links: dict[str, str] = {}
-        keyed: list[EventRecord] = []
-        for ev, follow in zip(events, follow_links, strict=True):
+        keyed = events  # copied only when an event is re-keyed
+        for n, ev in enumerate(events):
             if ev.type == "identify" and ev.anonymous_id and ev.user_id:
                 # Only a link the store will accept (it never moves a link to another user).
                 owner = links.get(ev.anonymous_id) or self.store.resolve_identity(ev.anonymous_id)
                 if owner in (None, ev.user_id):
                     links[ev.anonymous_id] = ev.user_id
-            key = ev.profile_key
-            if follow and ev.user_id is None and ev.anonymous_id is not None:
+            if (
+                follow_links is not None
+                and follow_links[n]
+                and ev.user_id is None
+                and ev.anonymous_id is not None
+            ):
                 user = links.get(ev.anonymous_id) or self.store.resolve_identity(ev.anonymous_id)
-                if user is not None:
-                    key = user
-            keyed.append(ev if key == ev.profile_key else dataclasses.replace(ev, profile_key=key))
+                if user is not None and user != ev.profile_key:
+                    if keyed is events:
+                        keyed = list(events)
+                    keyed[n] = dataclasses.replace(ev, profile_key=user)
 
         accepted_events: list[EventRecord] = []
 
@@ -415,12 +451,9 @@ class IngestionService:
         batch, and a profile changed by another process (e.g. a CLI import) is re-read.
         """
         keys = {ev.profile_key for ev in accepted}
-        keys |= {
-            anonymous_key(ev.anonymous_id)
-            for ev in accepted
-            if ev.type == "identify" and ev.anonymous_id
-        }
-        keys |= {ev.user_id for ev in accepted if ev.type == "identify" and ev.user_id}
+        identifies = [ev for ev in accepted if ev.type == "identify"]
+        keys |= {anonymous_key(ev.anonymous_id) for ev in identifies if ev.anonymous_id}
+        keys |= {ev.user_id for ev in identifies if ev.user_id}
         versions = self.store.get_profile_versions(sorted(keys))
         states: dict[str, ProfileState] = {}
         misses = []

@@ -245,31 +245,52 @@ class PrivacyService:
 
     def tracking_allowed_many(self, events: Sequence[EventRecord]) -> list[bool]:
         """:meth:`tracking_allowed` of each event of a batch (the ingestion hook): the consents
-        of the batch's users not cached yet are read in one store query, and each person
-        (user id, anonymous id) is decided once."""
+        of the batch's users are read once (those not cached yet in one store query), and each
+        person (user id; anonymous id when there is none) is decided once."""
         if _opt_out.get():
             return [False] * len(events)
-        self._load_consents({ev.user_id for ev in events if ev.user_id is not None})
-        decided: dict[tuple[str | None, str | None], bool] = {}
+        consents = self._load_consents({ev.user_id for ev in events if ev.user_id is not None})
+        by_user: dict[str, bool] = {}
+        by_anonymous: dict[str | None, bool] = {}
         out: list[bool] = []
         for ev in events:
-            who = (ev.user_id, ev.anonymous_id)
-            allowed = decided.get(who)
-            if allowed is None:
-                allowed = decided[who] = self.tracking_allowed(ev)
+            user = ev.user_id
+            if user is not None:
+                # tracking_allowed(ev) for an event with a user id: that user's consent.
+                allowed = by_user.get(user)
+                if allowed is None:
+                    allowed = by_user[user] = consents[user].tracking
+            else:
+                allowed = by_anonymous.get(ev.anonymous_id)
+                if allowed is None:
+                    allowed = by_anonymous[ev.anonymous_id] = self.tracking_allowed(ev)
             out.append(allowed)
         return out
 
-    def _load_consents(self, user_ids: set[str]) -> None:
+    def _load_consents(self, user_ids: set[str]) -> dict[str, Consent]:
+        """The consent of each of ``user_ids``: from the cache, the missing ones read in one
+        store query (and cached)."""
+        found: dict[str, Consent] = {}
+        missing: list[str] = []
         with self._consent_lock:
-            missing = [u for u in user_ids if self._consent.get(u) is None]
+            cached = self._consent.get
+            for user_id in user_ids:
+                hit = cached(user_id)
+                if hit is None:
+                    missing.append(user_id)
+                else:
+                    found[user_id] = hit
         if not missing:
-            return
-        found = self.store.get_users(missing)
+            return found
+        stored = self.store.get_users(missing)
         with self._consent_lock:
             for user_id in missing:
-                if self._consent.get(user_id) is None:  # set_consent meanwhile: that one wins
-                    self._consent[user_id] = _consent_of(found.get(user_id))
+                hit = self._consent.get(user_id)
+                if hit is None:
+                    hit = self._consent[user_id] = _consent_of(stored.get(user_id))
+                # else: set_consent meanwhile: that one wins
+                found[user_id] = hit
+        return found
 
     # ------------------------------------------------------------------ PII
     def hash_value(self, value: Any) -> str:

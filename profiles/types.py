@@ -113,10 +113,16 @@ class BatchResult:
 
     def as_json(self) -> dict[str, object]:
         counts = {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0, "dropped": 0}
-        answers = []
+        answers: list[dict[str, object]] = []
+        answer = answers.append
         for r in self.results:
-            counts[r.status] += 1
-            answers.append(r.as_json())
+            index, status, message_id, field, reason, clamped = r
+            counts[status] += 1
+            if message_id is not None and field is None and reason is None and not clamped:
+                # The common answer ("accepted", "duplicate"), as EventResult.as_json gives it.
+                answer({"index": index, "status": status, "messageId": message_id})
+            else:
+                answer(r.as_json())
         return {
             "accepted": counts["accepted"],
             "duplicates": counts["duplicate"],

@@ -20,6 +20,7 @@ _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@|\-]*\Z")
 _VALID_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@|\-]{{0,{MAX_ID_LENGTH - 1}}}").fullmatch
 # For hot loops that inline :func:`ident`'s fast path: a match means ``ident`` returns the value.
 valid_id = _VALID_ID
+_CONTAINERS = (dict, list)
 
 
 class FieldError(ValueError):
@@ -146,7 +147,15 @@ def json_document(
     levels, plain JSON (string keys, integers within 64 bits, finite numbers), at most
     ``max_bytes`` encoded. Returns the encoding. The depth is checked without recursion, so a
     value nested thousands deep costs a loop, never a ``RecursionError``."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    value_is_flat = False
+    if isinstance(value, dict) and max_depth >= 1:
+        # The common case, a flat object (no object or list inside): nothing deeper to walk.
+        for child in value.values():
+            if isinstance(child, _CONTAINERS):
+                break
+        else:
+            value_is_flat = True
+    stack: list[tuple[Any, int]] = [] if value_is_flat else [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict | list):

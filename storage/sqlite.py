@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,30 @@ def classify_events(
         outcomes.append("accepted")
         accepted.append(ev)
     return outcomes, accepted, position
+
+
+def _event_rows(events: Iterable[EventRecord]) -> Iterator[tuple[Any, ...]]:
+    """The ``events`` columns of each event, one at a time: sqlite3's executemany binds a row
+    and drops it, so a group's thousands of row tuples are never alive together (the garbage
+    collector never walks them)."""
+    for ev in events:
+        props = ev.properties
+        yield (
+            ev.message_id,
+            ev.type,
+            ev.profile_key,
+            ev.ts,
+            ev.received_at,
+            ev.payload_hash,
+            ev.user_id,
+            ev.anonymous_id,
+            ev.item_id,
+            ev.session_id,
+            ev.channel,
+            # Most events (views, clicks) carry no properties: no encoder call.
+            _dumps(props if props.__class__ is dict else dict(props)) if props else "{}",
+            ev.flags,
+        )
 
 
 def item_row(it: ItemRecord) -> tuple[Any, ...]:
@@ -368,7 +392,26 @@ class SQLiteStore(ExperimentRows):
         events: Sequence[EventRecord],
         profile_update: ProfileUpdate | None = None,
     ) -> list[InsertOutcome]:
+        insert = f"INSERT INTO events({self._EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
         def write(conn: sqlite3.Connection) -> list[InsertOutcome]:
+            if events and not any(ev.type == "identify" for ev in events):
+                # The common group: no identify, and (usually) no id stored before. Insert it
+                # all, skipping ids already there; if every row went in, every event is
+                # accepted, which is what the lookup below would have answered, without it.
+                conn.execute("SAVEPOINT new_events")
+                added = conn.executemany(
+                    insert + " ON CONFLICT(message_id) DO NOTHING", _event_rows(events)
+                ).rowcount
+                if added == len(events):
+                    conn.execute("RELEASE new_events")
+                    accepted = list(events)
+                    if profile_update is not None:
+                        self._write_states(conn, profile_update(accepted))
+                    return ["accepted"] * len(accepted)
+                # A duplicate or a conflict among them: undo, and classify each event.
+                conn.execute("ROLLBACK TO new_events")
+                conn.execute("RELEASE new_events")
             # Two statements per group instead of one per event: look up the ids already stored,
             # then insert the new ones with executemany.
             known: dict[str, str] = {}
@@ -385,28 +428,7 @@ class SQLiteStore(ExperimentRows):
             outcomes, accepted, _position = classify_events(
                 events, known, lambda aid: self._owner(conn, aid)
             )
-            conn.executemany(
-                f"INSERT INTO events({self._EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        ev.message_id,
-                        ev.type,
-                        ev.profile_key,
-                        ev.ts,
-                        ev.received_at,
-                        ev.payload_hash,
-                        ev.user_id,
-                        ev.anonymous_id,
-                        ev.item_id,
-                        ev.session_id,
-                        ev.channel,
-                        # Most events (views, clicks) carry no properties: no encoder call.
-                        _dumps(dict(ev.properties)) if ev.properties else "{}",
-                        ev.flags,
-                    )
-                    for ev in accepted
-                ],
-            )
+            conn.executemany(insert, _event_rows(accepted))
             for anonymous_id, user_id, later in identity_joins(accepted):
                 self._link(conn, anonymous_id, user_id, later)
             if accepted and profile_update is not None:
@@ -500,7 +522,7 @@ class SQLiteStore(ExperimentRows):
             "INSERT INTO profiles(profile_key,state,updated_at) VALUES (?,?,?) "
             "ON CONFLICT(profile_key) DO UPDATE SET state=excluded.state,"
             "updated_at=excluded.updated_at",
-            [(key, _dumps(state), version) for key, state in states.items()],
+            ((key, _dumps(state), version) for key, state in states.items()),
         )
         self.last_profile_version = version
 

@@ -117,3 +117,66 @@ def test_channel_type_and_properties_of_accepted_events() -> None:
         {**BASE, "type": "wishlist"}, received_at=NOW, custom_types=("wishlist",)
     )
     assert custom.type == "wishlist" and custom.properties == {}
+
+
+@pytest.mark.parametrize(
+    ("price", "stored"),
+    [
+        (19.99, 19.99),  # an in-range float: the fast path keeps it
+        (0.0, 0.0),
+        (1e9, 1e9),
+        (5, 5.0),  # an integer: the full check makes it a float
+        ("2.5", 2.5),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_prices_next_to_the_fast_path(price: Any, stored: Any) -> None:
+    ev = check(type="purchase", properties={"price": price})
+    assert ev.properties["price"] == stored and type(ev.properties["price"]) is type(stored)
+
+
+@pytest.mark.parametrize(
+    ("price", "reason"),
+    [
+        (-0.01, ">= 0"),
+        (1e9 + 1, "<= 1e+09"),
+        (float("nan"), "finite"),
+        (float("inf"), "finite"),
+        (True, "boolean"),
+        ([1.0], "got list"),
+    ],
+)
+def test_bad_prices(price: Any, reason: str) -> None:
+    with pytest.raises(FieldError) as err:
+        check(type="purchase", properties={"price": price})
+    assert err.value.field == "properties.price" and reason in err.value.reason
+
+
+def test_properties_flat_or_nested_get_the_same_checks() -> None:
+    flat = {"price": 1.0, "color": "red", "gift": True, "note": None, "n": 3}
+    assert check(type="purchase", properties=flat).properties == {**flat, "quantity": 1}
+    nested = {"a": {"b": [1, {"c": 2}]}}
+    assert check(properties=nested).properties == nested
+    deep: Any = 1
+    for _ in range(33):  # one level more than allowed
+        deep = {"k": deep}
+    for bad, reason in [
+        ({"n": 2**70}, "plain JSON"),  # flat, but not plain JSON
+        ({1: "x"}, "plain JSON"),  # a non-string key (imports may build one)
+        ({"s": "x" * 9000}, "larger than"),  # flat and too large
+        ({"a": [2**70]}, "plain JSON"),
+        (deep, "nested deeper"),
+    ]:
+        with pytest.raises(FieldError) as err:
+            check(properties=bad)
+        assert err.value.field == "properties" and reason in err.value.reason, bad
+
+
+def test_absent_optional_ids_are_none() -> None:
+    ev = validate_event(
+        {"messageId": "m", "type": "view", "anonymousId": "a1", "itemId": "i1", "userId": None},
+        received_at=NOW,
+    )
+    assert (ev.user_id, ev.session_id, ev.profile_key) == (None, None, "anon:a1")
+    assert check(sessionId="").session_id is None  # empty is absent, as before

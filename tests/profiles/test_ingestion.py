@@ -300,3 +300,26 @@ async def test_profile_features(gateway: Gateway) -> None:
     assert f["recency_days"] == 1
     assert f["days_since_last_purchase"] == pytest.approx(3 - 120 / 86400, abs=1e-5)
     assert p["lastChannel"] == "api" and p["lastPurchase"].startswith("2025-12-29")
+
+
+def test_batch_answer_is_each_result_as_json() -> None:
+    """BatchResult.as_json builds the common answers inline: the same dicts, key order
+    included, as EventResult.as_json."""
+    from profiles.types import BatchResult, EventResult
+
+    results = [
+        EventResult(0, "accepted", "m0"),
+        EventResult(1, "accepted", "m1", clamped=True),
+        EventResult(2, "duplicate", "m2"),
+        EventResult(3, "conflict", "m3", "messageId", "stored with a different payload"),
+        EventResult(4, "rejected", None, "type", "is required"),
+        EventResult(5, "rejected", "m5", "anonymousId", "taken"),
+        EventResult(6, "dropped", "m6", None, "no tracking consent"),
+        EventResult(7, "accepted", None),
+    ]
+    doc = BatchResult(results).as_json()
+    answers = doc["results"]
+    assert isinstance(answers, list) and answers == [r.as_json() for r in results]
+    assert [list(d) for d in answers] == [list(r.as_json()) for r in results]  # key order
+    assert (doc["accepted"], doc["duplicates"], doc["conflicts"], doc["rejected"]) == (3, 1, 1, 2)
+    assert doc["dropped"] == 1

@@ -198,3 +198,46 @@ async def test_retention_prunes_old_events(tmp_path: Path) -> None:
         assert g.services.store.get_profile_state("old") is None
         assert g.services.store.get_profile_state("new") is not None
         assert g.services.privacy.prune(0) == {"events": 0, "profiles": 0}
+
+
+def test_batch_consent_answers_as_each_event_alone(tmp_path: Path) -> None:
+    """``tracking_allowed_many`` (the ingestion hook) decides each event as
+    ``tracking_allowed`` does: by its user's consent, or, for an anonymous-only event, by the
+    consent of the user its anonymous id is linked to (none: tracked)."""
+    from profiles.privacy import PiiHasher, PrivacyService, request_opt_out
+    from storage import open_store
+    from storage.types import EventRecord, UserRecord
+
+    store = open_store(tmp_path / "p.db")
+    store.upsert_users(
+        [UserRecord("no", {}, True, False, 1.0), UserRecord("yes", {}, True, True, 1.0)]
+    )
+    store.insert_events(
+        [EventRecord("l", "identify", "no", 1.0, 1.0, "h", user_id="no", anonymous_id="a-no")]
+    )
+    privacy = PrivacyService(store, hasher=PiiHasher((), "salt"))
+
+    def event(n: int, user: str | None, anon: str | None) -> EventRecord:
+        key = user if user is not None else f"anon:{anon}"
+        return EventRecord(f"m{n}", "view", key, 1.0, 1.0, "h", user_id=user, anonymous_id=anon)
+
+    people = [
+        ("no", None),
+        ("yes", None),
+        ("new", None),  # no user row: the default consent
+        (None, "a-no"),  # linked to "no"
+        (None, "a-free"),  # linked to nobody
+        ("yes", "a-no"),  # a user id decides, whatever the anonymous id
+        ("no", None),  # repeats are decided once, the same way
+        (None, "a-no"),
+    ]
+    events = [event(n, user, anon) for n, (user, anon) in enumerate(people)]
+    one_by_one = [privacy.tracking_allowed(ev) for ev in events]
+    fresh = PrivacyService(store, hasher=PiiHasher((), "salt"))  # nothing cached yet
+    assert fresh.tracking_allowed_many(events) == one_by_one
+    assert one_by_one == [False, True, True, False, True, True, False, False]
+    privacy.set_consent("yes", tracking=False)
+    assert privacy.tracking_allowed_many(events)[1] is False
+    with request_opt_out():
+        assert fresh.tracking_allowed_many(events) == [False] * len(events)
+    store.close()

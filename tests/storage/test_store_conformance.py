@@ -193,6 +193,29 @@ def test_outcomes_accepted_duplicate_conflict(any_store: Store) -> None:
     assert any_store.count_events() == 3
 
 
+def test_profile_update_sees_exactly_the_accepted_events(any_store: Store) -> None:
+    """A group of new events, then one mixing new ids with a stored one and a repeat: the
+    profile update (inside the transaction) gets the accepted events, in order, and the log
+    holds each id once (SQLite tries the all-new insert first and undoes it on a duplicate)."""
+    seen: list[list[str]] = []
+
+    def update(accepted: list[EventRecord]) -> Mapping[str, JSON]:
+        seen.append([e.message_id for e in accepted])
+        return {e.profile_key: {"n": len(accepted)} for e in accepted}
+
+    assert any_store.insert_events([ev("m1"), ev("m2", "u2")], update) == ["accepted"] * 2
+    assert any_store.insert_events(
+        [ev("m3"), ev("m1"), ev("m4", "u2"), ev("m3"), ev("m2", payload="other")], update
+    ) == ["accepted", "duplicate", "accepted", "duplicate", "conflict"]
+    assert seen == [["m1", "m2"], ["m3", "m4"]]
+    assert sorted(e.message_id for e in any_store.iter_events()) == ["m1", "m2", "m3", "m4"]
+    assert any_store.count_events() == 4
+    assert any_store.get_profile_states(["u1", "u2"]) == {"u1": {"n": 2}, "u2": {"n": 2}}
+    # Nothing new at all: no profile update, nothing stored.
+    assert any_store.insert_events([ev("m4", "u2")], update) == ["duplicate"]
+    assert len(seen) == 2 and any_store.count_events() == 4
+
+
 def test_iter_events_in_time_order_with_filters(any_store: Store) -> None:
     any_store.insert_events(
         [ev("c", "u2", ts=3.0), ev("a", "u1", ts=1.0), ev("b", "u1", ts=2.0), ev("d", ts=2.0)]
