@@ -1,9 +1,12 @@
 """FAISS index structures for 100,000 x 384 compared on build cost, recall@10 and query CPU.
 
     python benchmarks/index_sweep.py [--n 100000] [--only hnsw-flat,hnsw-sq8,ivf-hnsw]
+                                     [--calibrated-mixture]
 
-The vectors and queries are `benchmarks/vector_search.py`'s (clustered, embedding-like,
-same seed). For each structure: the build's wall time and process CPU-seconds (FAISS OpenMP
+The vectors and queries are `benchmarks/vector_search.py`'s (its default mixture, or with
+``--calibrated-mixture`` the one calibrated to MovieLens MiniLM embeddings; same seed).
+``*-refine`` structures walk the graph over quantized codes and re-rank ``k_factor`` x k hits
+exactly with the float vectors (``IndexRefineFlat``); their knob is ``efSearch:k_factor``. For each structure: the build's wall time and process CPU-seconds (FAISS OpenMP
 threads = every usable core), then for each search knob recall@10 against exact search and the
 per-query CPU time (``time.thread_time`` around single-query searches with one FAISS thread,
 as `FaissIndex` serves them) against exact flat search over the same queries, measured in
@@ -27,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._server import loadavg
 from benchmarks.vector_search import (
+    CALIBRATED_MIXTURE,
     DIM,
-    HARD_MIXTURE,
     MIXTURE,
     K,
     clustered_vectors,
@@ -178,9 +181,11 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1_000, help="for recall")
     ap.add_argument("--latency", type=int, default=300, help="single queries per knob value")
     ap.add_argument("--only", help="comma-separated config names: " + ", ".join(CONFIGS))
-    ap.add_argument("--hard-mixture", action="store_true", help="the old, uncalibrated mixture")
+    ap.add_argument(
+        "--calibrated-mixture", action="store_true", help="vector_search.CALIBRATED_MIXTURE"
+    )
     args = ap.parse_args()
-    mixture = HARD_MIXTURE if args.hard_mixture else MIXTURE
+    mixture = CALIBRATED_MIXTURE if args.calibrated_mixture else MIXTURE
     rng = np.random.default_rng(42)  # the same draws as benchmarks/vector_search.py
     vectors, centers, bases = clustered_vectors(args.n, rng, mixture)
     queries = sample(args.queries, rng, centers, bases, mixture)
@@ -192,7 +197,7 @@ def main() -> None:
     names = args.only.split(",") if args.only else list(CONFIGS)
     print(
         f"{args.n:,} x {DIM}, {args.queries} queries, {usable_cores()} build threads, "
-        f"{'hard (old)' if args.hard_mixture else 'calibrated'} mixture {mixture}"
+        f"{'calibrated' if args.calibrated_mixture else 'default'} mixture {mixture}"
     )
     print(
         f"{'structure':<22} {'build s':>8} {'CPU-s':>7} {'knob':>10} {'recall@10':>9} "

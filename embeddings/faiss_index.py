@@ -1,8 +1,15 @@
 """`FaissIndex`: the production `VectorIndex`, exact below a size threshold and HNSW above it.
 
 Layout. Item ids (strings) map to int64 *labels* handed out monotonically; FAISS stores
-``IndexIDMap2(IndexFlatIP)`` ("exact") or ``IndexIDMap2(IndexHNSWFlat, inner product)``
-("hnsw"). A label is never reused, so a stale label can never alias a new item.
+``IndexIDMap2(IndexFlatIP)`` ("exact") or, for "hnsw", an inner-product HNSW graph:
+``IndexIDMap2(IndexRefineFlat(IndexHNSWSQ 8-bit))`` by default (``hnsw_storage="sq8"``: the
+graph walks 8-bit codes, a quarter of the memory per distance, and the ``refine_factor`` x k
+best hits are re-ranked exactly against the float vectors that ``IndexRefineFlat`` keeps, so
+scores, ``vector()``, exact scans and rebuilds all use the exact floats), or
+``IndexIDMap2(IndexHNSWFlat)`` (``hnsw_storage="flat"``; an index saved before the option
+existed loads as such). The 8-bit codes' per-dimension ranges are trained on the vectors of the
+bulk load or rebuild that creates the graph (docs/SPEED.md "HNSW" has the measurements). A
+label is never reused, so a stale label can never alias a new item.
 
 Kind. An index starts exact and becomes HNSW once it holds more than ``hnsw_threshold``
 items (exact search is O(n·d) per query: fine for tens of thousands of items, too slow
@@ -230,7 +237,7 @@ class FaissIndex:
         tombstone_fraction: float = 0.25,
         build_threads: int = 0,
         background_threads: int = 0,
-        hnsw_storage: HnswStorage = "flat",
+        hnsw_storage: HnswStorage = "sq8",
         refine_factor: float = 2.0,
     ) -> None:
         if build_threads < 0 or background_threads < 0:

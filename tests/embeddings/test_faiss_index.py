@@ -329,7 +329,7 @@ def test_quantized_graph_trained_on_one_vector_still_finds_later_ones() -> None:
 
 
 def test_an_index_saved_before_hnsw_storage_existed_loads_as_flat(tmp_path: Path) -> None:
-    index = FaissIndex(DIM, hnsw_threshold=0)
+    index = FaissIndex(DIM, hnsw_threshold=0, hnsw_storage="flat")  # what every index was
     index.add(["a", "b", "c"], unit_rows(np.random.default_rng(13), 3))
     index.save(tmp_path)
     items = json.loads((tmp_path / "items.json").read_text())
