@@ -96,7 +96,8 @@ ALLOWED_SCAN_LIMIT = 4096
 """``allowed_ids`` sets up to this size are scored exactly instead of over-fetching."""
 
 EXACT_SCAN_FRACTION = 0.25
-"""On HNSW, a fetch larger than this fraction of the stored vectors becomes an exact scan."""
+"""On HNSW, a fetch whose graph walk (fetch x refine factor) exceeds this fraction of the
+stored vectors becomes an exact scan."""
 
 _FETCH_GROWTH = 4
 
@@ -142,6 +143,12 @@ def _float_vectors(index: Any) -> Any:
     if isinstance(inner, faiss.IndexRefine):
         return _downcast(inner.refine_index)
     return _downcast(inner.storage)
+
+
+def _walk_factor(index: Any) -> float:
+    """How many graph hits an HNSW-kind ``IndexIDMap2`` fetches per result (its k_factor)."""
+    inner = _downcast(index.index)
+    return float(inner.k_factor) if isinstance(inner, faiss.IndexRefine) else 1.0
 
 
 def _storage_of(index: Any) -> HnswStorage:
@@ -566,7 +573,9 @@ class FaissIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """FAISS top-``fetch`` (scores, labels); an exact scan when HNSW would be worse."""
         stored = int(self._index.ntotal)
-        if self._kind == "exact" or (not exhaustive and fetch <= EXACT_SCAN_FRACTION * stored):
+        # A refined graph walks refine_factor x fetch candidates: that is what gets compared.
+        walked = fetch * _walk_factor(self._index) if self._kind == "hnsw" else fetch
+        if self._kind == "exact" or (not exhaustive and walked <= EXACT_SCAN_FRACTION * stored):
             scores, labels = self._index.search(queries, fetch)
             return scores, labels
         scores, positions = _float_vectors(self._index).search(queries, fetch)
