@@ -1,7 +1,8 @@
 """How hard is ANN search on real item embeddings, and on `vector_search.py`'s synthetic mixture?
 
-    python benchmarks/embedding_stats.py [--cache /tmp/tailor-data/real-embeddings]
-                                         [--n 9000] [--queries 500] [--skip-hnsw]
+    python benchmarks/embedding_stats.py [--sets movielens,demo,calibrated,hard] [--n 9000]
+                                         [--queries 500] [--skip-hnsw] [--cache DIR]
+    python benchmarks/embedding_stats.py --calibrate movielens --n 8625
 
 Real sets: the product's item texts encoded by the product's default encoder
 (`OnnxInt8Encoder`, all-MiniLM-L6-v2 int8) —
@@ -21,10 +22,11 @@ synthetic queries fresh draws of the mixture).
 
 Per set, over held-out queries: cosine to the 1st and 10th nearest neighbour (mean and
 percentiles), relative contrast (mean distance / 1st-NN distance, L2 on unit vectors), local
-intrinsic dimensionality (Levina–Bickel MLE over k=20), then an HNSW index (FaissIndex's
-defaults M 24 / efConstruction 80) at equal ``n``: recall@10 against exact search for several
+intrinsic dimensionality (Levina–Bickel MLE over k=20), then a flat HNSW graph (FaissIndex's
+M 24 / efConstruction 80) at equal ``n``: recall@10 against exact search for several
 efSearch values and the per-query CPU of exact and HNSW search (alternating blocks, one FAISS
-thread per query). These are the statistics the synthetic mixture was calibrated against.
+thread per query). ``--calibrate`` fits the mixture's parameters to a real set's mean cosines
+and LID (`CALIBRATED_ON`); the results are in docs/SPEED.md ("HNSW").
 """
 
 from __future__ import annotations
