@@ -1,8 +1,15 @@
 """`FaissIndex`: the production `VectorIndex`, exact below a size threshold and HNSW above it.
 
 Layout. Item ids (strings) map to int64 *labels* handed out monotonically; FAISS stores
-``IndexIDMap2(IndexFlatIP)`` ("exact") or ``IndexIDMap2(IndexHNSWFlat, inner product)``
-("hnsw"). A label is never reused, so a stale label can never alias a new item.
+``IndexIDMap2(IndexFlatIP)`` ("exact") or, for "hnsw", an inner-product HNSW graph:
+``IndexIDMap2(IndexRefineFlat(IndexHNSWSQ 8-bit))`` by default (``hnsw_storage="sq8"``: the
+graph walks 8-bit codes, a quarter of the memory per distance, and the ``refine_factor`` x k
+best hits are re-ranked exactly against the float vectors that ``IndexRefineFlat`` keeps, so
+scores, ``vector()``, exact scans and rebuilds all use the exact floats), or
+``IndexIDMap2(IndexHNSWFlat)`` (``hnsw_storage="flat"``; an index saved before the option
+existed loads as such). The 8-bit codes' per-dimension ranges are trained on the vectors of the
+bulk load or rebuild that creates the graph (docs/SPEED.md "HNSW" has the measurements). A
+label is never reused, so a stale label can never alias a new item.
 
 Kind. An index starts exact and becomes HNSW once it holds more than ``hnsw_threshold``
 items (exact search is O(n·d) per query: fine for tens of thousands of items, too slow
@@ -89,7 +96,8 @@ ALLOWED_SCAN_LIMIT = 4096
 """``allowed_ids`` sets up to this size are scored exactly instead of over-fetching."""
 
 EXACT_SCAN_FRACTION = 0.25
-"""On HNSW, a fetch larger than this fraction of the stored vectors becomes an exact scan."""
+"""On HNSW, a fetch whose graph walk (fetch x refine factor) exceeds this fraction of the
+stored vectors becomes an exact scan."""
 
 _FETCH_GROWTH = 4
 
@@ -97,6 +105,59 @@ _FETCH_GROWTH = 4
 def _downcast(index: Any) -> Any:
     """``faiss.downcast_index`` typed as Any: SWIG subclasses are invisible to mypy."""
     return faiss.downcast_index(index)
+
+
+HnswStorage = Literal["flat", "sq8", "fp16"]
+
+_QUANTIZERS = {"sq8": faiss.ScalarQuantizer.QT_8bit, "fp16": faiss.ScalarQuantizer.QT_fp16}
+
+
+QUANTIZER_FULL_RANGE_BELOW = 1_000
+"""An 8-bit quantizer trained on fewer vectors also covers [-b, b] in every dimension (b: the
+largest component, at least 1, which bounds unit vectors): a few vectors say little about the
+ranges of those to come, and one vector alone would give every dimension an empty range."""
+
+
+def _train(index: Any, vectors: np.ndarray) -> None:
+    """Train a quantized graph's codes (per-dimension ranges) on ``vectors``."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if len(x) < QUANTIZER_FULL_RANGE_BELOW:
+        bound = max(1.0, float(np.abs(x).max(initial=0.0)))
+        x = np.vstack([x, np.full((2, x.shape[1]), bound, np.float32) * [[-1.0], [1.0]]])
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    index.train(x)
+
+
+def _graph(index: Any) -> Any:
+    """The ``IndexHNSW`` inside an HNSW-kind ``IndexIDMap2`` (directly, or under a refine)."""
+    inner = _downcast(index.index)
+    if isinstance(inner, faiss.IndexRefine):
+        inner = _downcast(inner.base_index)
+    return inner
+
+
+def _float_vectors(index: Any) -> Any:
+    """The flat float vectors of an HNSW-kind ``IndexIDMap2``, in insertion (position) order:
+    the refine index of a quantized graph, the graph's own storage otherwise."""
+    inner = _downcast(index.index)
+    if isinstance(inner, faiss.IndexRefine):
+        return _downcast(inner.refine_index)
+    return _downcast(inner.storage)
+
+
+def _walk_factor(index: Any) -> float:
+    """How many graph hits an HNSW-kind ``IndexIDMap2`` fetches per result (its k_factor)."""
+    inner = _downcast(index.index)
+    return float(inner.k_factor) if isinstance(inner, faiss.IndexRefine) else 1.0
+
+
+def _storage_of(index: Any) -> HnswStorage:
+    """Which `HnswStorage` an HNSW-kind ``IndexIDMap2`` was built with."""
+    graph = _graph(index)
+    if isinstance(graph, faiss.IndexHNSWSQ):
+        qtype = _downcast(graph.storage).sq.qtype
+        return "fp16" if qtype == faiss.ScalarQuantizer.QT_fp16 else "sq8"
+    return "flat"
 
 
 @contextmanager
@@ -166,6 +227,10 @@ class FaissIndex:
     exceed this share; 1.0 never rebuilds automatically), ``build_threads`` (OpenMP threads
     for bulk adds and ``compact()``; 0 = every usable core) and ``background_threads`` (for
     background rebuilds; 0 = every usable core but one). Thread counts are not persisted.
+    ``hnsw_storage`` is what the graph computes its distances on: ``"flat"`` (the float
+    vectors), or ``"sq8"``/``"fp16"`` (scalar-quantized codes, with the float vectors kept
+    beside them in ``IndexRefineFlat``, which re-ranks ``refine_factor`` x k graph hits
+    exactly; ``vector()``, exact scans and rebuilds read the float vectors either way).
     """
 
     def __init__(
@@ -179,6 +244,8 @@ class FaissIndex:
         tombstone_fraction: float = 0.25,
         build_threads: int = 0,
         background_threads: int = 0,
+        hnsw_storage: HnswStorage = "sq8",
+        refine_factor: float = 2.0,
     ) -> None:
         if build_threads < 0 or background_threads < 0:
             raise ValueError("build_threads and background_threads must be >= 0 (0 = default)")
@@ -186,6 +253,12 @@ class FaissIndex:
             raise ValueError(f"dimension must be >= 1, got {dimension}")
         if not 0.0 < tombstone_fraction <= 1.0:
             raise ValueError("tombstone_fraction must be in (0, 1]")
+        if hnsw_storage not in ("flat", *_QUANTIZERS):
+            raise ValueError(f"hnsw_storage must be flat, sq8 or fp16, got {hnsw_storage!r}")
+        if refine_factor < 1.0:
+            raise ValueError(f"refine_factor must be >= 1, got {refine_factor}")
+        self._hnsw_storage: HnswStorage = hnsw_storage
+        self._refine_factor = float(refine_factor)
         self._dimension = dimension
         self._hnsw_threshold = hnsw_threshold
         self._hnsw_m = hnsw_m
@@ -243,6 +316,8 @@ class FaissIndex:
             "ef_construction": self._ef_construction,
             "ef_search": self._ef_search,
             "tombstone_fraction": self._tombstone_fraction,
+            "hnsw_storage": self._hnsw_storage,
+            "refine_factor": self._refine_factor,
         }
 
     @property
@@ -254,7 +329,7 @@ class FaissIndex:
         with self._lock.write():
             self._ef_search = value
             if self._kind == "hnsw":
-                _downcast(self._index.index).hnsw.efSearch = value
+                _graph(self._index).hnsw.efSearch = value
 
     # -- mutation ---------------------------------------------------------------------
 
@@ -277,6 +352,8 @@ class FaissIndex:
             if self._index.ntotal == 0 and kind != self._kind:
                 # A bulk load into an empty index builds the right structure directly.
                 self._index, self._kind = self._new_faiss_index(kind), kind
+            if not self._index.is_trained:
+                _train(self._index, matrix)
             with _omp_threads(self._build_threads):
                 self._index.add_with_ids(matrix, labels)
             self._position_labels = None
@@ -369,6 +446,8 @@ class FaissIndex:
             kind = self._kind_for(labels.size)
             index = self._new_faiss_index(kind)
             try:
+                if not index.is_trained:
+                    _train(index, vectors)
                 if labels.size:
                     with _omp_threads(threads):
                         index.add_with_ids(np.ascontiguousarray(vectors, np.float32), labels)
@@ -390,7 +469,7 @@ class FaissIndex:
                 if dropped and kind == "exact":
                     index.remove_ids(np.asarray(dropped, dtype=np.int64))
                 if kind == "hnsw":
-                    _downcast(index.index).hnsw.efSearch = self._ef_search
+                    _graph(index).hnsw.efSearch = self._ef_search
                 # The old index is freed after the lock is released: freeing 100k vectors and
                 # their graph is not done while searches wait (a background rebuild's thread
                 # runs at low priority and can be preempted meanwhile).
@@ -403,12 +482,26 @@ class FaissIndex:
             return due
 
     def _new_faiss_index(self, kind: IndexKind) -> Any:
+        """An empty index of ``kind``. A quantized HNSW one is untrained: its callers train it
+        on the vectors they are about to add (the bulk load, or a rebuild's live vectors)."""
         if kind == "exact":
             return faiss.IndexIDMap2(faiss.IndexFlatIP(self._dimension))
-        graph = faiss.IndexHNSWFlat(self._dimension, self._hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        d, m, ip = self._dimension, self._hnsw_m, faiss.METRIC_INNER_PRODUCT
+        graph: Any
+        if self._hnsw_storage == "flat":
+            graph = faiss.IndexHNSWFlat(d, m, ip)
+        else:
+            qtype: Any = _QUANTIZERS[self._hnsw_storage]  # a SWIG enum: an int to Python
+            graph = faiss.IndexHNSWSQ(d, qtype, m, ip)
         graph.hnsw.efConstruction = self._ef_construction
         graph.hnsw.efSearch = self._ef_search
-        return faiss.IndexIDMap2(graph)
+        if self._hnsw_storage == "flat":
+            return faiss.IndexIDMap2(graph)
+        refine = faiss.IndexRefineFlat(graph)
+        refine.k_factor = self._refine_factor
+        index: Any = faiss.IndexIDMap2(refine)
+        index.referenced_objects = [refine, graph]  # keep the SWIG owners alive
+        return index
 
     # -- reads ------------------------------------------------------------------------
 
@@ -480,11 +573,12 @@ class FaissIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """FAISS top-``fetch`` (scores, labels); an exact scan when HNSW would be worse."""
         stored = int(self._index.ntotal)
-        if self._kind == "exact" or (not exhaustive and fetch <= EXACT_SCAN_FRACTION * stored):
+        # A refined graph walks refine_factor x fetch candidates: that is what gets compared.
+        walked = fetch * _walk_factor(self._index) if self._kind == "hnsw" else fetch
+        if self._kind == "exact" or (not exhaustive and walked <= EXACT_SCAN_FRACTION * stored):
             scores, labels = self._index.search(queries, fetch)
             return scores, labels
-        storage = _downcast(_downcast(self._index.index).storage)
-        scores, positions = storage.search(queries, fetch)
+        scores, positions = _float_vectors(self._index).search(queries, fetch)
         table = self._position_labels
         if table is None:
             # Benign race: concurrent readers may both build it; the result is identical.
@@ -560,7 +654,10 @@ class FaissIndex:
             faiss_index: Any = faiss.read_index(str(directory / INDEX_FILE))
         except (OSError, ValueError, RuntimeError) as exc:
             raise ArtifactError(f"cannot read FaissIndex from {directory}: {exc}") from exc
-        index = cls(int(items["dimension"]), **items["params"])
+        params = dict(items["params"])
+        if items["kind"] == "hnsw" and "hnsw_storage" not in params:
+            params["hnsw_storage"] = _storage_of(faiss_index)  # saved before the option existed
+        index = cls(int(items["dimension"]), **params)
         if faiss_index.d != index.dimension:
             raise IndexMismatch(
                 f"{directory}: FAISS dimension {faiss_index.d} != {index.dimension}"
@@ -576,5 +673,5 @@ class FaissIndex:
             index._meta[item_id] = meta_from_json(meta)
         if index._kind == "hnsw":
             # efSearch is a search-time knob that FAISS does not persist.
-            _downcast(faiss_index.index).hnsw.efSearch = index._ef_search
+            _graph(faiss_index).hnsw.efSearch = index._ef_search
         return index

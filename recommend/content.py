@@ -81,7 +81,7 @@ class ContentService:
         self._write_lock = threading.Lock()
         self.store = store
         self.template = template or DEFAULT_ITEM_TEMPLATE
-        self.index_params = {
+        self.index_params: dict[str, Any] = {
             "hnsw_threshold": hnsw_threshold,
             "hnsw_m": hnsw_m,
             "ef_construction": ef_construction,

@@ -23,6 +23,9 @@ INDEX_FACTORIES: dict[str, IndexFactory] = {
     "faiss-exact": lambda d: FaissIndex(d),
     # Threshold 0: HNSW as soon as the index holds one item, so every test exercises the graph.
     "faiss-hnsw": lambda d: FaissIndex(d, hnsw_threshold=0, ef_search=64),
+    # The graph over quantized codes, re-ranked exactly from the float vectors kept beside it.
+    "faiss-hnsw-sq8": lambda d: FaissIndex(d, hnsw_threshold=0, ef_search=64, hnsw_storage="sq8"),
+    "faiss-hnsw-fp16": lambda d: FaissIndex(d, hnsw_threshold=0, ef_search=64, hnsw_storage="fp16"),
     "numpy": lambda d: NumpyIndex(d),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -283,3 +284,88 @@ def test_a_background_rebuild_builds_at_low_priority_and_swaps_at_the_searches(
     # Back at the searches' priority for the exclusive swap where the process may raise it.
     assert seen["swap"] == (own if _may_raise_priority() else seen["build"])
     assert niceness() == own  # the caller's thread never changed
+
+
+@pytest.mark.parametrize("storage", ["sq8", "fp16"])
+def test_quantized_graph_keeps_exact_vectors_scores_and_scans(storage: str) -> None:
+    # The graph walks quantized codes; vector(), scores, the exact-scan fallback and the
+    # rebuild all read the float vectors kept beside it.
+    rng = np.random.default_rng(11)
+    matrix = unit_rows(rng, 400)
+    ids = [f"i{n}" for n in range(400)]
+    index = FaissIndex(DIM, hnsw_threshold=0, ef_search=16, hnsw_storage=storage)  # type: ignore[arg-type]
+    index.add(ids, matrix)
+    assert index.kind == "hnsw" and index.params["hnsw_storage"] == storage
+    np.testing.assert_array_equal(index.vector("i7"), matrix[7])  # bit-exact, not decoded
+
+    got, scores = index.search(matrix[3], 5)
+    assert got[0][0] == "i3"
+    expected = [float(matrix[ids.index(i)] @ matrix[3]) for i in got[0]]
+    np.testing.assert_allclose(scores[0], expected, rtol=1e-6)  # exact re-ranked scores
+
+    worst = ids[int(np.argmin(matrix @ matrix[0]))]
+    flt = SearchFilter(exclude_ids=frozenset(set(ids) - {worst}))
+    assert index.search(matrix[0], 3, flt)[0] == [[worst]]  # the exact scan of the floats
+
+    index.remove(ids[:150])  # 37.5 % tombstones: a background rebuild, retrained on the live
+    assert index.wait_for_rebuild(30) and index.tombstones == 0
+    np.testing.assert_array_equal(index.vector("i300"), matrix[300])
+    index.ef_search = 128
+    live = list(range(150, 400))
+    got, _ = index.search(matrix[200], 10)
+    assert got[0] == brute_force(matrix[live], [ids[n] for n in live], matrix[200], 10)
+
+
+def test_quantized_graph_trained_on_one_vector_still_finds_later_ones() -> None:
+    # A first add of a single vector must not leave the 8-bit codes an empty range.
+    rng = np.random.default_rng(12)
+    matrix = unit_rows(rng, 300)
+    ids = [f"i{n}" for n in range(300)]
+    index = FaissIndex(DIM, hnsw_threshold=0, ef_search=128, hnsw_storage="sq8")
+    index.add(ids[:1], matrix[:1])
+    index.add(ids[1:], matrix[1:])
+    for q in (5, 120, 299):
+        assert index.search(matrix[q], 10)[0][0] == brute_force(matrix, ids, matrix[q], 10)
+
+
+def test_an_index_saved_before_hnsw_storage_existed_loads_as_flat(tmp_path: Path) -> None:
+    index = FaissIndex(DIM, hnsw_threshold=0, hnsw_storage="flat")  # what every index was
+    index.add(["a", "b", "c"], unit_rows(np.random.default_rng(13), 3))
+    index.save(tmp_path)
+    items = json.loads((tmp_path / "items.json").read_text())
+    for key in ("hnsw_storage", "refine_factor"):
+        del items["params"][key]
+    (tmp_path / "items.json").write_text(json.dumps(items))
+
+    loaded = FaissIndex.load(tmp_path)
+
+    assert loaded.params["hnsw_storage"] == "flat" and loaded.kind == "hnsw"
+    assert loaded.search(loaded.vector("b"), 1)[0] == [["b"]]
+    loaded.ef_search = 77  # the setter still reaches the graph
+
+
+@pytest.mark.parametrize("storage", ["sq8", "fp16"])
+def test_quantized_graph_round_trips_with_its_storage(storage: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(14)
+    matrix = unit_rows(rng, 200)
+    ids = [f"i{n}" for n in range(200)]
+    index = FaissIndex(
+        DIM,
+        hnsw_threshold=0,
+        ef_search=50,
+        hnsw_storage=storage,
+        refine_factor=3.0,  # type: ignore[arg-type]
+    )
+    index.add(ids, matrix)
+    index.save(tmp_path)
+    loaded = FaissIndex.load(tmp_path)
+    assert loaded.params == index.params and loaded.ef_search == 50
+    np.testing.assert_array_equal(loaded.vector("i9"), matrix[9])
+    assert loaded.search(matrix[:4], 10)[0] == index.search(matrix[:4], 10)[0]
+
+
+def test_unknown_hnsw_storage_or_refine_factor_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="hnsw_storage"):
+        FaissIndex(DIM, hnsw_storage="pq")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="refine_factor"):
+        FaissIndex(DIM, refine_factor=0.5)
