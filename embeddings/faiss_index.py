@@ -180,10 +180,13 @@ scheduler gives the CPU to searches first, so they keep their latency during a c
 
 
 def _lower_this_threads_priority() -> None:
-    """Renice the calling thread (Linux schedules threads as tasks); a no-op elsewhere."""
+    """Renice the calling thread by ``BACKGROUND_NICE`` from its own niceness (at most 19;
+    Linux schedules threads as tasks); a no-op elsewhere."""
     # Not Linux, or not permitted: keep the priority.
     with suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        tid = threading.get_native_id()
+        own = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(own + BACKGROUND_NICE, 19))
 
 
 @contextmanager
