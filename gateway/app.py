@@ -163,6 +163,9 @@ def create_app(
             erasures.cancel()
             if jwks is not None:
                 jwks.cancel()
+            # A poll cancelled mid-read finishes its thread first (storage.threads.in_thread): wait for
+            # it, so that the store is not closed under a thread still reading it.
+            await asyncio.gather(poller, erasures, return_exceptions=True)
             if fleet is not None:
                 await fleet.aclose()
             services.ingest.stop()

@@ -27,6 +27,7 @@ from recommend.training import CFTraining, history_factors
 from recommend.training import train_cf as fit_cf
 from recommend.types import ArtifactError, CFConfig, RecommendError
 from resolvers.context import Services
+from storage.threads import in_thread
 
 log = logging.getLogger("tailor.models")
 
@@ -123,7 +124,7 @@ async def poll_models(
                 await asyncio.wait_for(wake.wait(), stores.poll_s)
             wake.clear()
         try:
-            refresh = await asyncio.to_thread(refresh_models, services, stores)
+            refresh = await in_thread(refresh_models, services, stores)
         except Exception:  # keep polling; the serving model stays as it is
             log.exception("model poll failed")
             continue
@@ -145,7 +146,7 @@ def serving_versions(services: Services) -> dict[str, str | None]:
 async def refresh_erasures(services: Services) -> int:
     """Apply the erasures other processes logged since the last look (one poll); returns how
     many. Reading the log is blocking I/O (a thread); the cache tiers run on the loop."""
-    found = await asyncio.to_thread(services.privacy.sync_erasures)
+    found = await in_thread(services.privacy.sync_erasures)
     services.privacy.apply_erasures(found)
     return len(found)
 

@@ -96,6 +96,9 @@ class Upstreams:
     async def aclose(self) -> None:
         if self.sync_task is not None:
             self.sync_task.cancel()
+            # A write cancelled mid-way finishes its thread first (in_thread): wait for it, so
+            # the store is not closed under it.
+            await asyncio.gather(self.sync_task, return_exceptions=True)
         for source in self.sources():
             await source.aclose()
         for client in self.clients.values():

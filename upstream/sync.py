@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from storage.threads import in_thread
 from storage.types import ItemRecord, UserRecord
 from upstream.sources import RecordSource
 from upstream.types import UpstreamError
@@ -104,7 +105,7 @@ async def sync_records(
             break
         records = list(page.records)
         if records:
-            summary.written += await asyncio.to_thread(_write, store, kind, records)
+            summary.written += await in_thread(_write, store, kind, records)
             newest = max(r.updated_at for r in records)
             state.max_seen = newest if state.max_seen is None else max(state.max_seen, newest)
             source.invalidate([r.id for r in records])
