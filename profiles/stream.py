@@ -23,6 +23,7 @@ from profiles.ingest import IngestionService
 from profiles.state import ProfileState
 from profiles.types import IngestUnavailable
 from storage.stream import Applied, Delivery, EventStream, StreamUnavailable
+from storage.threads import in_thread
 from storage.types import EventRecord, StorageError, anonymous_key
 
 log = logging.getLogger("tailor.stream")
@@ -149,7 +150,7 @@ class AppliedFeed:
                 async for applied in notes:
                     if applied.origin == self.origin:
                         continue  # this process's own commit: its listeners already ran
-                    await asyncio.to_thread(self._replay, applied)
+                    await in_thread(self._replay, applied)  # a cancelled feed lets it finish
             except (StreamUnavailable, StorageError, OSError) as exc:
                 log.warning("applied-note feed interrupted, resubscribing: %s", exc)
                 with contextlib.suppress(TimeoutError):
