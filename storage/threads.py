@@ -21,4 +21,6 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.shield(work)
     except asyncio.CancelledError:
         await asyncio.wait([work])
+        if not work.cancelled():
+            work.exception()  # retrieved: the caller was cancelled, its outcome goes unused
         raise
