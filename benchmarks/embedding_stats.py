@@ -96,7 +96,7 @@ def real_vectors(name: str, cache: Path) -> np.ndarray:
     texts = movielens_texts() if name == "movielens" else demo_texts()
     encoder = OnnxInt8Encoder(cache_dir=cache / "encoders")
     start = time.perf_counter()
-    vectors = np.asarray(encoder.encode(texts), dtype=np.float32)
+    vectors = np.asarray(encoder.encode(texts, show_progress=True), dtype=np.float32)
     print(
         f"encoded {len(texts):,} {name} texts in {time.perf_counter() - start:.0f} s "
         f"({encoder.model_id}); e.g. {texts[0]!r}",

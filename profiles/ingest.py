@@ -318,11 +318,7 @@ class IngestionService:
         outcomes: list[str],
     ) -> None:
         for i, ev, outcome in zip(positions, records, outcomes, strict=True):
-            if outcome == "accepted":  # the common case first
-                results[i] = EventResult(
-                    i, "accepted", ev.message_id, None, None, ev.flags & 1 == 1
-                )
-            elif outcome == "refused":
+            if outcome == "refused":
                 results[i] = EventResult(
                     i, "rejected", ev.message_id, "anonymousId", IDENTITY_TAKEN
                 )
@@ -362,12 +358,7 @@ class IngestionService:
                 jobs.append(nxt)
                 if sum(len(j.events) for j in jobs) >= 5000:
                     break
-            if len(jobs) == 1:
-                events = job.events
-            else:
-                events = []
-                for j in jobs:
-                    events += j.events
+            events = job.events if len(jobs) == 1 else [ev for j in jobs for ev in j.events]
             # Per event only when some job follows links (imports); requests never do.
             follow = (
                 [j.follow_links for j in jobs for _ in j.events]

@@ -92,6 +92,10 @@ class EventResult(NamedTuple):
     clamped: bool = False
 
     def as_json(self) -> dict[str, object]:
+        index, status, message_id, field, reason, clamped = self
+        if message_id is not None and field is None and reason is None and not clamped:
+            # The common answer ("accepted", "duplicate"): built at once, same keys and order.
+            return {"index": index, "status": status, "messageId": message_id}
         out: dict[str, object] = {"index": self.index, "status": self.status}
         if self.message_id is not None:
             out["messageId"] = self.message_id
@@ -116,13 +120,8 @@ class BatchResult:
         answers: list[dict[str, object]] = []
         answer = answers.append
         for r in self.results:
-            index, status, message_id, field, reason, clamped = r
-            counts[status] += 1
-            if message_id is not None and field is None and reason is None and not clamped:
-                # The common answer ("accepted", "duplicate"), as EventResult.as_json gives it.
-                answer({"index": index, "status": status, "messageId": message_id})
-            else:
-                answer(r.as_json())
+            counts[r.status] += 1
+            answer(r.as_json())
         return {
             "accepted": counts["accepted"],
             "duplicates": counts["duplicate"],

@@ -147,15 +147,13 @@ def json_document(
     levels, plain JSON (string keys, integers within 64 bits, finite numbers), at most
     ``max_bytes`` encoded. Returns the encoding. The depth is checked without recursion, so a
     value nested thousands deep costs a loop, never a ``RecursionError``."""
-    value_is_flat = False
-    if isinstance(value, dict) and max_depth >= 1:
-        # The common case, a flat object (no object or list inside): nothing deeper to walk.
-        for child in value.values():
-            if isinstance(child, _CONTAINERS):
-                break
-        else:
-            value_is_flat = True
-    stack: list[tuple[Any, int]] = [] if value_is_flat else [(value, 1)]
+    # The common case, a flat object (no object or list inside), has nothing deeper to walk.
+    flat = (
+        isinstance(value, dict)
+        and max_depth >= 1
+        and not any(isinstance(child, _CONTAINERS) for child in value.values())
+    )
+    stack: list[tuple[Any, int]] = [] if flat else [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict | list):
