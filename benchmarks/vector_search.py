@@ -3,6 +3,8 @@
     python benchmarks/vector_search.py            # 100,000 vectors, 2,000 item texts
     python benchmarks/vector_search.py --quick    # 20,000 vectors, 400 item texts
     python benchmarks/vector_search.py --calibrated-mixture   # MovieLens-calibrated vectors
+    python benchmarks/vector_search.py --skip-encoding --skip-compaction --hnsw-m 32 \
+        --ef-construction 120 --ef-search 112   # other graph parameters, search only
 
 Measures, side by side in one run (the machine is shared; compare ratios, not absolutes):
 
@@ -33,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -157,7 +160,14 @@ def recall_at_k(approx: list[list[str]], exact: list[list[str]]) -> float:
     return float(np.mean([len(set(a) & set(e)) / K for a, e in zip(approx, exact, strict=True)]))
 
 
-def bench_search(n: int, n_queries: int, n_latency: int, mixture: Mixture) -> None:
+def bench_search(
+    n: int,
+    n_queries: int,
+    n_latency: int,
+    mixture: Mixture,
+    graph: dict[str, Any],
+    compaction: bool = True,
+) -> None:
     rng = np.random.default_rng(42)
     vectors, centers, bases = clustered_vectors(n, rng, mixture)
     queries = sample(n_queries, rng, centers, bases, mixture)
@@ -172,7 +182,7 @@ def bench_search(n: int, n_queries: int, n_latency: int, mixture: Mixture) -> No
     exact = FaissIndex(DIM, hnsw_threshold=n + 1)
     exact.add(ids, vectors)
     start, cpu_start = time.perf_counter(), time.process_time()
-    hnsw = FaissIndex(DIM, hnsw_threshold=0)
+    hnsw = FaissIndex(DIM, hnsw_threshold=0, **graph)
     hnsw.add(ids, vectors)
     build_s, build_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     print(
@@ -232,7 +242,8 @@ def bench_search(n: int, n_queries: int, n_latency: int, mixture: Mixture) -> No
         f"wall p50={e50 / h50:.1f}x p99={e99 / h99:.1f}x, CPU p50={ec50 / hc50:.1f}x "
         f"p99={ec99 / hc99:.1f}x mean={ec.mean() / hc.mean():.1f}x (target >= 10x)"
     )
-    bench_compaction(hnsw, ids, queries[:n_latency])
+    if compaction:
+        bench_compaction(hnsw, ids, queries[:n_latency])
 
 
 def bench_compaction(index: FaissIndex, ids: list[str], queries: np.ndarray) -> None:
@@ -341,13 +352,32 @@ def main() -> None:
         action="store_true",
         help="the mixture calibrated to MovieLens MiniLM embeddings (CALIBRATED_MIXTURE)",
     )
+    parser.add_argument(
+        "--skip-compaction", action="store_true", help="no searches during a compaction"
+    )
+    for flag in ("hnsw-m", "ef-construction", "ef-search"):
+        parser.add_argument(f"--{flag}", type=int, help="FaissIndex's default unless given")
     args = parser.parse_args()
+    graph = {
+        name: value
+        for name, value in (
+            ("hnsw_m", args.hnsw_m),
+            ("ef_construction", args.ef_construction),
+            ("ef_search", args.ef_search),
+        )
+        if value is not None
+    }
     n, n_queries, n_latency, n_texts = (
         (20_000, 300, 300, 400) if args.quick else (100_000, 1_000, 500, 2_000)
     )
     if not args.skip_search:
         bench_search(
-            n, n_queries, n_latency, CALIBRATED_MIXTURE if args.calibrated_mixture else MIXTURE
+            n,
+            n_queries,
+            n_latency,
+            CALIBRATED_MIXTURE if args.calibrated_mixture else MIXTURE,
+            graph,
+            compaction=not args.skip_compaction,
         )
     if not args.skip_encoding:
         bench_encoding(n_texts)

@@ -69,10 +69,10 @@ class ContentService:
         store: IndexStore,
         *,
         template: str | None = None,
-        hnsw_threshold: int = 20_000,
-        hnsw_m: int = 32,
-        ef_construction: int = 100,
-        ef_search: int = 96,
+        hnsw_threshold: int | None = None,
+        hnsw_m: int | None = None,
+        ef_construction: int | None = None,
+        ef_search: int | None = None,
         half_life_days: float = 14.0,
     ) -> None:
         self._encoder_factory = encoder_factory
@@ -81,12 +81,14 @@ class ContentService:
         self._write_lock = threading.Lock()
         self.store = store
         self.template = template or DEFAULT_ITEM_TEMPLATE
-        self.index_params: dict[str, Any] = {
+        # The graph parameters given; FaissIndex's own defaults for the others.
+        given = {
             "hnsw_threshold": hnsw_threshold,
             "hnsw_m": hnsw_m,
             "ef_construction": ef_construction,
             "ef_search": ef_search,
         }
+        self.index_params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         self.half_life_days = half_life_days
         self.holder: IndexHolder[FaissIndex] = IndexHolder()
         # Items updated after this (UTC epoch s) are not in the serving index yet.
