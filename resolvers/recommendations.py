@@ -55,7 +55,7 @@ def to_filter(f: ItemFilterInput | None, max_ids: int = 1000) -> ItemFilter:
 
 
 @traced("resolve.items")
-async def _materialize(
+async def materialize(
     info: Info[TailorContext, Any],
     recs: list[Rec],
     strategy: str,
@@ -121,7 +121,7 @@ async def similar_items(
     sf = to_filter(filter).search_filter(services.catalog.all_items)
     ids, scores = await asyncio.to_thread(content.similar, iid, n, sf)
     reason = f"Similar to {source.title}"
-    return await _materialize(
+    return await materialize(
         info,
         [Rec(i, float(s), "content", reason) for i, s in zip(ids, scores, strict=True)],
         "similar",
@@ -168,7 +168,7 @@ async def search(
     reason = f"Matches “{text.strip()[:60]}”" + (
         ", tuned to your taste" if user_vec is not None else ""
     )
-    return await _materialize(
+    return await materialize(
         info,
         [Rec(i, float(s), "search", reason) for i, s in zip(ids, scores, strict=True)],
         "search",
@@ -210,7 +210,7 @@ async def user_recommendations(
         recs = [
             Rec(r.item_id, r.score, r.source, f"{r.reason} (personalization off)") for r in recs
         ]
-        return await _materialize(info, recs, "trending")
+        return await materialize(info, recs, "trending")
     assignment = person_assignment(info, profile_key)
     params = assignment.reco
     n = clamp_first(info, params.first or first)
@@ -233,7 +233,7 @@ async def user_recommendations(
     recs = await asyncio.to_thread(services.recommender.recommend, req)
     if services.experiments is not None:
         services.experiments.expose(profile_key, assignment.reco_variants)
-    return await _materialize(info, recs, chosen, assignment.reco_variants)
+    return await materialize(info, recs, chosen, assignment.reco_variants)
 
 
 def personalization_allowed(services: Services, profile_key: str) -> bool:
@@ -269,4 +269,4 @@ async def segment_recommendations(
     add_cache_tags(info, f"segment:{sid}")
     name = services.segments.name_of(sid)
     recs = await asyncio.to_thread(services.recommender.for_segment, sid, n, filt, name)
-    return await _materialize(info, recs, "segment", variants)
+    return await materialize(info, recs, "segment", variants)

@@ -12,13 +12,14 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from profiles.events import validate_traits
+from recommend.types import Recommendation as Rec
 from resolvers import recommendations
 from resolvers import segments as segments_gql
 from resolvers.arguments import clamp_first, id_arg
 from resolvers.cache_control import CacheControl, CacheControlScope
 from resolvers.context import IDENTIFY_EVIDENCE, TailorContext
 from resolvers.errors import BadUserInput, Forbidden, Unauthenticated, from_domain
-from resolvers.types import Channel, EventType, Item, Recommendation, RecommendationSource
+from resolvers.types import Channel, EventType, Item, Recommendation
 from resolvers.user import User
 from storage.fields import FieldError
 
@@ -26,21 +27,11 @@ from storage.fields import FieldError
 async def _trending(
     info: Info[TailorContext, Any], first: int, category: str | None
 ) -> list[Recommendation]:
-    ctx = info.context
     n = clamp_first(info, first)
-    ids, scores = ctx.services.trending.top(n, category=category)
-    items = await ctx.items.load_many(ids)
+    ids, scores = info.context.services.trending.top(n, category=category)
     reason = f"Trending in {category}" if category else "Trending now"
-    return [
-        Recommendation(
-            item=Item.from_record(it),
-            score=round(float(s), 6),
-            reason=reason,
-            source=RecommendationSource.trending,
-        )
-        for it, s in zip(items, scores, strict=True)
-        if it is not None
-    ]
+    recs = [Rec(i, float(s), "trending", reason) for i, s in zip(ids, scores, strict=True)]
+    return await recommendations.materialize(info, recs, "trending")
 
 
 @strawberry.type

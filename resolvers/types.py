@@ -112,7 +112,7 @@ class Recommendation:
         default=None,
         description="Identifies the result list this item was served in (its strategy, variants "
         "and sources): send it as `properties.recommendationId` with click/add_to_cart/purchase "
-        "events to attribute them. Null on `trending`.",
+        "events to attribute them. Null only where the gateway runs without an experiment service.",
     )
     variant: str | None = strawberry.field(
         default=None,

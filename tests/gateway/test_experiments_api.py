@@ -148,6 +148,41 @@ async def test_events_citing_a_recommendation_are_attributed(gw: Gateway) -> Non
     assert counts.clickers == 1 and counts.purchasers == 1 and counts.revenue == 40.0
 
 
+TRENDING = "{ trending(first: 3) { item { id } source recommendationId variant } }"
+
+
+async def test_trending_carries_a_recommendation_id_that_attributes(gw: Gateway) -> None:
+    views = [
+        {"messageId": f"v{k}", "type": "view", "itemId": f"i{k % 4 + 1}", "userId": "viewer"}
+        for k in range(12)
+    ]
+    r = await gw.client.post("/v1/events", json=views, headers=bearer(gw, "viewer"))
+    assert r.status_code == 200, r.text
+    answers = []
+    for headers in ({}, bearer(gw, "buyer")):  # anonymous and signed in: the same public list
+        r = await gw.client.post("/graphql", json={"query": TRENDING}, headers=headers)
+        body = r.json()
+        assert r.status_code == 200 and "errors" not in body, body
+        assert "public" in r.headers["cache-control"]
+        answers.append(body["data"]["trending"])
+    assert answers[0] == answers[1] and len(answers[0]) == 3
+    rid = answers[0][0]["recommendationId"]
+    assert all(t["recommendationId"] == rid and t["variant"] is None for t in answers[0])
+    served = gw.services.experiments.read_recommendation_id(rid)
+    assert served is not None and served.strategy == "trending" and served.variants == {}
+    assert served.sources == {t["item"]["id"]: "trending" for t in answers[0]}
+    item = answers[0][0]["item"]["id"]
+    click = {
+        "messageId": "tc1",
+        "type": "click",
+        "itemId": item,
+        "properties": {"recommendationId": rid},
+    }
+    r = await gw.client.post("/v1/events", json=[click], headers=bearer(gw, "buyer"))
+    assert r.status_code == 200, r.text
+    assert gw.services.store.attributions_by("") == [("", "click", "trending", "trending", 1)]
+
+
 async def test_the_visitor_keeps_its_variant_after_identify(gw: Gateway) -> None:
     switched = 0
     for i in range(12):
