@@ -156,7 +156,7 @@ class SQLiteStore(ExperimentRows):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._readers_lock = threading.Lock()
         self._closed = False
         self.last_profile_version = 0.0
@@ -184,23 +184,36 @@ class SQLiteStore(ExperimentRows):
         return conn
 
     def _reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection (one per thread, opened on first use)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None or self._closed:
             if self._closed:
+                if conn is not None:  # left open by close(): this thread closes its own
+                    self._local.conn = None
+                    conn.close()
                 raise sqlite3.ProgrammingError("store is closed")
             conn = self._connect()
             conn.execute("PRAGMA query_only=ON")
             self._local.conn = conn
             with self._readers_lock:
-                self._readers.append(conn)
+                self._readers.append((threading.current_thread(), conn))
         return conn
 
     def close(self) -> None:
+        """Close the writer and the readers no other thread can be using.
+
+        Another live thread's reader may be in the middle of a query, and closing a connection
+        under a running statement can crash the process: it is left to that thread, which
+        closes it on its next use of the store (which then fails: the store is closed), or
+        when the thread ends (the thread-local connection is released with it).
+        """
         self._closed = True
+        me = threading.current_thread()
         with self._readers_lock:
-            for conn in self._readers:
+            readers, self._readers = self._readers, []
+        for owner, conn in readers:
+            if owner is me or not owner.is_alive():
                 conn.close()
-            self._readers.clear()
         with self._write_lock:
             self._writer.close()
 
