@@ -75,6 +75,8 @@ class ProfileState:
         half = config.affinity_half_life_days * DAY
         first, last, last_channel = self.first_ts, self.last_ts, self.last_channel
         engagement = self.engagement
+        history = self.history
+        new_entry = tuple.__new__  # HistoryEvent(...) without its Python-level __new__
         for ev in events:
             t, etype = ev.ts, ev.type
             counts[etype] = counts.get(etype, 0) + 1
@@ -83,7 +85,12 @@ class ProfileState:
                 first = t
             if last is None or t > last:
                 last = t
-            if last_channel is None or (t, ev.channel) > last_channel:
+            # (t, channel) > last_channel, without building the pair for every event.
+            if (
+                last_channel is None
+                or t > last_channel[0]
+                or (t == last_channel[0] and ev.channel > last_channel[1])
+            ):
                 last_channel = (t, ev.channel)
             weight = float(weights.get(etype, 0.0))
             if etype == "rate":
@@ -114,13 +121,23 @@ class ProfileState:
                         s[0] = t
                     if t > s[1]:
                         s[1] = t
-                    s[2] += float(etype == "view")
-                    s[3] = max(s[3], float(etype == "purchase"))
+                    # The flags are 0.0 or 1.0: += 1.0 on a view, max(.., 1.0) on a purchase.
+                    if etype == "view":
+                        s[2] += 1.0
+                    elif etype == "purchase" and s[3] < 1.0:
+                        s[3] = 1.0
             item = ev.item_id
             if item and weight > 0:
                 for cat in categories(item):
                     self._add_affinity(cat, weight, t, half)
-                self._add_history(HistoryEvent(t, ev.message_id, item, etype, weight), size)
+                entry = new_entry(HistoryEvent, (t, ev.message_id, item, etype, weight))
+                # Kept sorted and cut to the ``size`` newest (as _add_history).
+                if not history or entry >= history[-1]:
+                    history.append(entry)
+                else:
+                    bisect.insort(history, entry)
+                if len(history) > size:
+                    del history[0]
         self.first_ts, self.last_ts, self.last_channel = first, last, last_channel
         self.engagement = engagement
 

@@ -216,6 +216,41 @@ def test_profile_update_sees_exactly_the_accepted_events(any_store: Store) -> No
     assert len(seen) == 2 and any_store.count_events() == 4
 
 
+@pytest.mark.parametrize("size", [1, 63, 64, 65, 1024, 1100, 2100])
+def test_groups_of_any_size_store_every_row_and_profile(any_store: Store, size: int) -> None:
+    """Group sizes on both sides of the SQLite writer's statement sizes (it inserts up to
+    1,024 rows per statement, a multiple of 64, then powers of two): every row and every profile
+    is stored once, with its own values, and the answers are those of one row at a time. The
+    second group repeats one id and sends another with a new payload (the classifying path)."""
+    first = [ev(f"m{n}", f"u{n % 700}", ts=1.0 + n, item=f"i{n}") for n in range(size)]
+
+    def update(accepted: list[EventRecord]) -> Mapping[str, JSON]:
+        return {e.profile_key: {"last": e.message_id} for e in accepted}
+
+    assert any_store.insert_events(first, update) == ["accepted"] * size
+    stored = {e.message_id: e for e in any_store.iter_events()}
+    assert len(stored) == size == any_store.count_events()
+    assert all(
+        (stored[e.message_id].profile_key, stored[e.message_id].ts, stored[e.message_id].item_id)
+        == (e.profile_key, e.ts, e.item_id)
+        for e in first
+    )
+    keys = sorted({e.profile_key for e in first})
+    assert any_store.get_profile_states(keys) == {
+        k: {"last": max((e for e in first if e.profile_key == k), key=lambda e: e.ts).message_id}
+        for k in keys
+    }
+    second = [ev(f"n{n}", "u1", ts=1.0 + n, item=f"i{n}") for n in range(size)] + [
+        ev("m0", "u0", ts=1.0, item="i0"),
+        ev(f"m{size - 1}", payload="other"),
+    ]
+    assert any_store.insert_events(second, update) == ["accepted"] * size + [
+        "duplicate",
+        "conflict",
+    ]
+    assert any_store.count_events() == 2 * size
+
+
 def test_iter_events_in_time_order_with_filters(any_store: Store) -> None:
     any_store.insert_events(
         [ev("c", "u2", ts=3.0), ev("a", "u1", ts=1.0), ev("b", "u1", ts=2.0), ev("d", ts=2.0)]
