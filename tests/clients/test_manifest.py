@@ -6,6 +6,7 @@ in safelist mode, as an app release would ship it."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -58,6 +59,18 @@ def test_manifest_covers_every_operation_file() -> None:
     names = {op["name"] for op in _operations()}
     files = {p.stem for p in (EXAMPLES / "operations").glob("*.graphql")}
     assert names == files
+    # The shared fragments (operations/fragments/) are not operations: each is carried in the
+    # body of every operation that spreads it, and none is dead.
+    shared = {
+        m.group(1)
+        for p in (EXAMPLES / "operations" / "fragments").glob("*.graphql")
+        for m in re.finditer(r"^fragment (\w+) on ", p.read_text(), re.MULTILINE)
+    }
+    assert shared >= {"ItemCard", "RecommendationCard"}
+    for name in shared:
+        users = [op for op in _operations() if f"...{name}" in op["body"]]
+        assert users, f"fragment {name} is used by no operation"
+        assert all(f"fragment {name} on " in op["body"] for op in users)
 
 
 # Variables that make each query run on an empty store without an error.
