@@ -268,6 +268,9 @@ class ProfileState:
 
     # ------------------------------------------------------------------ persistence
     def to_json(self) -> dict[str, Any]:
+        """The state as a JSON-ready document for the store's encoder (orjson). ``history``
+        holds plain tuples: orjson encodes them as arrays, and not the HistoryEvent named
+        tuples; ``tuple`` is the cheapest conversion of a full (200-entry) history."""
         return {
             "v": 1,
             "counts": self.counts,
@@ -281,7 +284,7 @@ class ProfileState:
             "days": {str(d): b for d, b in self.days.items()},
             "sessions": self.sessions,
             "affinity": self.affinity,
-            "history": [list(h) for h in self.history],
+            "history": list(map(tuple, self.history)),
         }
 
     @classmethod
