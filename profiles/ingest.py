@@ -67,6 +67,9 @@ Authorize = Callable[[EventRecord], "tuple[str, str] | None"]
 # Events per applied note of a direct write (an import batch is several notes): a note's first
 # message carries its profile keys, so this bounds it well under the broker's message size.
 NOTE_EVENTS = 1000
+# After a note could not be published, the next ones are not tried for this long (each try on an
+# unreachable stream waits for its connect attempts, ~2.5 s: an import would pay it per batch).
+NOTES_RETRY_S = 10.0
 
 
 def changed_profiles(accepted: Sequence[EventRecord]) -> list[str]:
@@ -144,6 +147,7 @@ class IngestionService:
         self._pending: dict[str, ProfileState] = {}
         # The event loop (in a thread of its own) announcing direct writes of sync callers.
         self._notes_loop: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
+        self._notes_down_until = 0.0  # monotonic time; see NOTES_RETRY_S
 
     # ------------------------------------------------------------------ lifecycle
     def subscribe(self, listener: Listener) -> None:
@@ -354,12 +358,16 @@ class IngestionService:
         replays them into its listeners. A lost note is logged: the store has the events."""
         if self.stream is None:
             return
+        if time.monotonic() < self._notes_down_until:
+            log.warning("applied note of %d direct write(s) lost: stream down", len(accepted))
+            return
         for n in range(0, len(accepted), NOTE_EVENTS):
             chunk = accepted[n : n + NOTE_EVENTS]
             try:
                 await self.stream.announce(Applied(self.origin, chunk, changed_profiles(chunk)))
             except StreamUnavailable as exc:
-                log.warning("applied note of %d direct write(s) lost: %s", len(chunk), exc)
+                self._notes_down_until = time.monotonic() + NOTES_RETRY_S
+                log.warning("applied note of %d direct write(s) lost: %s", len(accepted) - n, exc)
                 return
 
     def _announce_sync(self, accepted: list[EventRecord]) -> None:
