@@ -307,7 +307,8 @@ class IngestionService:
         Its message id, ``_identify:<anonymousId>:<userId>``, is in the internal namespace
         (:data:`INTERNAL_MESSAGE_PREFIX`) no client event can occupy, so a planted event cannot
         block it; linking the same pair again answers ``duplicate``. An id linked to another
-        user answers ``rejected`` (field ``anonymousId``, reason :data:`IDENTITY_TAKEN`)."""
+        user answers ``rejected`` (field ``anonymousId``, reason :data:`IDENTITY_TAKEN`).
+        With a stream, an accepted link is announced on its applied notes before this returns."""
         raw = {"type": "identify", "userId": user_id, "anonymousId": anonymous_id}
         try:
             ev = validate_event(
@@ -324,8 +325,9 @@ class IngestionService:
         assert result is not None
         count_ingest([result.status])
         if result.status == "accepted":
-            # Written here, not through the stream: the other gateways learn it from the note.
-            await self._announce([ev])
+            # Written here, not through the stream: the other gateways learn it from the note
+            # (shielded: a caller that goes away after the COMMIT does not take the note along).
+            await asyncio.shield(self._announce([ev]))
         return result
 
     async def _submit(self, events: list[EventRecord], follow_links: bool = False) -> list[str]:
@@ -342,6 +344,7 @@ class IngestionService:
         No batch-size limit: file imports use large batches so one transaction (one fsync and
         one profile rewrite per user) covers thousands of rows. An import is the operator's
         replay of a log, so anonymous-only events follow identity links to their user.
+        With a stream, the committed batch is announced on its applied notes before this returns.
         """
         results, positions, records = self.validate(raws, limit=False)
         if records:
