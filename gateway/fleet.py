@@ -9,22 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 from typing import Any
 
 from gateway.settings import Settings
 from profiles.ingest import IngestionService
 from profiles.stream import AppliedFeed, StreamConsumer
-from storage.stream import EventStream, StreamUnavailable
+from storage.stream import EventStream, StreamUnavailable, process_origin
+
+__all__ = ["StreamRuntime", "process_origin", "stream_status"]
 
 log = logging.getLogger("tailor.fleet")
-
-
-def process_origin(role: str) -> str:
-    """A name for this process in applied notes (unique per process start)."""
-    return f"{role}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 async def stream_status(stream: EventStream, timeout_s: float = 2.0) -> dict[str, Any]:
@@ -41,7 +35,9 @@ class StreamRuntime:
 
     def __init__(self, settings: Settings, ingest: IngestionService, stream: EventStream) -> None:
         self.stream = stream
-        self.origin = process_origin("gateway")
+        # The ingestion service's name for this process: the notes of its direct writes
+        # (identify) and of this consumer are both skipped by this feed.
+        self.origin = ingest.origin
         self.feed = AppliedFeed(stream, ingest, origin=self.origin)
         self.consumer = (
             StreamConsumer(stream, ingest, origin=self.origin, batch=settings.event_stream_batch)

@@ -40,7 +40,7 @@ from gateway.edge.compression import Compression
 from gateway.edge.layer import CdnPurger, EdgeConfig, EdgeLayer
 from gateway.edge.purge import CloudflarePurger, FastlyPurger
 from gateway.edge.segment_tokens import SegmentTokens
-from gateway.fleet import StreamRuntime
+from gateway.fleet import StreamRuntime, process_origin
 from gateway.graphql.endpoint import GraphQLEndpoint
 from gateway.graphql.limits import OperationLimits
 from gateway.graphql.params import PartLimits
@@ -284,11 +284,13 @@ def build_services(
     clock: Callable[[], float] = time.time,
     segment_of: Callable[[str], str | None] | None = None,
     upstream: Upstreams | None = None,
+    role: str = "gateway",
 ) -> Services:
     """Open the store and build the domain services (the app's lifespan and the CLI).
 
     ``segment_of`` replaces the live segment lookup (a test seam); ``upstream`` points the
-    request loaders at remote record sources.
+    request loaders at remote record sources; ``role`` names the process in the event
+    stream's applied notes.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     hasher = PiiHasher(settings.pii_traits, pii_salt(settings))
@@ -311,6 +313,7 @@ def build_services(
         # Identify events carry traits too: hashed like user rows before they are stored.
         traits_filter=hasher.hash_traits,
         stream=event_stream(settings),
+        origin=process_origin(role),
         prefetch_items=catalog.prefetch,
     )
     privacy = PrivacyService(

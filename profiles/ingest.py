@@ -25,6 +25,7 @@ Who may send an identify for which anonymous id is the caller's rule
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -50,7 +51,7 @@ from profiles.types import (
     ProfileConfig,
 )
 from storage.fields import FieldError
-from storage.stream import EventStream, StreamUnavailable
+from storage.stream import Applied, EventStream, StreamUnavailable, process_origin
 from storage.types import JSON, EventRecord, Store, anonymous_key
 
 T = TypeVar("T")
@@ -62,6 +63,25 @@ ProfileListener = Callable[[dict[str, ProfileState | None]], None]
 # Per event of a batch: may it be tracked (False: answered "dropped", never stored).
 ConsentCheck = Callable[[Sequence[EventRecord]], list[bool]]
 Authorize = Callable[[EventRecord], "tuple[str, str] | None"]
+
+# Events per applied note of a direct write (an import batch is several notes): a note's first
+# message carries its profile keys, so this bounds it well under the broker's message size.
+NOTE_EVENTS = 1000
+# After a note could not be published, the next ones are not tried for this long (each try on an
+# unreachable stream waits for its connect attempts, ~2.5 s: an import would pay it per batch).
+NOTES_RETRY_S = 10.0
+
+
+def changed_profiles(accepted: Sequence[EventRecord]) -> list[str]:
+    """The profile keys a commit of ``accepted`` events changed (identify also merges the
+    anonymous profile into the user's)."""
+    keys: dict[str, None] = {}
+    for ev in accepted:
+        keys[ev.profile_key] = None
+        if ev.type == "identify" and ev.anonymous_id and ev.user_id:
+            keys[anonymous_key(ev.anonymous_id)] = None
+            keys[ev.user_id] = None
+    return list(keys)
 
 
 @dataclasses.dataclass
@@ -91,6 +111,7 @@ class IngestionService:
         state_cache_size: int = 10_000,
         traits_filter: TraitsFilter | None = None,
         stream: EventStream | None = None,
+        origin: str | None = None,
         prefetch_items: Callable[[list[str]], None] | None = None,
     ) -> None:
         """``traits_filter``: applied to the traits of every identify event before it is
@@ -99,12 +120,16 @@ class IngestionService:
         ``stream``: when set, :meth:`ingest` appends valid events to this durable stream and
         answers once the stream acknowledged them; consumers apply them through :meth:`write`
         (``profiles/stream.py``). Without it, events are group-committed to the store.
+        What this service writes to the store directly (:meth:`link`, :meth:`ingest_sync`) is
+        then announced on the stream's applied notes after the COMMIT, named ``origin`` (this
+        process; its own feed skips them), so every other gateway updates its in-memory state.
 
         ``prefetch_items``: called once per write group with the group's item ids before
         ``categories`` is asked about each (the wiring passes the catalog's bulk loader)."""
         self.prefetch_items = prefetch_items
         self.store = store
         self.stream = stream
+        self.origin = origin or process_origin("process")
         self.traits_filter = traits_filter
         self.config = config or IngestConfig()
         self.profile_config = profile_config or ProfileConfig()
@@ -120,6 +145,9 @@ class IngestionService:
         self._state_cache: LRUCache[str, tuple[float, ProfileState]] = LRUCache(state_cache_size)
         self._touched: set[str] = set()
         self._pending: dict[str, ProfileState] = {}
+        # The event loop (in a thread of its own) announcing direct writes of sync callers.
+        self._notes_loop: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
+        self._notes_down_until = 0.0  # monotonic time; see NOTES_RETRY_S
 
     # ------------------------------------------------------------------ lifecycle
     def subscribe(self, listener: Listener) -> None:
@@ -160,6 +188,14 @@ class IngestionService:
             self._queue.put(None)
             self._thread.join(timeout=30)
             self._thread = None
+        if self._notes_loop is not None and self.stream is not None:
+            loop, thread = self._notes_loop
+            self._notes_loop = None
+            with contextlib.suppress(Exception):  # closing: a stuck stream must not hold it
+                asyncio.run_coroutine_threadsafe(self.stream.close(), loop).result(timeout=5)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+            loop.close()
 
     # ------------------------------------------------------------------ public API
     def validate(
@@ -271,7 +307,8 @@ class IngestionService:
         Its message id, ``_identify:<anonymousId>:<userId>``, is in the internal namespace
         (:data:`INTERNAL_MESSAGE_PREFIX`) no client event can occupy, so a planted event cannot
         block it; linking the same pair again answers ``duplicate``. An id linked to another
-        user answers ``rejected`` (field ``anonymousId``, reason :data:`IDENTITY_TAKEN`)."""
+        user answers ``rejected`` (field ``anonymousId``, reason :data:`IDENTITY_TAKEN`).
+        With a stream, an accepted link is announced on its applied notes before this returns."""
         raw = {"type": "identify", "userId": user_id, "anonymousId": anonymous_id}
         try:
             ev = validate_event(
@@ -287,11 +324,16 @@ class IngestionService:
         result = results[0]
         assert result is not None
         count_ingest([result.status])
+        if result.status == "accepted":
+            # Written here, not through the stream: the other gateways learn it from the note
+            # (shielded: a caller that goes away after the COMMIT does not take the note along).
+            await asyncio.shield(self._announce([ev]))
         return result
 
     async def _submit(self, events: list[EventRecord], follow_links: bool = False) -> list[str]:
         if self._thread is None:
-            return await asyncio.to_thread(self._write_direct, events, follow_links)
+            outcomes, _ = await asyncio.to_thread(self._write_direct, events, follow_links)
+            return outcomes
         fut: Future[list[str]] = Future()
         self._queue.put(_Job(events, fut, follow_links))
         return await asyncio.wrap_future(fut)
@@ -302,12 +344,47 @@ class IngestionService:
         No batch-size limit: file imports use large batches so one transaction (one fsync and
         one profile rewrite per user) covers thousands of rows. An import is the operator's
         replay of a log, so anonymous-only events follow identity links to their user.
+        With a stream, the committed batch is announced on its applied notes before this returns.
         """
         results, positions, records = self.validate(raws, limit=False)
         if records:
-            outcomes = self._write_direct(records, True)
+            outcomes, accepted = self._write_direct(records, True)
             self._fill(results, positions, records, outcomes)
+            if accepted and self.stream is not None:
+                self._announce_sync(accepted)
         return BatchResult([r for r in results if r is not None])
+
+    # ------------------------------------------------------------------ applied notes
+    async def _announce(self, accepted: list[EventRecord]) -> None:
+        """After a direct COMMIT on the stream tier: the same applied notes a stream consumer
+        announces (the events as stored, the profiles they changed), so every other gateway
+        replays them into its listeners. A lost note is logged: the store has the events."""
+        if self.stream is None:
+            return
+        if time.monotonic() < self._notes_down_until:
+            log.warning("applied note of %d direct write(s) lost: stream down", len(accepted))
+            return
+        for n in range(0, len(accepted), NOTE_EVENTS):
+            chunk = accepted[n : n + NOTE_EVENTS]
+            try:
+                await self.stream.announce(Applied(self.origin, chunk, changed_profiles(chunk)))
+            except StreamUnavailable as exc:
+                self._notes_down_until = time.monotonic() + NOTES_RETRY_S
+                log.warning("applied note of %d direct write(s) lost: %s", len(accepted) - n, exc)
+                return
+
+    def _announce_sync(self, accepted: list[EventRecord]) -> None:
+        """:meth:`_announce` for callers without an event loop (imports): on a loop of this
+        service's own, in its own thread, which then owns the stream's connection (so a sync
+        caller must not share the stream with another loop). Returns after the broker's acks."""
+        if self._notes_loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="tailor-applied-notes", daemon=True
+            )
+            thread.start()
+            self._notes_loop = (loop, thread)
+        asyncio.run_coroutine_threadsafe(self._announce(accepted), self._notes_loop[0]).result()
 
     # ------------------------------------------------------------------ writing
     @staticmethod
@@ -333,7 +410,9 @@ class IngestionService:
             else:
                 results[i] = EventResult(i, outcome, ev.message_id, None, None, ev.flags & 1 == 1)  # type: ignore[arg-type]
 
-    def _write_direct(self, events: list[EventRecord], follow_links: bool = False) -> list[str]:
+    def _write_direct(
+        self, events: list[EventRecord], follow_links: bool = False
+    ) -> tuple[list[str], list[EventRecord]]:
         with self._lock:
             return self._write_group(events, [True] * len(events) if follow_links else None)
 
@@ -367,7 +446,7 @@ class IngestionService:
             )
             try:
                 with self._lock:
-                    outcomes = self._write_group(events, follow)
+                    outcomes, _ = self._write_group(events, follow)
             except Exception as exc:
                 log.exception("event write failed; %d events not acknowledged", len(events))
                 for j in jobs:
@@ -380,8 +459,9 @@ class IngestionService:
 
     def _write_group(
         self, events: list[EventRecord], follow_links: list[bool] | None = None
-    ) -> list[str]:
+    ) -> tuple[list[str], list[EventRecord]]:
         """One transaction: resolve identities, insert, link, update profiles; then notify.
+        Returns the outcome per event and the accepted events as stored (re-keyed).
 
         ``follow_links[i]``: event i, when it carries only an anonymous id, goes to the user
         that id is linked to (imports); otherwise (and for every event when ``follow_links`` is
@@ -419,7 +499,7 @@ class IngestionService:
             raise
         changed = self._remember_states(True)
         self._notify(accepted_events, changed)
-        return list(outcomes)
+        return list(outcomes), accepted_events
 
     def _notify(self, accepted: list[EventRecord], changed: dict[str, ProfileState | None]) -> None:
         for profile_listener in self._profile_listeners:

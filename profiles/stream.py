@@ -19,26 +19,16 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from profiles.ingest import IngestionService
+from profiles.ingest import IngestionService, changed_profiles
 from profiles.state import ProfileState
 from profiles.types import IngestUnavailable
 from storage.stream import Applied, Delivery, EventStream, StreamUnavailable
 from storage.threads import in_thread
-from storage.types import EventRecord, StorageError, anonymous_key
+from storage.types import StorageError
+
+__all__ = ["AppliedFeed", "ConsumerStats", "StreamConsumer", "changed_profiles"]
 
 log = logging.getLogger("tailor.stream")
-
-
-def changed_profiles(accepted: list[EventRecord]) -> list[str]:
-    """The profile keys a commit of ``accepted`` events changed (identify also merges the
-    anonymous profile into the user's)."""
-    keys: dict[str, None] = {}
-    for ev in accepted:
-        keys[ev.profile_key] = None
-        if ev.type == "identify" and ev.anonymous_id and ev.user_id:
-            keys[anonymous_key(ev.anonymous_id)] = None
-            keys[ev.user_id] = None
-    return list(keys)
 
 
 @dataclass
@@ -139,7 +129,9 @@ class AppliedFeed:
         self._notes = await self.stream.tail()
 
     def _states(self, keys: list[str]) -> dict[str, ProfileState | None]:
-        return {key: self.ingest.profile(key) for key in keys}
+        # One query for the note's profiles (an import's note names up to a thousand).
+        docs = self.ingest.store.get_profile_states(keys) if keys else {}
+        return {key: ProfileState.from_json(docs[key]) if key in docs else None for key in keys}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Replay notes until ``stop`` is set (resubscribing, from then on, after a failure)."""

@@ -13,7 +13,8 @@ Besides the events, the stream carries *applied* notes: after a consumer committ
 announces the events the store accepted (duplicates left out) and the profiles they changed.
 Every gateway tails these notes with its own non-durable reader, from now on, and feeds them to
 the same listeners (trending, segments, caches) its own ingestion feeds, so every instance keeps
-the same derived state.
+the same derived state. What a process writes to the store directly, not through the stream (the
+identify mutation, ``tailor import``), is announced the same way after its COMMIT.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -109,6 +113,11 @@ class EventStream(Protocol):
 
     async def close(self) -> None:
         """Stop readers and close the connection."""
+
+
+def process_origin(role: str) -> str:
+    """A name for this process in applied notes (unique per process start)."""
+    return f"{role}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 # ---------------------------------------------------------------------- wire format

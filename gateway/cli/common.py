@@ -105,12 +105,14 @@ def progress_bar(label: str, total: int | None = None) -> Iterator[Callable[[int
 
 
 @contextlib.contextmanager
-def open_services(settings: Settings) -> Iterator[Services]:
-    """The domain services over the data dir, for one command; the store is closed after."""
-    services = build_services(settings)
+def open_services(settings: Settings, role: str = "cli") -> Iterator[Services]:
+    """The domain services over the data dir, for one command; the store is closed after
+    (and the event stream, if the command announced on it)."""
+    services = build_services(settings, role=role)
     try:
         yield services
     finally:
+        services.ingest.stop()
         services.store.close()
 
 

@@ -74,7 +74,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     path = Path(args.file)
     mapping = parse_mapping(args.map)
-    with open_services(settings) as services:
+    with open_services(settings, role="import") as services:
         total = count_lines(path) if path.is_file() else None
         with progress_bar(f"import {args.kind}", total) as advance:
             if args.kind == "items":

@@ -50,7 +50,7 @@ def load_demo_world(
     gateway's model poller picks the new versions up)."""
     world_dir = settings.data_dir / "demo"
     params = json.dumps({"seed": seed, "users": n_users, "items": n_items}, sort_keys=True)
-    services = build_services(settings)
+    services = build_services(settings, role="demo")
     stores = model_stores(settings)
     try:
         store = services.store
@@ -84,6 +84,7 @@ def load_demo_world(
             "conversion": conversion,  # holdout metrics when trained now
         }
     finally:
+        services.ingest.stop()  # the stream's connection, if the import announced on it
         services.store.close()
 
 

@@ -15,7 +15,7 @@ import logging
 import signal
 
 from gateway.cli.common import Common, console, settings_from
-from gateway.fleet import process_origin, stream_status
+from gateway.fleet import stream_status
 from gateway.settings import Settings
 from gateway.wiring import build_services
 from profiles.stream import StreamConsumer
@@ -65,7 +65,7 @@ async def _status(settings: Settings) -> int:
 
 
 async def _work(settings: Settings) -> int:
-    services = build_services(settings)
+    services = build_services(settings, role="worker")
     stream = services.ingest.stream
     assert stream is not None
     stop = asyncio.Event()
@@ -75,7 +75,7 @@ async def _work(settings: Settings) -> int:
     consumer = StreamConsumer(
         stream,
         services.ingest,
-        origin=process_origin("worker"),
+        origin=services.ingest.origin,
         batch=settings.event_stream_batch,
     )
     services.ingest.start()
